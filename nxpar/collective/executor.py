@@ -1,0 +1,217 @@
+"""ALL WRITER RANKS: execute steps collectively on the scan files.
+
+Every public method here is collective over `comm` (the writer communicator): each writer rank
+must call it with the same step, in the same order. Work that can fail on one rank only
+(reading Redis, creating directories) happens first and is followed by an agreement
+(`_agree`), so that no rank enters a collective HDF5 call that another rank skips.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+from mpi4py import MPI
+
+from .. import steps as st
+from ..compression import filter_kwargs
+from .redis_reader import StreamReader
+from .tree import apply_nodes, set_root_attrs
+
+log = logging.getLogger("nxpar.collective")
+
+
+def _hdf5_lib() -> Any:
+    """The HDF5 library h5py is linked to (for the two calls h5py does not wrap)."""
+    import ctypes
+    import glob
+
+    h5py_ext = glob.glob(os.path.join(os.path.dirname(h5py.__file__), "defs*.so"))[0]
+    with open(f"/proc/{os.getpid()}/maps") as maps:
+        for line in maps:
+            if "libhdf5" in line and "_hl" not in line and line.strip().endswith(".so" + line.strip().split(".so")[-1]):
+                path = line.split()[-1]
+                if os.path.basename(path).startswith(("libhdf5.so", "libhdf5_mpich.so", "libhdf5_openmpi.so")):
+                    return ctypes.CDLL(path)
+    raise OSError(f"libhdf5 not found next to {h5py_ext}")
+
+
+def open_collective(path: str, comm: MPI.Intracomm) -> h5py.File:
+    """COLLECTIVE: open/create with the mpio driver and collective metadata reads and writes."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fapl_mpio(comm, MPI.INFO_NULL)
+    try:
+        lib = _hdf5_lib()
+        lib.H5Pset_all_coll_metadata_ops(ctypes_hid(fapl.id), 1)
+        lib.H5Pset_coll_metadata_write(ctypes_hid(fapl.id), 1)
+    except (OSError, AttributeError):
+        log.warning("collective metadata operations not available", exc_info=True)
+    name = path.encode()
+    if os.path.exists(path):
+        fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)
+    else:
+        fid = h5py.h5f.create(name, h5py.h5f.ACC_EXCL, fapl=fapl)
+    return h5py.File(fid)
+
+
+def ctypes_hid(hid: int) -> Any:
+    import ctypes
+
+    return ctypes.c_int64(hid)
+
+
+class StepFailed(RuntimeError):
+    """A step failed on at least one writer rank; all ranks raise it together."""
+
+
+def share_of_rows(start: int, stop: int, chunk_rows: int, rank: int, size: int) -> tuple[int, int]:
+    """This rank's contiguous rows of [start, stop): whole chunks only, so one rank owns each chunk."""
+    if stop <= start:
+        return start, start
+    first_chunk, last_chunk = start // chunk_rows, (stop - 1) // chunk_rows
+    nchunks = last_chunk - first_chunk + 1
+    base, extra = divmod(nchunks, size)
+    lo = first_chunk + rank * base + min(rank, extra)
+    hi = lo + base + (1 if rank < extra else 0)
+    if hi <= lo:
+        return start, start
+    return max(start, lo * chunk_rows), min(stop, hi * chunk_rows)
+
+
+class CollectiveExecutor:
+    """Holds the open scan files of this rank and applies steps to them."""
+
+    def __init__(self, comm: MPI.Intracomm) -> None:
+        self.comm = comm
+        self.files: dict[str, h5py.File] = {}
+        self.reader = StreamReader()
+        self.rows_read = 0
+
+    # -- agreement --------------------------------------------------------------------------
+    def _agree(self, error: str) -> None:
+        """Collective: raise StepFailed on every rank if any rank had an error."""
+        errors = self.comm.allgather(error)
+        failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
+        if failed:
+            raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else
+                             next(e for e in errors if e))
+
+    def execute(self, step: Any) -> Any:
+        handler = getattr(self, "_" + type(step).__name__)
+        return handler(step)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _OpenFile(self, step: st.OpenFile) -> None:
+        error = ""
+        try:
+            os.makedirs(os.path.dirname(step.path) or ".", exist_ok=True)
+        except OSError as e:
+            error = f"Cannot create directory for {step.path}: {e}"
+        self._agree(error)
+        if step.scan_id in self.files:
+            raise StepFailed(f"scan {step.scan_id} already has an open file")
+        try:
+            f = open_collective(step.path, self.comm)
+        except Exception as e:  # all ranks fail together: open is collective
+            raise StepFailed(f"Cannot open {step.path}: {e}") from e
+        try:
+            existing = [name for name in step.entries if name in f]
+            if existing:
+                raise StepFailed(f"Scan {existing[0]} already exists in {step.path}")
+            set_root_attrs(f, step.root_attrs)
+        except Exception:
+            f.close()
+            raise
+        self.files[step.scan_id] = f
+
+    def _Tree(self, step: st.Tree) -> None:
+        apply_nodes(self._file(step.scan_id), step.nodes)
+
+    def _WriteRows(self, step: st.WriteRows) -> int:
+        f = self._file(step.scan_id)
+        spec = step.spec
+        lo, hi = share_of_rows(step.start, step.stop, spec.chunks[0], self.comm.rank, self.comm.size)
+        error, rows = "", None
+        try:
+            if hi > lo:
+                rows = self.reader.read(step.source, lo, hi)
+                rows = np.ascontiguousarray(rows, dtype=np.dtype(spec.dtype))
+                if rows.shape != (hi - lo,) + tuple(spec.detector_shape):
+                    raise ValueError(f"{step.source.stream_name}: got rows of shape {rows.shape}, "
+                                     f"expected {(hi - lo,) + tuple(spec.detector_shape)}")
+        except Exception as e:
+            error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
+        self._agree(error)
+
+        dset = f.get(spec.path)
+        if dset is None:
+            dset = self._create_array(f, spec)
+        if dset.shape[0] < step.stop:
+            dset.resize(step.stop, axis=0)
+        self._write_selection(dset, lo, rows)
+        self.rows_read += hi - lo
+        return step.stop
+
+    def _Flush(self, step: st.Flush) -> None:
+        self._file(step.scan_id).flush()
+
+    def _CloseFile(self, step: st.CloseFile) -> None:
+        f = self.files.pop(step.scan_id, None)
+        self.reader.forget(step.scan_id)
+        if f is not None:
+            f.close()
+
+    def _LocalFile(self, step: st.LocalFile) -> None:
+        """Only the first writer rank touches the (small) master file, with the serial driver."""
+        error = ""
+        if self.comm.rank == 0:
+            try:
+                os.makedirs(os.path.dirname(step.path) or ".", exist_ok=True)
+                with h5py.File(step.path, "a", locking=False) as f:
+                    set_root_attrs(f, step.root_attrs)
+                    apply_nodes(f, step.nodes)
+            except Exception as e:
+                error = f"master file {step.path}: {e}"
+        self._agree(error)
+
+    def close_all(self) -> None:
+        """Collective: close every file still open (service shutdown)."""
+        for scan_id in sorted(self.files):
+            self._CloseFile(st.CloseFile(scan_id))
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _file(self, scan_id: str) -> h5py.File:
+        try:
+            return self.files[scan_id]
+        except KeyError:
+            raise StepFailed(f"no open file for scan {scan_id}") from None
+
+    @staticmethod
+    def _create_array(f: h5py.File, spec: st.ArraySpec) -> h5py.Dataset:
+        shape = (0,) + tuple(spec.detector_shape)
+        dset = f.create_dataset(
+            spec.path, shape=shape, maxshape=(None,) * len(shape), dtype=np.dtype(spec.dtype),
+            chunks=tuple(spec.chunks), fillvalue=spec.fillvalue, **filter_kwargs(spec.compression))
+        for k, v in spec.attrs.items():
+            dset.attrs[k] = v
+        return dset
+
+    @staticmethod
+    def _write_selection(dset: h5py.Dataset, start: int, rows: np.ndarray | None) -> None:
+        """Collective raw-data write: each rank its rows, or an empty selection."""
+        dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        fspace = dset.id.get_space()
+        if rows is not None and len(rows):
+            count = rows.shape
+            fspace.select_hyperslab((start,) + (0,) * (len(count) - 1), count)
+            mspace = h5py.h5s.create_simple(count)
+            buf = rows
+        else:
+            fspace.select_none()
+            mspace = h5py.h5s.create_simple((1,) + dset.shape[1:])
+            mspace.select_none()
+            buf = np.zeros((1,) + dset.shape[1:], dtype=dset.dtype)
+        dset.id.write(mspace, fspace, buf, dxpl=dxpl)

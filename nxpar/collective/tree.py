@@ -1,0 +1,78 @@
+"""ALL WRITER RANKS: apply metadata nodes (groups, small datasets, links, attributes) to a file.
+
+With the mpio driver these are collective metadata operations: every writer rank applies the
+same node list. Small string datasets are fixed-length UTF-8 (parallel HDF5 cannot write
+variable-length data); attributes stay variable-length UTF-8.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..steps import Node
+
+
+def to_h5_value(value: Any) -> np.ndarray:
+    """A value for a small dataset: strings become fixed-length UTF-8."""
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        return np.array(raw, dtype=h5py.string_dtype("utf-8", max(len(raw), 1)))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        raws = [v.encode("utf-8") for v in value]
+        return np.array(raws, dtype=h5py.string_dtype("utf-8", max(1, *map(len, raws))))
+    if value is None:
+        return to_h5_value("None")
+    return np.asarray(value)
+
+
+def to_h5_attr(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    if value is None:
+        return "None"
+    return value
+
+
+def set_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        obj.attrs[key] = to_h5_attr(value)
+
+
+def set_root_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
+    """NXroot attributes are written once, when the file is first initialised."""
+    if f.attrs.get("NX_class") is None:
+        set_attrs(f, attrs)
+
+
+def apply_nodes(f: h5py.File, nodes: list[Node]) -> None:
+    for node in nodes:
+        exists = node.path in f or node.path == "/"
+        if node.op == "group":
+            group = f.require_group(node.path) if node.path != "/" else f
+            set_attrs(group, node.attrs)
+        elif node.op == "value":
+            if exists and not node.overwrite:
+                continue
+            if exists or f.get(node.path, getlink=True) is not None:
+                del f[node.path]
+            dset = f.create_dataset(node.path, data=to_h5_value(node.value))
+            set_attrs(dset, node.attrs)
+        elif node.op in ("softlink", "extlink"):
+            if f.get(node.path, getlink=True) is not None:
+                if not node.overwrite:
+                    continue
+                del f[node.path]
+            if node.op == "softlink":
+                f[node.path] = h5py.SoftLink(node.target)
+            else:
+                f[node.path] = h5py.ExternalLink(node.target_file, node.target)
+        elif node.op == "attrs":
+            if exists:
+                set_attrs(f[node.path] if node.path != "/" else f, node.attrs)
+        elif node.op == "delete":
+            if f.get(node.path, getlink=True) is not None:
+                del f[node.path]
+        else:
+            raise ValueError(f"unknown tree operation {node.op!r}")

@@ -1,0 +1,40 @@
+"""Who does what in the MPI job.
+
+    rank 0            Tango front end; plans files; the only rank that talks Tango
+    ranks 1..N-1      writers: read their share from Redis, write collectively (one file)
+    N == 1            rank 0 is also the only writer
+
+`writer_comm()` is COLLECTIVE over COMM_WORLD and must be called once by every rank at start-up.
+"""
+from __future__ import annotations
+
+from mpi4py import MPI
+
+STEP_TAG = 11
+RESULT_TAG = 12
+POLL_SLEEP_S = 0.0005  # waiting ranks sleep between probes instead of spinning in MPI
+
+
+def world() -> MPI.Intracomm:
+    return MPI.COMM_WORLD
+
+
+def writer_comm() -> MPI.Intracomm | None:
+    """COLLECTIVE: the communicator of the writer ranks (None on rank 0 when N > 1)."""
+    comm = MPI.COMM_WORLD
+    if comm.size == 1:
+        return MPI.COMM_SELF
+    color = MPI.UNDEFINED if comm.rank == 0 else 1
+    sub = comm.Split(color, comm.rank)
+    return None if sub == MPI.COMM_NULL else sub
+
+
+def wait_for_message(comm: MPI.Intracomm, source: int, tag: int, stop=lambda: False) -> bool:
+    """Sleep-poll for a message (MPICH's blocking receive spins a core; we share 2 cores)."""
+    import time
+
+    while not comm.Iprobe(source=source, tag=tag):
+        if stop():
+            return False
+        time.sleep(POLL_SLEEP_S)
+    return True

@@ -1,0 +1,196 @@
+"""Channel → NeXus group/dataset mapping (spec §4.5), identical to blisswriter 2.0.0's.
+
+BLISS computes the same mapping for its HDF5 fallback paths, so the algorithm must match.
+Pure logic: no I/O.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MCA_NAMES = {"icr": "trigger_count_rate", "ocr": "event_count_rate", "triggers": "triggers",
+             "events": "events", "deadtime": "fractional_dead_time",
+             "trigger_livetime": "trigger_live_time", "energy_livetime": "live_time",
+             "realtime": "elapsed_time", "det": "spectrum"}
+MCA_TYPES = {"spectrum": "principal", "det": "principal", "icr": "icr", "ocr": "ocr",
+             "triggers": "triggers", "events": "events", "deadtime": "deadtime",
+             "trigger_livetime": "livetime", "energy_livetime": "livetime", "realtime": "realtime"}
+MCA_UNITS = {"icr": "hertz", "livetime": "s", "trigger_livetime": "s", "realtime": "s"}
+
+
+def normalise(name: str) -> str:
+    """Every run of characters outside [a-zA-Z0-9_] becomes '_'."""
+    return re.sub(r"[^a-zA-Z0-9_]+", "_", name)
+
+
+@dataclass
+class ChannelMap:
+    fullname: str
+    device_type: str = ""
+    device_name: str = ""
+    device_info: dict[str, Any] = field(default_factory=dict)
+    data_type: str = "principal"
+    data_name: str = "data"
+    data_alias: str | None = None
+    data_info: dict[str, Any] = field(default_factory=dict)
+    unique_name: str = ""
+    master_index: int = -1
+    single: bool | None = None
+    metadata_keys: dict[str, str] = field(default_factory=dict)
+    device_key: str = ""  # key in scan_info["devices"]
+
+    @property
+    def is_positioner(self) -> bool:
+        return self.device_type in ("positioner", "positionergroup")
+
+    @property
+    def group(self) -> str:
+        return "instrument/" + normalise(self.device_name)
+
+    @property
+    def dataset(self) -> str:
+        return self.group + "/" + normalise(self.data_name)
+
+    @property
+    def alias(self) -> str | None:
+        if self.data_alias and normalise(self.data_alias) != normalise(self.data_name):
+            return self.group + "/" + normalise(self.data_alias)
+        return None
+
+    @property
+    def measurement(self) -> str:
+        return "measurement/" + normalise(self.unique_name)
+
+    @property
+    def nx_class(self) -> str:
+        return "NXpositioner" if self.is_positioner else "NXdetector"
+
+
+def shortest_unique_suffixes(fullnames: list[str]) -> dict[str, str]:
+    """`axis:robx` → `robx`; `a:b:c` & `a:b:d` → `c`, `d`; `b:a` & `c:a` unchanged."""
+    parts = {name: name.split(":") for name in fullnames}
+    result = {}
+    for name, p in parts.items():
+        for n in range(1, len(p) + 1):
+            suffix = ":".join(p[-n:])
+            clash = any(other != name and ":".join(q[-n:]) == suffix for other, q in parts.items())
+            if not clash:
+                result[name] = suffix
+                break
+        else:
+            result[name] = name
+    return result
+
+
+def subscan_channels(scan_info: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Top master → [(device key, channel fullname)] in acquisition-chain order."""
+    devices = scan_info["devices"]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for top, chain in scan_info["acquisition_chain"].items():
+        out[top] = [(dev, ch) for dev in chain.get("devices", []) for ch in devices[dev].get("channels", [])]
+    return out
+
+
+def map_subscan(scan_info: dict[str, Any], top: str, config_devices: dict[str, Any],
+                multivalue_positioners: bool = False, ndim: int = 1) -> dict[str, ChannelMap]:
+    """Step 1–4 of spec §4.5 for one top master."""
+    devices = scan_info["devices"]
+    channels = scan_info.get("channels", {})
+    pairs = subscan_channels(scan_info)[top]
+    triggers = [dev for dev in scan_info["acquisition_chain"][top].get("devices", [])
+                if devices[dev].get("triggered_devices")]
+    first_trigger = triggers[0] if triggers else None
+
+    maps: dict[str, ChannelMap] = {}
+    for dev, fullname in pairs:
+        dev_channels = devices[dev].get("channels", [])
+        k = dev_channels.index(fullname)
+        cfg = dict(config_devices.get(fullname, {}) or {})
+        m = ChannelMap(fullname=fullname, device_key=dev)
+        m.device_type = cfg.get("device_type", "") or ""
+        m.device_name = cfg.get("device_name", fullname)
+        m.device_info = dict(cfg.get("device_info", {}) or {})
+        m.data_type = cfg.get("data_type", "principal")
+        m.data_name = cfg.get("data_name", "data")
+        m.data_alias = cfg.get("data_alias")
+        m.data_info = dict(cfg.get("data_info") or {"units": channels.get(fullname, {}).get("unit")})
+        m.unique_name = cfg.get("unique_name", fullname)
+        is_pos = dev == first_trigger and channels.get(fullname, {}).get("dim", 0) == 0
+        if is_pos:
+            in_group = ndim <= 1 and len(dev_channels) > 1 and ":" in fullname
+            if in_group:
+                m.device_type, m.master_index = "positionergroup", 0
+            else:
+                m.device_type, m.master_index = "positioner", k
+            m.data_type = "principal" if k == 0 else ""
+        maps[fullname] = m
+
+    short = shortest_unique_suffixes(list(maps))
+    for fullname, m in maps.items():
+        if m.device_name == fullname:
+            m.device_name = short[fullname]
+        _parse_type(m, multivalue_positioners)
+        if m.single is None:
+            m.single = m.data_type == "principal"
+        if m.data_type == "principal" and m.data_alias is None:
+            m.data_alias = "value" if m.is_positioner else "data"
+        m.unique_name = m.device_name if m.single else f"{m.device_name}:{m.data_name}"
+    return maps
+
+
+def _parse_type(m: ChannelMap, multivalue_positioners: bool) -> None:
+    parts = m.fullname.split(":")
+    t = m.device_type
+    if t == "mca":
+        prefix, last = ":".join(parts[:-1]), parts[-1]
+        if "_" in last:
+            stat, det = last.rsplit("_", 1)
+            m.device_name = f"{prefix}:{det}" if prefix else det
+        else:
+            stat = last
+            m.device_name = f"{prefix}:sum" if prefix else "sum"
+        m.data_name = MCA_NAMES.get(stat, stat)
+        m.data_type = "roi" if stat.startswith("roi") else MCA_TYPES.get(stat, stat)
+        m.data_info["units"] = MCA_UNITS.get(m.data_type)
+    elif t == "lima":
+        if len(parts) == 3:
+            det, kind, rest = parts
+            if kind == "roi_counters" and "_" in rest:
+                roi, stat = rest.rsplit("_", 1)
+                m.device_name, m.data_name, m.data_type = f"{det}_{roi}", stat, stat
+                m.metadata_keys = {roi: "selection"}
+            elif kind == "roi_profiles":
+                m.device_name, m.data_name, m.data_type = f"{det}_{rest}", "sum", "principal"
+            elif kind == "roi_collection":
+                m.device_name, m.data_name, m.data_type = f"{det}_roi_collection", "sum", "principal"
+            else:
+                m.device_name, m.data_name, m.data_type = f"{det}_{kind}", rest, rest
+        else:
+            m.device_name, m.data_name, m.data_type = parts[0], parts[-1], "principal"
+    elif t in ("mythen", "lima2", "autofilter"):
+        m.device_name = parts[0]
+        rest = ":".join(parts[1:]) or "data"
+        principal = {"mythen": "spectrum", "lima2": "frame"}.get(t)
+        m.data_name = rest
+        m.data_type = "principal" if rest == principal else rest
+    elif t == "samplingcounter":
+        if m.data_type == "signal":
+            m.data_type, m.data_name = "principal", "signal"
+        else:
+            name = parts[-1]
+            if "_" in name:
+                base, suffix = name.rsplit("_", 1)
+                m.device_name, m.data_name, m.data_type = base, suffix, suffix
+    elif t == "positionergroup":
+        if m.data_type != "principal":
+            m.data_type = parts[-1]
+        if multivalue_positioners:
+            m.device_name = ":".join(parts[:-1]) or m.device_name
+            m.data_name = "value" if m.data_type == "principal" else m.data_type
+        else:
+            m.data_name, m.single = "value", True
+    elif t == "positioner":
+        m.data_name, m.data_type = "value", "principal"
+    else:
+        m.data_name, m.data_type = "data", "principal"

@@ -1,0 +1,371 @@
+"""Plan one scan's NeXus content from its scan_info (spec §4): entries, datasets, links, metadata.
+
+Pure logic: produces `Node` lists and `ArraySpec`s that the writer ranks apply collectively.
+Validation of scan_info happens here, so malformed input fails with a clear message before any
+file is touched.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..steps import ArraySpec, Node
+from .chunking import ChunkOptions, dataset_layout, fill_value
+from .mapping import ChannelMap, map_subscan, normalise
+
+MANDATORY = ("name", "filename", "scan_nb", "title", "start_time", "acquisition_chain", "devices",
+             "scan_meta_categories")
+
+
+def now_iso() -> str:
+    return datetime.datetime.now().astimezone().isoformat()
+
+
+def iso_with_tz(value: str) -> str:
+    dt = datetime.datetime.fromisoformat(str(value))
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return dt.isoformat()
+
+
+@dataclass
+class SaveOptions:
+    """The device's save options (spec §2.2)."""
+
+    flat: bool = True
+    multivalue_positioners: bool = False
+    allow_external_nonhdf5: bool = False
+    allow_external_hdf5: bool = True
+    copy_non_external: bool = False
+    configurable: bool = True
+    required_disk_space: float = 200.0
+    recommended_disk_space: float = 1024.0
+    writer_name: str = "nexus"
+
+
+@dataclass
+class ChannelPlan:
+    entry: str
+    map: ChannelMap
+    dim: int
+
+    def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions) -> ArraySpec:
+        chunks, scheme = dataset_layout(npoints, detector_shape, dtype, options)
+        attrs: dict[str, Any] = {}
+        units = self.map.data_info.get("units")
+        if units:
+            attrs["units"] = units
+        interpretation = {1: "spectrum", 2: "image", 3: "vertex"}.get(len(detector_shape))
+        if interpretation:
+            attrs["interpretation"] = interpretation
+        return ArraySpec(path=f"/{self.entry}/{self.map.dataset}", dtype=dtype,
+                         detector_shape=tuple(detector_shape), chunks=chunks, compression=scheme,
+                         fillvalue=fill_value(dtype), attrs=attrs)
+
+
+def saving_enabled(scan_info: dict[str, Any], writer_name: str) -> bool:
+    return bool(scan_info.get("save")) and scan_info.get("data_writer") == writer_name
+
+
+def validate(scan_info: dict[str, Any]) -> None:
+    """Raise ValueError naming the first problem (→ scan FAULT with that reason)."""
+    missing = [k for k in MANDATORY if k not in scan_info]
+    if missing:
+        raise ValueError(f"scan_info is missing {', '.join(repr(k) for k in missing)}")
+    filename = scan_info["filename"]
+    if not isinstance(filename, str) or not filename:
+        raise ValueError(f"scan_info['filename'] must be a non-empty string, got {filename!r}")
+    if not os.path.isabs(filename):
+        raise ValueError(f"scan_info['filename'] must be an absolute path, got {filename!r}")
+    if ".." in filename.split(os.sep):
+        raise ValueError(f"scan_info['filename'] must not contain '..': {filename!r}")
+    nb = scan_info["scan_nb"]
+    if isinstance(nb, bool) or not isinstance(nb, int) or nb <= 0:
+        raise ValueError(f"scan_info['scan_nb'] must be a positive integer, got {nb!r}")
+    if not isinstance(scan_info["title"], str) or not scan_info["title"]:
+        raise ValueError("scan_info['title'] must be a non-empty string")
+    try:
+        iso_with_tz(scan_info["start_time"])
+    except (TypeError, ValueError):
+        raise ValueError(f"scan_info['start_time'] is not ISO 8601: {scan_info['start_time']!r}") from None
+    chain, devices = scan_info["acquisition_chain"], scan_info["devices"]
+    if not isinstance(chain, dict) or not isinstance(devices, dict):
+        raise ValueError("scan_info['acquisition_chain'] and ['devices'] must be dictionaries")
+    for top, content in chain.items():
+        if not isinstance(content, dict) or not isinstance(content.get("devices", []), list):
+            raise ValueError(f"acquisition_chain[{top!r}] must have a 'devices' list")
+        for dev in content.get("devices", []):
+            if dev not in devices or not isinstance(devices[dev].get("channels", []), list):
+                raise ValueError(f"device {dev!r} of acquisition_chain[{top!r}] is not described in scan_info['devices']")
+    npoints = scan_info.get("npoints", 0)
+    if npoints is not None and (isinstance(npoints, bool) or not isinstance(npoints, (int, float))
+                                or not np.isfinite(npoints) or npoints < 0):
+        raise ValueError(f"scan_info['npoints'] must be a non-negative number, got {npoints!r}")
+    if not isinstance(scan_info["scan_meta_categories"], list):
+        raise ValueError("scan_info['scan_meta_categories'] must be a list")
+    ChunkOptions.from_scan_info(scan_info)
+
+
+class ScanPlan:
+    """Everything rank 0 needs to drive the writers for one scan."""
+
+    def __init__(self, scan_info: dict[str, Any], options: SaveOptions, blissdata_version: str = "") -> None:
+        validate(scan_info)
+        self.info = scan_info
+        self.options = options
+        self.filename: str = scan_info["filename"]
+        self.scan_nb: int = scan_info["scan_nb"]
+        self.npoints = int(scan_info.get("npoints") or 0)
+        self.chunk_options = ChunkOptions.from_scan_info(scan_info)
+        nxw = scan_info.get("nexuswriter") or {} if options.configurable else {}
+        self.config_devices = nxw.get("devices") or {}
+        self.instrument_info = nxw.get("instrument_info") or {}
+        self.masterfiles = nxw.get("masterfiles") or {}
+        self.blissdata_version = blissdata_version
+
+        tops = {}
+        for top, pairs in _subscans(scan_info).items():
+            if pairs:
+                tops[top] = map_subscan(scan_info, top, self.config_devices,
+                                        options.multivalue_positioners, 1)
+        if not tops:
+            raise ValueError("acquisition_chain has no channel to write")
+        self.entries: dict[str, str] = {top: f"{self.scan_nb}.{i}" for i, top in enumerate(sorted(tops), 1)}
+        channels_info = scan_info.get("channels", {})
+        self.channels: dict[str, ChannelPlan] = {}
+        for top, maps in tops.items():
+            for fullname, m in maps.items():
+                dim = int(channels_info.get(fullname, {}).get("dim", 0) or 0)
+                self.channels[fullname] = ChannelPlan(self.entries[top], m, dim)
+
+    @property
+    def entry_names(self) -> list[str]:
+        return sorted(self.entries.values())
+
+    def urls(self) -> list[str]:
+        return [f"{self.filename}::/{e}" for e in self.entry_names]
+
+    # -- file initialisation ---------------------------------------------------------------------
+    def root_attrs(self) -> dict[str, Any]:
+        return {"NX_class": "NXroot", "file_time": now_iso(), "file_name": self.filename,
+                "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.version.version,
+                "creator": "blissdata", "create_version": self.blissdata_version,
+                "publisher": self.info.get("publisher", "bliss"),
+                "publisher_version": str(self.info.get("publisher_version", "")),
+                "writer": "nxpar"}
+
+    def skeleton(self) -> list[Node]:
+        nodes: list[Node] = []
+        for entry in self.entry_names:
+            e = f"/{entry}"
+            nodes += [Node("group", e, attrs={"NX_class": "NXentry"}),
+                      Node("value", f"{e}/title", self.info["title"]),
+                      Node("value", f"{e}/start_time", iso_with_tz(self.info["start_time"])),
+                      Node("group", f"{e}/writer", attrs={"NX_class": "NXnote"}),
+                      Node("value", f"{e}/writer/status", "STARTING"),
+                      Node("value", f"{e}/writer/date", now_iso()),
+                      Node("group", f"{e}/instrument", attrs={"NX_class": "NXinstrument"}),
+                      Node("group", f"{e}/measurement", attrs={"NX_class": "NXcollection"})]
+            if self.info.get("count_time"):
+                nodes += [Node("group", f"{e}/scan_parameters", attrs={"NX_class": "NXparameters"}),
+                          Node("value", f"{e}/scan_parameters/count_time", float(self.info["count_time"]),
+                               attrs={"units": "s"})]
+            if self.instrument_info.get("name"):
+                attrs = {}
+                if self.instrument_info.get("name@short_name"):
+                    attrs["short_name"] = self.instrument_info["name@short_name"]
+                nodes.append(Node("value", f"{e}/instrument/name", self.instrument_info["name"], attrs=attrs))
+            nodes += self._positioner_snapshots(e, ("start", "dial_start"), also_positioners=True)
+            nodes += self._user_metadata(e)
+        return nodes
+
+    def running(self) -> list[Node]:
+        return [Node("value", f"/{e}/writer/status", "RUNNING", overwrite=True) for e in self.entry_names]
+
+    def _positioner_snapshots(self, e: str, kinds: tuple[str, ...], also_positioners: bool = False,
+                              overwrite: bool = False) -> list[Node]:
+        pos = self.info.get("positioners") or {}
+        units = pos.get("positioners_units") or {}
+        nodes: list[Node] = []
+        for kind in kinds:
+            values = pos.get(f"positioners_{kind}")
+            if not isinstance(values, dict):
+                continue
+            targets = [f"{e}/instrument/positioners_{kind}"]
+            if also_positioners and kind == "start":
+                targets.append(f"{e}/instrument/positioners")
+            for group in targets:
+                nodes.append(Node("group", group, attrs={"NX_class": "NXcollection"}))
+                for motor, value in values.items():
+                    attrs = {"units": units[motor]} if units.get(motor) else {}
+                    nodes.append(Node("value", f"{group}/{normalise(motor)}", _scalar(value), attrs=attrs,
+                                      overwrite=overwrite and group.endswith(kind)))
+        return nodes
+
+    def _user_metadata(self, e: str) -> list[Node]:
+        nodes: list[Node] = []
+        device_groups = {normalise(c.map.device_name) for c in self.channels.values()}
+        for category in self.info.get("scan_meta_categories", []):
+            if category in ("positioners", "nexuswriter") or category not in self.info:
+                continue
+            value = self.info[category]
+            if not isinstance(value, dict):
+                nodes.append(Node("value", f"{e}/{normalise(category)}", _scalar(value), overwrite=True))
+                continue
+            if set(value) <= {"@NX_class", "NX_class"}:
+                continue
+            if category == "instrument":
+                for key, sub in value.items():
+                    if isinstance(sub, dict):
+                        nx = "NXdetector" if normalise(key) in device_groups else None
+                        nodes += dict_to_nodes(f"{e}/instrument/{normalise(key)}", sub, nx)
+                continue
+            nodes += dict_to_nodes(f"{e}/{normalise(category)}", value)
+        return nodes
+
+    # -- per dataset ------------------------------------------------------------------------------
+    def channel(self, stream_name: str) -> ChannelPlan:
+        try:
+            return self.channels[stream_name]
+        except KeyError:
+            raise KeyError(f"stream {stream_name!r} is not a channel of any device in the acquisition chain") from None
+
+    def dataset_nodes(self, stream_name: str) -> list[Node]:
+        """Groups/links that come with a channel's dataset (written after its first rows)."""
+        c = self.channel(stream_name)
+        e = f"/{c.entry}"
+        m = c.map
+        nodes = [Node("group", f"{e}/{m.group}", attrs={"NX_class": m.nx_class})]
+        for key, value in m.device_info.items():
+            nodes.append(Node("value", f"{e}/{m.group}/{normalise(key)}", _scalar(value)))
+        if m.alias:
+            nodes.append(Node("softlink", f"{e}/{m.alias}", target=f"{e}/{m.dataset}"))
+        nodes.append(Node("softlink", f"{e}/{m.measurement}", target=f"{e}/{m.dataset}"))
+        if m.is_positioner:
+            nodes.append(Node("softlink", f"{e}/instrument/positioners/{normalise(m.unique_name)}",
+                              target=f"{e}/{m.dataset}", overwrite=True))
+        return nodes
+
+    def group_node(self, stream_name: str) -> list[Node]:
+        c = self.channel(stream_name)
+        return [Node("group", f"/{c.entry}/{c.map.group}", attrs={"NX_class": c.map.nx_class})]
+
+    # -- finalisation -----------------------------------------------------------------------------
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str]) -> list[Node]:
+        self.info = {**self.info, **final_info}
+        nodes: list[Node] = []
+        status = "FAILED" if failed else "SUCCEEDED"
+        for entry in self.entry_names:
+            e = f"/{entry}"
+            nodes += self._positioner_snapshots(e, ("end", "dial_end"), overwrite=True)
+            nodes += self._user_metadata(e)
+            nodes += self._plot(entry, written)
+            comments = self.info.get("comments") or []
+            if comments:
+                nodes.append(Node("group", f"{e}/notes", attrs={"NX_class": "NXcollection"}))
+                for i, c in enumerate(comments, 1):
+                    n = f"{e}/notes/note_{i:02d}"
+                    nodes += [Node("group", n, attrs={"NX_class": "NXnote"}),
+                              Node("value", f"{n}/data", str(c.get("message", ""))),
+                              Node("value", f"{n}/type", "text/plain"),
+                              Node("value", f"{n}/date", str(c.get("date", "")))]
+            nodes += [Node("value", f"{e}/end_reason", str(self.info.get("end_reason", "NOT STARTED")), overwrite=True),
+                      Node("value", f"{e}/end_time", now_iso(), overwrite=True),
+                      Node("value", f"{e}/writer/status", status, overwrite=True)]
+        nodes.append(Node("attrs", "/", attrs={"default": self.entry_names[-1]}))
+        return nodes
+
+    def _plot(self, entry: str, written: set[str]) -> list[Node]:
+        extra = self.info.get("display_extra") or {}
+        wanted = extra.get("displayed_channels") or extra.get("plotselect") or []
+        if not wanted:
+            return []
+        mine = {n: c for n, c in self.channels.items() if c.entry == entry and n in written}
+        signals: list[ChannelPlan] = []
+        for name in wanted:
+            for full in sorted(mine, key=lambda n: mine[n].map.unique_name):
+                c = mine[full]
+                if not c.map.is_positioner and _name_matches(full, name) and c not in signals:
+                    signals.append(c)
+                    break
+        if not signals:
+            return []
+        signals = [s for s in signals if s.dim == signals[0].dim]
+        axes = [c for c in mine.values() if c.map.is_positioner and c.map.master_index >= 0
+                and c.map.data_type == "principal"] if signals[0].dim == 0 else []
+        e = f"/{entry}"
+        p = f"{e}/plotselect"
+        names = [normalise(s.map.unique_name) for s in signals]
+        attrs: dict[str, Any] = {"NX_class": "NXdata", "signal": names[0]}
+        if len(names) > 1:
+            attrs["auxiliary_signals"] = names[1:]
+        if axes:
+            attrs["axes"] = [normalise(a.map.unique_name) for a in axes[:1]]
+        nodes = [Node("group", p, attrs=attrs)]
+        for s, n in zip(signals, names):
+            nodes.append(Node("softlink", f"{p}/{n}", target=f"{e}/{s.map.dataset}"))
+        for a in axes[:1]:
+            nodes.append(Node("softlink", f"{p}/{normalise(a.map.unique_name)}", target=f"{e}/{a.map.dataset}"))
+        nodes.append(Node("attrs", e, attrs={"default": "plotselect"}))
+        return nodes
+
+    # -- master files -----------------------------------------------------------------------------
+    def master_links(self) -> dict[str, list[Node]]:
+        links: dict[str, list[Node]] = {}
+        base = os.path.splitext(os.path.basename(self.filename))[0]
+        for level, path in (self.masterfiles or {}).items():
+            if not isinstance(path, str) or not os.path.isabs(path) or path == self.filename:
+                continue
+            rel = os.path.relpath(self.filename, os.path.dirname(path))
+            links[path] = [Node("extlink", f"/{entry if level == 'dataset' else base + '_' + entry}",
+                                target=f"/{entry}", target_file=rel) for entry in self.entry_names]
+        return links
+
+
+def _subscans(scan_info: dict[str, Any]) -> dict[str, list[str]]:
+    devices = scan_info["devices"]
+    return {top: [ch for dev in chain.get("devices", []) for ch in devices[dev].get("channels", [])]
+            for top, chain in scan_info["acquisition_chain"].items()}
+
+
+def _name_matches(fullname: str, wanted: str) -> bool:
+    import re
+
+    a, b = re.split(r"[.:]", fullname), re.split(r"[.:]", wanted)
+    return len(b) <= len(a) and all(x.endswith(y) for x, y in zip(reversed(a), reversed(b)))
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (dict,)):
+        return str(value)
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return str(value)
+    return value
+
+
+def dict_to_nodes(path: str, d: dict[str, Any], nx_class: str | None = None) -> list[Node]:
+    """silx dicttonx conventions: 'name@attr' keys are attributes, dicts are groups (NXcollection)."""
+    attrs = {}
+    children: list[Node] = []
+    for key, value in d.items():
+        if key in ("NX_class", "@NX_class"):
+            attrs["NX_class"] = value
+        elif key.startswith("@"):
+            attrs[key[1:]] = value
+        elif "@" in key:
+            name, attr = key.split("@", 1)
+            children.append(Node("attrs", f"{path}/{normalise(name)}", attrs={attr: value}))
+        elif isinstance(value, dict):
+            children = dict_to_nodes(f"{path}/{normalise(key)}", value) + children
+        else:
+            children.insert(0, Node("value", f"{path}/{normalise(key)}", _scalar(value), overwrite=True))
+    attrs.setdefault("NX_class", nx_class or "NXcollection")
+    # attributes on children must come after the children exist
+    values = [n for n in children if n.op != "attrs"]
+    later = [n for n in children if n.op == "attrs"]
+    return [Node("group", path, attrs=attrs)] + values + later

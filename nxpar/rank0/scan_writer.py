@@ -1,0 +1,300 @@
+"""RANK 0 ONLY: one thread per scan. Follows the blissdata scan, plans the file, drives the writers.
+
+States (spec §2.7): INIT → ON → OFF | FAULT. The thread never touches HDF5 or MPI itself: every
+file operation is a step sent through the WriterChannel, so all writer ranks apply it together.
+Bulk data is not read here: the thread only watches stream lengths (one pipelined Redis round
+trip for all streams) and tells the writers which rows to fetch.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from blissdata.redis_engine.scan import Scan, ScanState
+from blissdata.streams.event_stream import StreamEntry
+
+from .. import steps as st
+from ..disk import free_mb
+from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
+from .writer_channel import StepError, WriterChannel
+
+log = logging.getLogger("nxpar.scan")
+
+REASON_RUNNING = "Subscribed to Redis"  # same text as the session (blisswriter quirk kept)
+REASON_DONE = "Finished succesfully"  # sic: BLISS users know this string
+
+
+class StopRequested(RuntimeError):
+    pass
+
+
+@dataclass
+class Tuning:
+    flush_period_s: float = 0.5
+    rows_per_writer: int = 8  # frames fetched by each writer rank per step (memory bound)
+    small_rows_period_s: float = 1.0  # partial chunks of small data written at most this often
+    poll_period_s: float = 0.02
+    disk_check_period_s: float = 3.0
+
+
+@dataclass
+class StreamProgress:
+    name: str
+    kind: str
+    spec: st.ArraySpec | None = None
+    available: int = 0
+    written: int = 0
+    sealed: bool = False
+    last_write: float = field(default_factory=time.monotonic)
+
+
+class ScanWriter:
+    def __init__(self, scan: Scan, redis_url: str, options: SaveOptions, channel: WriterChannel,
+                 tuning: Tuning | None = None, blissdata_version: str = "") -> None:
+        self.scan = scan
+        self.name: str = scan.info["name"]
+        self.key: str = scan.key
+        self.redis_url = redis_url
+        self.options = options
+        self.channel = channel
+        self.tuning = tuning or Tuning()
+        self.blissdata_version = blissdata_version
+        self.state = "INIT"
+        self.reason = "instantiation"
+        self.created = time.time()
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+        self.plan: ScanPlan | None = None
+        self.streams: dict[str, StreamProgress] = {}
+        self.bytes_written = 0
+        self.warning = ""
+        self._stop = threading.Event()
+        self._killed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"scan-{self.name}", daemon=True)
+
+    # -- control (any thread) --------------------------------------------------------------------
+    def start(self) -> None:
+        self.reason = "Starting"
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful: finalise with what is there, without waiting for CLOSED."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def kill(self) -> None:
+        """At once: no finalisation. The file is closed as it is and may be incomplete."""
+        self._killed.set()
+        self._stop.set()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def urls(self) -> list[str]:
+        return self.plan.urls() if self.plan else []
+
+    def progress(self) -> dict[str, dict[str, int]]:
+        """{entry: {dataset: points written}} for scan_progress."""
+        out: dict[str, dict[str, int]] = {}
+        if self.plan is None:
+            return out
+        for p in self.streams.values():
+            if p.spec is not None and p.name in self.plan.channels:
+                out.setdefault(self.plan.channels[p.name].entry, {})[p.name] = p.written
+        return out
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _set(self, state: str, reason: str) -> None:
+        self.state, self.reason = state, reason
+
+    def _run(self) -> None:
+        self.start_time = time.time()
+        self._set("ON", REASON_RUNNING)
+        opened = False
+        try:
+            self._wait_for(ScanState.PREPARED)
+            info = self.scan.info
+            if not saving_enabled(info, self.options.writer_name):
+                log.info("%s: saving is disabled", self.name)
+                self._set("OFF", REASON_DONE)
+                return
+            self.plan = plan = ScanPlan(info, self.options, self.blissdata_version)
+            self._check_disk(plan.filename)
+            self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
+            opened = True
+            self.channel.call(st.Tree(self.key, plan.skeleton()))
+            for path, nodes in plan.master_links().items():
+                self.channel.call(st.LocalFile(self.key, path, {"NX_class": "NXroot", "creator": "nxpar"}, nodes))
+            self.channel.call(st.Tree(self.key, plan.running()))
+            failure: BaseException | None = None
+            try:
+                self._read_loop(plan)
+                self._wait_for(ScanState.CLOSED)
+            except BaseException as e:  # finalise whatever happened, then report it
+                failure = e
+            if self._killed.is_set():
+                raise StopRequested("Killed: writing stopped without finalisation, the file may be incomplete")
+            try:
+                if not isinstance(failure, StepError):
+                    self.scan_info_refresh()
+                written = {p.name for p in self.streams.values() if p.written}
+                self.channel.call(st.Tree(self.key, plan.final_nodes(self._final_info(), failure is not None, written)))
+            except Exception as e:
+                failure = failure or e
+            if failure is not None:
+                raise failure
+        except Exception as e:
+            log.warning("scan %s FAULT: %s", self.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._set("FAULT", str(e) or type(e).__name__)
+        else:
+            self._set("OFF", REASON_DONE)
+        finally:
+            if opened:
+                try:
+                    self.channel.call(st.CloseFile(self.key))
+                except Exception as e:
+                    if self.state != "FAULT":
+                        self._set("FAULT", f"closing the file failed: {e}")
+            self.end_time = time.time()
+
+    def scan_info_refresh(self) -> None:
+        """Non-blocking: pick up a newer scan state/info if one was published."""
+        try:
+            self.scan.update(block=False)
+        except Exception:
+            pass
+
+    def _final_info(self) -> dict[str, Any]:
+        return dict(self.scan.info) if self.scan.state >= ScanState.CLOSED else {}
+
+    def _wait_for(self, state: ScanState) -> None:
+        while self.scan.state < state:
+            if self._stop.is_set():
+                raise StopRequested("Stop requested")
+            self.scan.update(timeout=0.5)
+
+    def _check_disk(self, filename: str) -> None:
+        required = self.options.required_disk_space
+        if required > 0:
+            free = free_mb(filename)
+            if free is not None and free < required:
+                raise RuntimeError(f"Free disk space below {required:.0f} MB")
+
+    # -- read loop -------------------------------------------------------------------------------
+    def _classify(self, plan: ScanPlan) -> None:
+        for name, stream in self.scan.streams.items():
+            plan.channel(name)  # KeyError → FAULT with a clear reason (spec §3.4)
+            plugin = getattr(stream, "plugin", None)
+            kind = getattr(stream, "kind", None)
+            if kind != "array" or plugin not in (None, "hdf5_fallback"):
+                raise NotImplementedError(f"Stream not supported: {name} (kind={kind}, plugin={plugin})")
+            self.streams[name] = StreamProgress(name, "array")
+
+    def _lengths(self) -> None:
+        """One pipelined round trip: published length and seal of every stream."""
+        redis = self.scan._data_store._redis
+        names = [n for n, p in self.streams.items() if not p.sealed]
+        if not names:
+            return
+        pipe = redis.pipeline(transaction=False)
+        for n in names:
+            pipe.xrevrange(self.scan.streams[n].key, count=1)
+        for n, raw in zip(names, pipe.execute()):
+            if raw:
+                entry = StreamEntry.from_raw(raw[0])
+                p = self.streams[n]
+                p.available = entry.id + entry.length
+                p.sealed = entry.is_seal
+
+    def _read_loop(self, plan: ScanPlan) -> None:
+        self._classify(plan)
+        last_flush = last_disk = time.monotonic()
+        dirty = False
+        while True:
+            if self._stop.is_set():
+                raise StopRequested("Stop requested")
+            self._lengths()
+            wrote = False
+            for p in self.streams.values():
+                wrote |= self._write_available(plan, p)
+            dirty |= wrote
+            now = time.monotonic()
+            if dirty and now - last_flush >= self.tuning.flush_period_s:
+                self.channel.call(st.Flush(self.key))
+                last_flush, dirty = now, False
+            if now - last_disk >= self.tuning.disk_check_period_s:
+                self._check_disk(plan.filename)
+                last_disk = now
+            if all(p.sealed and p.written >= p.available for p in self.streams.values()):
+                if dirty:
+                    self.channel.call(st.Flush(self.key))
+                return
+            if not wrote:
+                time.sleep(self.tuning.poll_period_s)
+
+    def _write_available(self, plan: ScanPlan, p: StreamProgress) -> bool:
+        pending = p.available - p.written
+        if pending <= 0:
+            return False
+        stream = self.scan.streams[p.name]
+        first = p.spec is None
+        if first:
+            p.spec = plan.channel(p.name).spec(stream.dtype.name if hasattr(stream.dtype, "name") else str(stream.dtype),
+                                               tuple(stream.shape), plan.npoints, plan.chunk_options)
+            if any(n < 0 for n in p.spec.detector_shape):
+                raise NotImplementedError(f"{p.name}: variable detector shape {p.spec.detector_shape} not supported yet")
+        rows_per_chunk = p.spec.chunks[0]
+        frames = len(p.spec.detector_shape) >= 2
+        if frames:
+            stop = p.written + min(pending, self.tuning.rows_per_writer * self.channel.nwriters)
+        else:
+            due = time.monotonic() - p.last_write >= self.tuning.small_rows_period_s
+            aligned = (p.available // rows_per_chunk) * rows_per_chunk
+            if p.sealed or due:
+                stop = p.available
+            elif aligned > p.written:
+                stop = aligned
+            else:
+                return False
+        source = st.StreamSource(self.redis_url, self.key, p.name)
+        self.channel.call(st.WriteRows(self.key, p.spec, source, p.written, stop))
+        itemsize = st_itemsize(p.spec)
+        self.bytes_written += (stop - p.written) * itemsize
+        p.written = stop
+        p.last_write = time.monotonic()
+        if first:
+            self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
+        return True
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def start_str(self) -> str:
+        return _fmt(self.start_time) if self.start_time else "not started"
+
+    def end_str(self) -> str:
+        return _fmt(self.end_time) if self.end_time else "not finished"
+
+    def duration(self) -> datetime.timedelta:
+        if not self.start_time:
+            return datetime.timedelta(0)
+        return datetime.timedelta(seconds=round((self.end_time or time.time()) - self.start_time))
+
+
+def st_itemsize(spec: st.ArraySpec) -> int:
+    import numpy as np
+
+    return int(np.dtype(spec.dtype).itemsize * int(np.prod(spec.detector_shape or (1,))))
+
+
+def _fmt(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def scan_file_dir(filename: str) -> str:
+    return os.path.dirname(filename)

@@ -1,0 +1,157 @@
+"""RANK 0 ONLY: the session subscriber — discovers a BLISS session's scans in Redis (spec §3.1–3.2).
+
+One thread per device/session. States: INIT, ON, OFF, FAULT (RUNNING is derived: ON with at least
+one live scan writer). A malformed scan never faults the session: its writer FAULTs instead.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+import redis
+from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
+from blissdata.redis_engine.store import DataStore
+
+from ..nexus.plan import SaveOptions
+from .scan_writer import REASON_DONE, REASON_RUNNING, ScanWriter, Tuning
+from .writer_channel import WriterChannel
+
+log = logging.getLogger("nxpar.session")
+
+MAX_CONNECTION_ERRORS = 20
+DEFAULT_PURGE_DELAY_S = 300.0
+
+
+def redis_url_for_session() -> str:
+    """REDIS_DATA_URL, else ask Beacon (BEACON_HOST) like blisswriter does."""
+    url = os.environ.get("REDIS_DATA_URL")
+    if url:
+        return url
+    if not os.environ.get("BEACON_HOST"):
+        raise RuntimeError("No Redis URL: set REDIS_DATA_URL or BEACON_HOST")
+    from blissdata.beacon.data import BeaconData
+
+    for attempt in range(20):
+        try:
+            return BeaconData().get_redis_data_db()
+        except ConnectionRefusedError:
+            log.warning("Beacon refused the connection (%d/20)", attempt + 1)
+            time.sleep(1)
+    raise RuntimeError("Beacon did not answer after 20 attempts")
+
+
+class SessionSubscriber:
+    def __init__(self, session: str, channel: WriterChannel, options: SaveOptions,
+                 purge_delay_s: float = DEFAULT_PURGE_DELAY_S, tuning: Tuning | None = None,
+                 url_provider: Callable[[], str] = redis_url_for_session) -> None:
+        self.session = session
+        self.channel = channel
+        self.options = options
+        self.purge_delay_s = purge_delay_s
+        self.tuning = tuning or Tuning()
+        self._url_provider = url_provider
+        self.state = "INIT"
+        self.reason = "instantiation"
+        self.writers: dict[str, ScanWriter] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            from importlib.metadata import version
+
+            self._blissdata_version = version("blissdata")
+        except Exception:
+            self._blissdata_version = ""
+
+    # -- control -----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return any(w.is_alive() for w in list(self.writers.values()))
+
+    def tango_state(self) -> str:
+        if self.state == "ON" and self.running:
+            return "RUNNING"
+        return self.state
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self.state, self.reason = "INIT", "Starting"
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"session-{self.session}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        if self.running:
+            raise RuntimeError("Cannot stop session subscriber when scans are running")
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def get(self, name: str) -> ScanWriter:
+        writer = self.writers.get(name)
+        if writer is None:
+            raise ValueError(f"No subscriber for scan '{name}' exists")
+        return writer
+
+    def purge(self, delay_s: float) -> None:
+        now = time.time()
+        with self._lock:
+            for name, w in list(self.writers.items()):
+                if not w.is_alive() and w.end_time is not None and now - w.end_time >= delay_s:
+                    del self.writers[name]
+
+    def sorted_writers(self) -> list[ScanWriter]:
+        return sorted(self.writers.values(), key=lambda w: w.start_time or w.created)
+
+    # -- the thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            url = self._url_provider()
+            store = DataStore(url)
+            since = store.get_last_scan_timetag()
+            self.state, self.reason = "ON", REASON_RUNNING
+            errors = 0
+            while not self._stop.is_set():
+                try:
+                    since, key = store.get_next_scan(since=since, timeout=1)
+                    errors = 0
+                except NoScanAvailable:
+                    self.purge(self.purge_delay_s)
+                    continue
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    errors += 1
+                    if errors >= MAX_CONNECTION_ERRORS:
+                        raise RuntimeError(f"Redis unreachable ({errors} attempts): {e}") from e
+                    log.warning("Redis connection error (%d/%d): %s", errors, MAX_CONNECTION_ERRORS, e)
+                    time.sleep(1)
+                    continue
+                self._new_scan(store, url, key)
+                self.purge(self.purge_delay_s)
+        except Exception as e:
+            log.error("session %s FAULT: %s", self.session, e)
+            self.state, self.reason = "FAULT", str(e) or type(e).__name__
+        else:
+            self.state, self.reason = "OFF", REASON_DONE
+
+    def _new_scan(self, store: DataStore, url: str, key: str) -> None:
+        try:
+            scan = store.load_scan(key)
+        except ScanNotFoundError:
+            return
+        except ScanLoadError as e:
+            log.warning("cannot load scan %s: %s", key, e)
+            return
+        if scan.session != self.session:
+            return
+        name = scan.info.get("name") if isinstance(scan.info, dict) else None
+        if not isinstance(name, str) or not name:
+            log.error("scan %s of session %s has no scan_info['name']: not written", key, self.session)
+            return
+        writer = ScanWriter(scan, url, self.options, self.channel, self.tuning, self._blissdata_version)
+        writer.start()
+        with self._lock:
+            self.writers[name] = writer

@@ -1,0 +1,104 @@
+"""The steps rank 0 sends to the writer ranks.
+
+A step is a small picklable description of one collective operation on one scan file.  Every
+writer rank receives the same steps in the same order (MPI point-to-point messages from one
+source are not overtaken), so every collective HDF5 call is reached by all writer ranks together.
+Bulk data never travels in a step: `WriteRows` names a Redis stream range that each writer rank
+reads its own share of.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Node:
+    """One metadata operation on the file tree (group, small dataset, link, attributes)."""
+
+    op: str  # "group" | "value" | "softlink" | "extlink" | "attrs" | "delete"
+    path: str
+    value: Any = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    target: str = ""
+    target_file: str = ""
+    overwrite: bool = False
+
+
+@dataclass
+class OpenFile:
+    scan_id: str
+    path: str
+    root_attrs: dict[str, Any]
+    entries: list[str]  # entries this scan will create: must not exist yet
+
+
+@dataclass
+class Tree:
+    scan_id: str
+    nodes: list[Node]
+
+
+@dataclass
+class ArraySpec:
+    """An appendable dataset fed from one stream, created at the stream's first data."""
+
+    path: str
+    dtype: str
+    detector_shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    compression: str  # see nxpar.compression
+    fillvalue: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StreamSource:
+    """Where the writer ranks read rows from: a blissdata stream of a scan."""
+
+    redis_url: str
+    scan_key: str
+    stream_name: str
+
+
+@dataclass
+class WriteRows:
+    """Rows [start, stop) of a stream go to rows [start, stop) of a dataset (created if needed)."""
+
+    scan_id: str
+    spec: ArraySpec
+    source: StreamSource
+    start: int
+    stop: int
+
+
+@dataclass
+class Flush:
+    scan_id: str
+
+
+@dataclass
+class CloseFile:
+    scan_id: str
+
+
+@dataclass
+class LocalFile:
+    """Metadata written by one rank into another file with the serial driver (master files)."""
+
+    scan_id: str
+    path: str
+    root_attrs: dict[str, Any]
+    nodes: list[Node]
+
+
+@dataclass
+class Shutdown:
+    scan_id: str = ""
+
+
+@dataclass
+class StepResult:
+    ok: bool
+    error: str = ""
+    value: Any = None

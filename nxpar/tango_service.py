@@ -1,0 +1,370 @@
+"""`NexusWriterService INSTANCE`: the MPI job. Rank 0 serves the Tango `NexusWriter` devices;
+ranks 1..N-1 are writers (nxpar.worker) and never talk Tango.
+
+The Tango interface (names, types, semantics) is blisswriter 2.0.0's (spec §2), so that an
+unmodified BLISS 2.4 finds and drives it.
+"""
+from __future__ import annotations
+
+import argparse
+import enum
+import logging
+import os
+import sys
+import time
+
+import tango
+from tango import AttrWriteType, DevState, Except
+from tango.server import Device, attribute, command, device_property
+
+from . import logging_setup
+from .disk import disk_space_message, has_write_permissions
+from .nexus.plan import SaveOptions
+from .rank0.scan_writer import ScanWriter
+from .rank0.session import DEFAULT_PURGE_DELAY_S, SessionSubscriber
+from .rank0.writer_channel import WriterChannel
+
+log = logging.getLogger("nxpar.tango")
+
+# Rank-0 process state shared by all devices of this server.
+CHANNEL: WriterChannel | None = None
+SUBSCRIBERS: dict[str, SessionSubscriber] = {}
+
+
+class ResourceProfiling(enum.IntEnum):
+    OFF = 0
+    CPU30 = 1
+    CPU50 = 2
+    CPU100 = 3
+    WALL30 = 4
+    WALL50 = 5
+    WALL100 = 6
+    MEM30 = 7
+    MEM50 = 8
+    MEM100 = 9
+
+
+class LogLevel(enum.IntEnum):
+    NOTSET = 0
+    DEBUG = 1
+    INFO = 2
+    WARN = 3
+    ERROR = 4
+    FATAL = 5
+
+
+_PY_LEVELS = {LogLevel.NOTSET: logging.NOTSET, LogLevel.DEBUG: logging.DEBUG, LogLevel.INFO: logging.INFO,
+              LogLevel.WARN: logging.WARNING, LogLevel.ERROR: logging.ERROR, LogLevel.FATAL: logging.CRITICAL}
+_TANGO_STATES = {"INIT": DevState.INIT, "ON": DevState.ON, "RUNNING": DevState.RUNNING,
+                 "OFF": DevState.OFF, "FAULT": DevState.FAULT}
+
+
+def _fail(reason: str, message: str, origin: str) -> None:
+    Except.throw_exception(reason, message, origin)
+
+
+def align_columns(rows: list[list[str]]) -> list[str]:
+    """blisswriter's align_listofstrings: right-align all columns but the last."""
+    if not rows:
+        return []
+    if len(rows) == 1:
+        return [" ".join(rows[0])]
+    ncols = max(map(len, rows))
+    rows = [r + [""] * (ncols - len(r)) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(ncols)]
+    return [" ".join([c.rjust(w) for c, w in zip(r[:-1], widths[:-1])] + [r[-1].ljust(widths[-1])]) for r in rows]
+
+
+class NexusWriter(Device):
+    """One device per BLISS session: writes the session's scans as NeXus files."""
+
+    session = device_property(dtype=str, mandatory=True, doc="BLISS session whose scans are written")
+    keepshape = device_property(dtype=bool, default_value=False)
+    multivalue_positioners = device_property(dtype=bool, default_value=False)
+    enable_external_nonhdf5 = device_property(dtype=bool, default_value=False)
+    disable_external_hdf5 = device_property(dtype=bool, default_value=False)
+    copy_non_external = device_property(dtype=bool, default_value=False)
+    noconfig = device_property(dtype=bool, default_value=False)
+    required_disk_space = device_property(dtype=float, default_value=200.0, doc="MB: below it writing fails")
+    recommended_disk_space = device_property(dtype=float, default_value=1024.0, doc="MB: below it a warning")
+    purge_delay = device_property(dtype=float, default_value=DEFAULT_PURGE_DELAY_S,
+                                  doc="seconds after which finished scan writers are forgotten")
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def init_device(self) -> None:
+        super().init_device()
+        self._profiling = ResourceProfiling.OFF
+        self._check_beacon_host()
+        sub = SUBSCRIBERS.get(self.get_name())
+        if sub is None:
+            assert CHANNEL is not None, "the writer channel is created before the Tango server starts"
+            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay)
+            SUBSCRIBERS[self.get_name()] = sub
+        self._sub = sub
+        self.start()
+
+    def delete_device(self) -> None:
+        sub = SUBSCRIBERS.get(self.get_name())
+        if sub is not None:
+            sub.stop(timeout=3)
+
+    def _check_beacon_host(self) -> None:
+        props = tango.Database().get_device_property(self.get_name(), ["beacon_host"])["beacon_host"]
+        if props:
+            beacon = props[0]
+            env = os.environ.get("BEACON_HOST")
+            if env and env != beacon:
+                raise RuntimeError(f"Beacon host mismatch: device property {beacon!r}, environment {env!r}")
+            os.environ.setdefault("BEACON_HOST", beacon)
+
+    def _save_options(self) -> SaveOptions:
+        return SaveOptions(flat=not self.keepshape, multivalue_positioners=self.multivalue_positioners,
+                           allow_external_nonhdf5=self.enable_external_nonhdf5,
+                           allow_external_hdf5=not self.disable_external_hdf5,
+                           copy_non_external=self.copy_non_external, configurable=not self.noconfig,
+                           required_disk_space=self.required_disk_space,
+                           recommended_disk_space=self.recommended_disk_space)
+
+    def dev_state(self) -> DevState:
+        return _TANGO_STATES.get(self._sub.tango_state(), DevState.UNKNOWN)
+
+    def dev_status(self) -> str:
+        return self._sub.reason
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _writer(self, name: str, origin: str) -> ScanWriter:
+        try:
+            return self._sub.get(name)
+        except ValueError as e:
+            _fail("NexusWriter_UnknownScan", str(e), origin)
+            raise
+
+    def _filename(self, writer: ScanWriter) -> str | None:
+        if writer.plan is not None:
+            return writer.plan.filename
+        info = writer.scan.info
+        name = info.get("filename") if isinstance(info, dict) else None
+        return name if isinstance(name, str) and name else None
+
+    # -- commands (spec §2.4) ----------------------------------------------------------------------
+    @command
+    def start(self) -> None:
+        """Start discovering scans (after stop or FAULT); refreshes the save options."""
+        self._sub.options = self._save_options()
+        self._sub.purge_delay_s = self.purge_delay
+        self._sub.start()
+
+    @command
+    def stop(self) -> None:
+        """Stop discovering new scans; refused while scans are being written."""
+        try:
+            self._sub.stop()
+        except RuntimeError as e:
+            _fail("NexusWriter_ScansRunning", str(e), "stop")
+
+    @command(dtype_in=str, dtype_out=bool)
+    def scan_exists(self, name: str) -> bool:
+        return name in self._sub.writers
+
+    @command(dtype_in=str, dtype_out="DevState")
+    def scan_state(self, name: str) -> DevState:
+        if not name:
+            return DevState.UNKNOWN
+        return _TANGO_STATES.get(self._writer(name, "scan_state").state, DevState.UNKNOWN)
+
+    @command(dtype_in=str, dtype_out=str)
+    def scan_state_reason(self, name: str) -> str:
+        if not name:
+            return ""
+        return self._writer(name, "scan_state_reason").reason
+
+    @command(dtype_in=str, dtype_out=(str,))
+    def scan_url(self, name: str) -> list[str]:
+        if not name:
+            return []
+        return self._writer(name, "scan_url").urls
+
+    @command(dtype_in=str, dtype_out=bool)
+    def scan_has_write_permissions(self, name: str) -> bool:
+        filename = self._filename(self._writer(name, "scan_has_write_permissions"))
+        return True if filename is None else has_write_permissions(filename)
+
+    @command(dtype_in=str, dtype_out=bool)
+    def scan_has_required_disk_space(self, name: str) -> bool:
+        return not self.scan_disk_space_error(name)
+
+    @command(dtype_in=str, dtype_out=str)
+    def scan_disk_space_error(self, name: str) -> str:
+        return disk_space_message(self._filename(self._writer(name, "scan_disk_space_error")),
+                                  self.required_disk_space)
+
+    @command(dtype_in=str, dtype_out=str)
+    def scan_disk_space_warning(self, name: str) -> str:
+        return disk_space_message(self._filename(self._writer(name, "scan_disk_space_warning")),
+                                  self.recommended_disk_space)
+
+    @command(dtype_in=str)
+    def stop_scan(self, name: str) -> None:
+        """Finalise the scan's file now (status FAILED), without waiting for the scan to close."""
+        writer = self._sub.writers.get(name)
+        if writer is not None:
+            writer.stop()
+
+    @command(dtype_in=str)
+    def kill_scan(self, name: str) -> None:
+        """Last resort: stop at once, no finalisation; the file may be incomplete."""
+        writer = self._sub.writers.get(name)
+        if writer is not None:
+            writer.kill()
+
+    @command
+    def purge_scans(self) -> None:
+        self._sub.purge(5.0)
+
+    @command(dtype_in=str)
+    def makedirs(self, path: str) -> None:
+        if not os.path.isabs(path):
+            _fail("NexusWriter_RelativePath", "Path must be absolute", "makedirs")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            _fail("NexusWriter_MakedirsFailed", f"Cannot create {path}: {e}", "makedirs")
+
+    # -- attributes (spec §2.5) --------------------------------------------------------------------
+    @attribute(dtype=ResourceProfiling, access=AttrWriteType.READ_WRITE)
+    def resource_profiling(self) -> ResourceProfiling:
+        return self._profiling
+
+    @resource_profiling.write
+    def resource_profiling(self, value: int) -> None:
+        self._profiling = ResourceProfiling(value)
+        logging_setup.log_resources(log)
+
+    @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE)
+    def writer_log_level(self) -> LogLevel:
+        level = logging.getLogger("nxpar").getEffectiveLevel()
+        return min((lv for lv, py in _PY_LEVELS.items() if py >= level), key=lambda lv: _PY_LEVELS[lv],
+                   default=LogLevel.FATAL)
+
+    @writer_log_level.write
+    def writer_log_level(self, value: int) -> None:
+        logging.getLogger("nxpar").setLevel(_PY_LEVELS[LogLevel(value)])
+
+    @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE)
+    def tango_log_level(self) -> LogLevel:
+        level = self.get_logger().get_level()  # 0 OFF, 1 FATAL … 5 DEBUG
+        return {0: LogLevel.NOTSET, 1: LogLevel.FATAL, 2: LogLevel.ERROR, 3: LogLevel.WARN,
+                4: LogLevel.INFO, 5: LogLevel.DEBUG}.get(level, LogLevel.NOTSET)
+
+    @tango_log_level.write
+    def tango_log_level(self, value: int) -> None:
+        tango_level = {LogLevel.NOTSET: 0, LogLevel.FATAL: 1, LogLevel.ERROR: 2, LogLevel.WARN: 3,
+                       LogLevel.INFO: 4, LogLevel.DEBUG: 5}[LogLevel(value)]
+        self.get_logger().set_level(tango_level)
+
+    @attribute(dtype=(DevState,), max_dim_x=10000)
+    def scan_states(self) -> list[DevState]:
+        return [_TANGO_STATES.get(w.state, DevState.UNKNOWN) for w in self._sub.sorted_writers()]
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_names(self) -> list[str]:
+        return [w.name for w in self._sub.sorted_writers()]
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_urls(self) -> list[str]:
+        return align_columns([[f"{w.name}:", repr(w.urls)] for w in self._sub.sorted_writers()])
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_start(self) -> list[str]:
+        return align_columns([[f"{w.name}:", w.start_str()] for w in self._sub.sorted_writers()])
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_end(self) -> list[str]:
+        return align_columns([[f"{w.name}:", w.end_str()] for w in self._sub.sorted_writers()])
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_duration(self) -> list[str]:
+        return align_columns([[f"{w.name}:", str(w.duration())] for w in self._sub.sorted_writers()])
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_progress(self) -> list[str]:
+        rows = []
+        for w in self._sub.sorted_writers():
+            per_entry = w.progress()
+            for entry, counts in sorted(per_entry.items()):
+                label = f"{w.name}:" if len(per_entry) == 1 else f"{w.name}:{entry}:"
+                values = list(counts.values()) or [0]
+                rows.append([label, f"{min(values)}pts-{max(values)}pts"])
+        return align_columns(rows)
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_info(self) -> list[str]:
+        rows = []
+        for w in self._sub.sorted_writers():
+            counts = [c for e in w.progress().values() for c in e.values()] or [0]
+            rows.append([f"{w.name}:", w.state, f"{min(counts)}pts-{max(counts)}pts",
+                         f"{w.bytes_written / 1024**2:.1f}MB", f"duration: {w.duration()}",
+                         f"start: {w.start_str()}", f"end: {w.end_str()}"])
+        return align_columns(rows)
+
+    @attribute(dtype=(str,), max_dim_x=10000)
+    def scan_states_info(self) -> list[str]:
+        return align_columns([[f"{w.name}:", _TANGO_STATES.get(w.state, DevState.UNKNOWN).name, w.reason]
+                              for w in self._sub.sorted_writers()])
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="NexusWriterService", description=__doc__)
+    p.add_argument("instance", help="Tango server instance (e.g. nexuswriters)")
+    p.add_argument("--server", default="nexuswriter", help="Tango server name")
+    p.add_argument("--log_tango", default="WARNING", type=str.upper,
+                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"])
+    p.add_argument("--patch", action="append", default=[], help="accepted and ignored (blisswriter test option)")
+    logging_setup.add_cli_args(p)
+    return p.parse_args(argv)
+
+
+TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v2", "CRITICAL": "-v1"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from mpi4py import MPI
+
+    from .mpi_roles import writer_comm
+
+    world = MPI.COMM_WORLD
+    logging_setup.configure(args, rank=world.rank)
+    writers = writer_comm()  # COLLECTIVE: every rank, once
+    if world.rank != 0:
+        from .worker import run_worker
+
+        run_worker(world, writers)
+        return
+    run_front_end(world, writers, args)
+
+
+def run_front_end(world, writers, args: argparse.Namespace) -> None:
+    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave."""
+    global CHANNEL
+    CHANNEL = WriterChannel(world, writers)
+    tango_args = [args.server, args.instance]
+    if args.log_tango in TANGO_VERBOSITY:
+        tango_args.append(TANGO_VERBOSITY[args.log_tango])
+    log.info("rank 0 of %d: Tango server %s/%s", world.size, args.server, args.instance)
+    try:
+        from tango.server import run
+
+        run((NexusWriter,), args=tango_args, green_mode=tango.GreenMode.Synchronous)
+    finally:
+        for sub in SUBSCRIBERS.values():
+            for w in list(sub.writers.values()):
+                if w.is_alive():
+                    w.stop(timeout=10)
+        CHANNEL.shutdown()
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()

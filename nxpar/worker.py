@@ -1,0 +1,38 @@
+"""RANKS 1..N-1: the writer loop. Receives steps from rank 0, executes them collectively."""
+from __future__ import annotations
+
+import logging
+
+from mpi4py import MPI
+
+from . import steps as st
+from .collective.executor import CollectiveExecutor
+from .mpi_roles import RESULT_TAG, STEP_TAG, wait_for_message
+
+log = logging.getLogger("nxpar.worker")
+
+
+def combine(results: list[st.StepResult]) -> st.StepResult:
+    """One answer for rank 0: failed if any writer failed (first distinct errors kept)."""
+    errors = list(dict.fromkeys(r.error for r in results if not r.ok))
+    if errors:
+        return st.StepResult(False, error="; ".join(errors))
+    return results[0]
+
+
+def run_worker(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
+    executor = CollectiveExecutor(writers)
+    while True:
+        wait_for_message(world, 0, STEP_TAG)
+        step = world.recv(source=0, tag=STEP_TAG)
+        if isinstance(step, st.Shutdown):
+            executor.close_all()
+            break
+        try:
+            result = st.StepResult(True, value=executor.execute(step))
+        except Exception as e:  # reported to rank 0 → that scan FAULTs, the service lives on
+            log.debug("step %s failed", type(step).__name__, exc_info=True)
+            result = st.StepResult(False, error=f"{e}")
+        results = writers.gather(result, root=0)
+        if writers.rank == 0:
+            world.send(combine(results), dest=0, tag=RESULT_TAG)
