@@ -21,6 +21,10 @@ def combine(results: list[st.StepResult]) -> st.StepResult:
 
 
 def run_worker(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
+    # mpirun forwards SIGTERM to every rank: let rank 0 close the files and dismiss us instead.
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     executor = CollectiveExecutor(writers)
     while True:
         wait_for_message(world, 0, STEP_TAG)

@@ -50,6 +50,7 @@ class StreamProgress:
     available: int = 0
     written: int = 0
     sealed: bool = False
+    linked: bool = False  # groups/links of its dataset written
     last_write: float = field(default_factory=time.monotonic)
 
 
@@ -118,12 +119,13 @@ class ScanWriter:
         self.start_time = time.time()
         self._set("ON", REASON_RUNNING)
         opened = False
+        final = ("FAULT", "internal error")
         try:
             self._wait_for(ScanState.PREPARED)
             info = self.scan.info
             if not saving_enabled(info, self.options.writer_name):
                 log.info("%s: saving is disabled", self.name)
-                self._set("OFF", REASON_DONE)
+                final = ("OFF", REASON_DONE)
                 return
             self.plan = plan = ScanPlan(info, self.options, self.blissdata_version)
             self._check_disk(plan.filename)
@@ -152,17 +154,19 @@ class ScanWriter:
                 raise failure
         except Exception as e:
             log.warning("scan %s FAULT: %s", self.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
-            self._set("FAULT", str(e) or type(e).__name__)
+            final = ("FAULT", str(e) or type(e).__name__)
         else:
-            self._set("OFF", REASON_DONE)
+            final = ("OFF", REASON_DONE)
         finally:
+            # the state changes only once the file is closed: OFF means "complete on disk"
             if opened:
                 try:
                     self.channel.call(st.CloseFile(self.key))
                 except Exception as e:
-                    if self.state != "FAULT":
-                        self._set("FAULT", f"closing the file failed: {e}")
+                    if final[0] != "FAULT":
+                        final = ("FAULT", f"closing the file failed: {e}")
             self.end_time = time.time()
+            self._set(*final)
 
     def scan_info_refresh(self) -> None:
         """Non-blocking: pick up a newer scan state/info if one was published."""
@@ -244,8 +248,7 @@ class ScanWriter:
         if pending <= 0:
             return False
         stream = self.scan.streams[p.name]
-        first = p.spec is None
-        if first:
+        if p.spec is None:
             p.spec = plan.channel(p.name).spec(stream.dtype.name if hasattr(stream.dtype, "name") else str(stream.dtype),
                                                tuple(stream.shape), plan.npoints, plan.chunk_options)
             if any(n < 0 for n in p.spec.detector_shape):
@@ -269,8 +272,9 @@ class ScanWriter:
         self.bytes_written += (stop - p.written) * itemsize
         p.written = stop
         p.last_write = time.monotonic()
-        if first:
+        if not p.linked:
             self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
+            p.linked = True
         return True
 
     # -- reporting ---------------------------------------------------------------------------------
