@@ -85,7 +85,7 @@ class Stack:
         return {**os.environ, **self.env}
 
     # -- Redis -----------------------------------------------------------------------------------
-    def start_redis(self) -> str:
+    def start_redis(self, init_db: bool = True, name: str = "redis") -> str:
         import redis
 
         port = free_port()
@@ -94,12 +94,14 @@ class Stack:
                "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--dir", str(self.rundir),
                "--loadmodule", str(rs / "lib" / "rejson.so"), "--loadmodule", str(rs / "lib" / "redisearch.so")]
         # libssl1.1 is given to the redis process only
-        proc = self._spawn("redis", cmd, env={"LD_LIBRARY_PATH": str(SSL_DIR)})
+        proc = self._spawn(name, cmd, env={"LD_LIBRARY_PATH": str(SSL_DIR)})
         url = f"redis://127.0.0.1:{port}"
-        _wait("redis", lambda: redis.Redis.from_url(url).ping(), 30, proc, self.rundir / "redis.log")
+        _wait(name, lambda: redis.Redis.from_url(url).ping(), 30, proc, self.rundir / f"{name}.log")
         modules = {m[b"name"].decode() for m in redis.Redis.from_url(url).module_list()}
         if not {"ReJSON", "search"} <= modules:
             raise RuntimeError(f"redis modules not loaded: {modules}")
+        if not init_db:
+            return url
         from blissdata.redis_engine.store import DataStore
 
         DataStore(url, init_db=True)

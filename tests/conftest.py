@@ -1,0 +1,79 @@
+"""Fixtures: the REAL embedded stack (Redis + RediSearch/ReJSON, Tango DB, mpirun services).
+
+One Redis and one Tango database for the whole run; one `mpirun -n N NexusWriterService` per
+rank count, started on first use and stopped by PID at the end.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from launch.stack import Stack  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    st = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        st.start_redis()
+        st.start_tango_db()
+        os.environ.update(st.env)
+        yield st
+    finally:
+        st.down()
+
+
+class Services:
+    """Starts one writer service per (ranks, sessions) and keeps it for the run."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.started: dict[str, dict[str, str]] = {}
+
+    def get(self, ranks: int, sessions: tuple[str, ...] | None = None, **props) -> dict[str, "object"]:
+        import tango
+
+        sessions = sessions or (f"n{ranks}",)
+        instance = "w_" + "_".join(sessions)
+        if instance not in self.started:
+            devices = {s: self.stack.register(s, instance, **props) for s in sessions}
+            self.stack.start_service(instance, ranks, "INFO")
+            self.started[instance] = devices
+        devices = self.started[instance]
+        return {s: self.stack.wait_device(d) for s, d in devices.items()} | {"_names": devices}
+
+
+@pytest.fixture(scope="session")
+def services(stack):
+    return Services(stack)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return tmp_path
+
+
+def wait_scan_done(proxy, name: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = str(proxy.scan_state(name))
+        if state in ("OFF", "FAULT"):
+            return state
+        time.sleep(0.05)
+    raise TimeoutError(f"scan {name} still {proxy.scan_state(name)} after {timeout}s")
+
+
+def wait_scan_exists(proxy, name: str, timeout: float = 10) -> None:
+    """BLISS fails the scan if the writer has not registered it within 10 s."""
+    deadline = time.monotonic() + timeout
+    while not proxy.scan_exists(name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"writer did not receive scan {name} after {timeout}s")
+        time.sleep(0.05)

@@ -1,0 +1,79 @@
+"""Pure logic (no services): mapping, chunking, row ownership, validation, formatting."""
+from __future__ import annotations
+
+import pytest
+
+from nxpar.collective.executor import share_of_rows
+from nxpar.nexus.chunking import guess_chunks
+from nxpar.nexus.mapping import map_subscan, shortest_unique_suffixes
+from nxpar.nexus.plan import SaveOptions, ScanPlan, validate
+from nxpar.simulate import ScanSpec, scan_info
+from nxpar.tango_service import align_columns
+
+
+@pytest.mark.parametrize("shape,itemsize,expected", [
+    ((10,), 8, (10,)), ((0,), 8, (512,)), ((10, 1024), 4, (10, 1024)), ((1000, 4096), 4, (250, 1024)),
+    ((10, 512, 512), 2, (3, 128, 128)), ((100, 2048, 2048), 2, (2, 512, 512))])
+def test_chunk_guesser_matches_blisswriter_table(shape, itemsize, expected):
+    assert guess_chunks(shape, itemsize, 1 << 20, 4) == expected
+
+
+@pytest.mark.parametrize("start,stop,chunk,size", [(0, 23, 1, 3), (5, 17, 1, 4), (0, 23, 10, 2), (3, 1000, 512, 3)])
+def test_rows_are_shared_by_whole_chunks_without_gap_or_overlap(start, stop, chunk, size):
+    shares = [share_of_rows(start, stop, chunk, r, size) for r in range(size)]
+    rows = [i for lo, hi in shares for i in range(lo, hi)]
+    assert rows == list(range(start, stop))
+    owners = {}
+    for r, (lo, hi) in enumerate(shares):
+        for i in range(lo, hi):
+            assert owners.setdefault(i // chunk, r) == r  # one owner per chunk
+
+
+def test_short_names():
+    assert shortest_unique_suffixes(["axis:robx", "a:b:c", "a:b:d", "b:a", "c:a"]) == {
+        "axis:robx": "robx", "a:b:c": "c", "a:b:d": "d", "b:a": "b:a", "c:a": "c:a"}
+
+
+def test_mapping_of_spec_example():
+    info = scan_info(ScanSpec("s", "/tmp/x.h5", 1, 3, mca_channels=16))
+    maps = map_subscan(info, "axis", info["nexuswriter"]["devices"])
+    assert maps["axis:robx"].dataset == "instrument/robx/value" and maps["axis:robx"].is_positioner
+    assert maps["diode_ctrl:diode"].dataset == "instrument/diode/signal"
+    assert maps["diode_ctrl:diode"].alias == "instrument/diode/data"
+    assert maps["simu1:spectrum_det0"].dataset == "instrument/simu1_det0/spectrum"
+    assert maps["simu1:realtime_det0"].dataset == "instrument/simu1_det0/elapsed_time"
+    assert maps["simu1:realtime_det0"].measurement == "measurement/simu1_det0_elapsed_time"
+    assert maps["cam:image"].dataset == "instrument/image/data"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"title": None}, "title"), ({"scan_nb": "x"}, "scan_nb"), ({"filename": "rel/x.h5"}, "absolute"),
+    ({"filename": "/tmp/../etc/x.h5"}, ".."), ({"start_time": "yesterday"}, "ISO 8601"),
+    ({"npoints": float("nan")}, "npoints"), ({"writer_options": {"chunk_options": {"bogus": 1}}}, "chunk options"),
+])
+def test_malformed_scan_info_is_rejected_with_a_reason(change, message):
+    info = scan_info(ScanSpec("s", "/tmp/x.h5", 1, 3))
+    info.update(change)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        validate(info)
+
+
+def test_missing_keys_are_named():
+    info = scan_info(ScanSpec("s", "/tmp/x.h5", 1, 3))
+    del info["scan_meta_categories"], info["acquisition_chain"]
+    with pytest.raises(ValueError, match="acquisition_chain.*scan_meta_categories"):
+        validate(info)
+
+
+def test_entries_are_numbered_by_sorted_top_master():
+    info = scan_info(ScanSpec("s", "/tmp/x.h5", 12, 3))
+    info["acquisition_chain"]["a_first"] = {"devices": ["1003:diode_ctrl"]}
+    info["acquisition_chain"]["axis"]["devices"].remove("1003:diode_ctrl")
+    plan = ScanPlan(info, SaveOptions())
+    assert plan.entries == {"a_first": "12.1", "axis": "12.2"}
+
+
+def test_align_columns():
+    assert align_columns([["1_ascan:", "OFF", "Finished succesfully"], ["12_loopscan:", "FAULT", "Stop requested"]]) == [
+        "    1_ascan:   OFF Finished succesfully", "12_loopscan: FAULT Stop requested      "]
+    assert align_columns([["a:", "b"]]) == ["a: b"]

@@ -1,0 +1,174 @@
+"""Real Redis + blissdata + mpirun: values read back equal the published values (issue 4)."""
+from __future__ import annotations
+
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from nxpar.simulate import ScanPublisher, ScanSpec
+from tests.conftest import wait_scan_done, wait_scan_exists
+from tests.helpers import PATHS, assert_file_matches
+
+
+def run_scan(proxy, url, spec: ScanSpec, batch: int = 3) -> ScanPublisher:
+    pub = ScanPublisher(url, spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.run(batch=batch)
+    state = wait_scan_done(proxy, spec.name)
+    assert state == "OFF", proxy.scan_state_reason(spec.name)
+    return pub
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+def test_scan_values_read_back_for_n_ranks(services, stack, data_dir, ranks):
+    """23 points: not divisible by any writer count; scalars, MCA and 2D frames."""
+    proxy = services.get(ranks)[f"n{ranks}"]
+    spec = ScanSpec(f"n{ranks}", str(data_dir / "data.h5"), 1, 23, image_shape=(48, 40), mca_channels=64)
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
+    assert_file_matches(pub, 23)
+    assert list(proxy.scan_url(spec.name)) == [f"{spec.filename}::/1.1"]
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        image = f["1.1/instrument/image/data"]
+        assert image.chunks == (1, 48, 40)
+        assert "32008" in image._filters  # bitshuffle-LZ4 by default for frames
+
+
+def test_unknown_length_scan(services, stack, data_dir):
+    proxy = services.get(3)["n3"]
+    spec = ScanSpec("n3", str(data_dir / "u.h5"), 7, 17, image_shape=(16, 16), publish_npoints=False)
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=2)
+    assert_file_matches(pub, 17)
+
+
+def test_aborted_scan_keeps_received_points(services, stack, data_dir):
+    """USER_ABORT after 9 of 30 points: exactly 9 rows, no padding; writer status SUCCEEDED."""
+    proxy = services.get(3)["n3"]
+    spec = ScanSpec("n3", str(data_dir / "a.h5"), 8, 30, image_shape=(16, 16))
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    pub.send(9, batch=3)
+    pub.stop_close("USER_ABORT")  # close() seals the streams, stop() is skipped as in BLISS
+    assert wait_scan_done(proxy, spec.name) == "OFF"
+    assert_file_matches(pub, 9)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        assert f["8.1/end_reason"][()] == b"USER_ABORT"
+
+
+def test_several_scans_in_a_row_same_file(services, stack, data_dir):
+    proxy = services.get(2)["n2"]
+    filename = str(data_dir / "dataset.h5")
+    pubs = [run_scan(proxy, stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, nb, 5 + nb, image_shape=(8, 8)))
+            for nb in (1, 2, 3)]
+    for pub in pubs:
+        assert_file_matches(pub, pub.spec.npoints)
+    with h5py.File(filename, "r", locking=False) as f:
+        assert sorted(f) == ["1.1", "2.1", "3.1"]
+        assert f.attrs["default"] == "3.1"
+
+
+def test_existing_entry_is_never_overwritten(services, stack, data_dir):
+    proxy = services.get(2)["n2"]
+    filename = str(data_dir / "dup.h5")
+    run_scan(proxy, stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, 4, 3, image_shape=(8, 8)))
+    spec = ScanSpec("n2", filename, 4, 3, image_shape=(8, 8))
+    spec_name = spec.name
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    pub.run()
+    assert wait_scan_done(proxy, spec_name) == "FAULT"
+    assert proxy.scan_state_reason(spec_name) == f"Scan 4.1 already exists in {filename}"
+
+
+def test_two_sessions_at_once(services, stack, data_dir):
+    """One server, two devices, two scans written concurrently: both complete and correct."""
+    devs = services.get(3, ("sa", "sb"))
+    url = stack.env["REDIS_DATA_URL"]
+    pubs = [ScanPublisher(url, ScanSpec(s, str(data_dir / f"{s}.h5"), 1, 40, image_shape=(32, 32))) for s in ("sa", "sb")]
+    for s, pub in zip(("sa", "sb"), pubs):
+        wait_scan_exists(devs[s], pub.spec.name)
+    threads = [threading.Thread(target=pub.run, kwargs={"batch": 2}) for pub in pubs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s, pub in zip(("sa", "sb"), pubs):
+        assert wait_scan_done(devs[s], pub.spec.name) == "OFF", devs[s].scan_state_reason(pub.spec.name)
+        assert_file_matches(pub, 40)
+
+
+@pytest.mark.parametrize("scheme,filter_id", [("none", None), ("gzip", 1), ("gzip-byteshuffle", 1),
+                                               ("blosc-zstd", 32001), ("lz4-bitshuffle", 32008)])
+def test_compression_selected_by_writer_options(services, stack, data_dir, scheme, filter_id):
+    proxy = services.get(2)["n2"]
+    spec = ScanSpec("n2", str(data_dir / f"{scheme}.h5"), 1, 6, image_shape=(64, 64),
+                    chunk_options={"compression_scheme": scheme})
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
+    assert_file_matches(pub, 6)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        filters = f["1.1/instrument/image/data"]._filters
+        if filter_id is None:
+            assert not filters
+        else:
+            assert str(filter_id) in filters or (filter_id == 1 and "gzip" in filters), filters
+
+
+def test_tree_matches_spec_example(services, stack, data_dir):
+    """Paths, NX_class, dtypes, shapes and key attributes of spec §5.4 (plain 2D stream variant)."""
+    proxy = services.get(2)["n2"]
+    spec = ScanSpec("n2", str(data_dir / "tree.h5"), 1, 3, image_shape=(128, 128), mca_channels=1024)
+    run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
+    expected_groups = {
+        "1.1": "NXentry", "1.1/instrument": "NXinstrument", "1.1/measurement": "NXcollection",
+        "1.1/scan_parameters": "NXparameters", "1.1/writer": "NXnote", "1.1/plotselect": "NXdata",
+        "1.1/instrument/positioners_start": "NXcollection", "1.1/instrument/positioners": "NXcollection",
+        "1.1/instrument/positioners_dial_start": "NXcollection", "1.1/instrument/positioners_end": "NXcollection",
+        "1.1/instrument/positioners_dial_end": "NXcollection", "1.1/instrument/robx": "NXpositioner",
+        "1.1/instrument/elapsed_time": "NXdetector", "1.1/instrument/epoch": "NXdetector",
+        "1.1/instrument/diode": "NXdetector", "1.1/instrument/simu1_det0": "NXdetector",
+        "1.1/instrument/image": "NXdetector",
+    }
+    expected_datasets = {
+        "1.1/instrument/robx/value": ("float64", (3,)), "1.1/instrument/elapsed_time/data": ("float64", (3,)),
+        "1.1/instrument/epoch/data": ("float64", (3,)), "1.1/instrument/diode/signal": ("float64", (3,)),
+        "1.1/instrument/simu1_det0/spectrum": ("uint32", (3, 1024)),
+        "1.1/instrument/simu1_det0/elapsed_time": ("float64", (3,)),
+        "1.1/instrument/image/data": ("uint16", (3, 128, 128)),
+    }
+    expected_links = {
+        "1.1/measurement/robx": "/1.1/instrument/robx/value", "1.1/measurement/diode": "/1.1/instrument/diode/signal",
+        "1.1/measurement/simu1_det0": "/1.1/instrument/simu1_det0/spectrum",
+        "1.1/measurement/simu1_det0_elapsed_time": "/1.1/instrument/simu1_det0/elapsed_time",
+        "1.1/measurement/elapsed_time": "/1.1/instrument/elapsed_time/data",
+        "1.1/measurement/epoch": "/1.1/instrument/epoch/data", "1.1/measurement/image": "/1.1/instrument/image/data",
+        "1.1/instrument/positioners/robx": "/1.1/instrument/robx/value",
+        "1.1/plotselect/diode": "/1.1/instrument/diode/signal", "1.1/plotselect/robx": "/1.1/instrument/robx/value",
+    }
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        assert f.attrs["NX_class"] == "NXroot" and f.attrs["default"] == "1.1"
+        assert f.attrs["creator"] == "blissdata" and "create_version" in f.attrs
+        for path, nx in expected_groups.items():
+            assert f[path].attrs["NX_class"] == nx, path
+        for path, (dtype, shape) in expected_datasets.items():
+            assert (str(f[path].dtype), f[path].shape) == (dtype, shape), path
+        for path, target in expected_links.items():
+            assert f.get(path, getlink=True).path == target, path
+        e = f["1.1"]
+        assert e.attrs["default"] == "plotselect"
+        assert e["plotselect"].attrs["signal"] == "diode" and list(e["plotselect"].attrs["axes"]) == ["robx"]
+        assert e["title"][()].decode() == "ascan robx 0 1 3 0.1"
+        assert e["end_reason"][()] == b"SUCCESS" and e["writer/status"][()] == b"SUCCEEDED"
+        assert e["scan_parameters/count_time"][()] == 0.1 and e["scan_parameters/count_time"].attrs["units"] == "s"
+        assert e["instrument/name"][()] == b"ESRF-id00" and e["instrument/name"].attrs["short_name"] == "id00"
+        assert e["instrument/robx/value"].attrs["units"] == "mm"
+        assert e["instrument/positioners_start/roby"][()] == 2.5
+        assert e["instrument/positioners_start/roby"].attrs["units"] == "mm"
+        assert e["instrument/positioners_end/robx"][()] == 1.0
+        assert e["instrument/diode/type"][()] == b"samplingcounter" and e["instrument/diode/mode"][()] == b"MEAN"
+        assert e.get("instrument/diode/data", getlink=True).path == "/1.1/instrument/diode/signal"
+        assert e["instrument/simu1_det0/type"][()] == b"mca"
+        assert e["instrument/simu1_det0/spectrum"].attrs["interpretation"] == "spectrum"
+        assert e["instrument/image/data"].attrs["interpretation"] == "image"
+        for key in ("start_time", "end_time"):
+            assert e[key][()].decode()[:4].isdigit()
