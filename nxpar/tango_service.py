@@ -55,6 +55,8 @@ class LogLevel(enum.IntEnum):
 
 _PY_LEVELS = {LogLevel.NOTSET: logging.NOTSET, LogLevel.DEBUG: logging.DEBUG, LogLevel.INFO: logging.INFO,
               LogLevel.WARN: logging.WARNING, LogLevel.ERROR: logging.ERROR, LogLevel.FATAL: logging.CRITICAL}
+_LOG4TANGO = {LogLevel.NOTSET: 100, LogLevel.FATAL: 200, LogLevel.ERROR: 300, LogLevel.WARN: 400,
+              LogLevel.INFO: 500, LogLevel.DEBUG: 600}
 _TANGO_STATES = {"INIT": DevState.INIT, "ON": DevState.ON, "RUNNING": DevState.RUNNING,
                  "OFF": DevState.OFF, "FAULT": DevState.FAULT}
 
@@ -252,15 +254,12 @@ class NexusWriter(Device):
 
     @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE)
     def tango_log_level(self) -> LogLevel:
-        level = self.get_logger().get_level()  # 0 OFF, 1 FATAL … 5 DEBUG
-        return {0: LogLevel.NOTSET, 1: LogLevel.FATAL, 2: LogLevel.ERROR, 3: LogLevel.WARN,
-                4: LogLevel.INFO, 5: LogLevel.DEBUG}.get(level, LogLevel.NOTSET)
+        level = self.get_logger().get_level()  # log4tango: 100 OFF, 200 FATAL … 600 DEBUG
+        return {v: k for k, v in _LOG4TANGO.items()}.get(level, LogLevel.NOTSET)
 
     @tango_log_level.write
     def tango_log_level(self, value: int) -> None:
-        tango_level = {LogLevel.NOTSET: 0, LogLevel.FATAL: 1, LogLevel.ERROR: 2, LogLevel.WARN: 3,
-                       LogLevel.INFO: 4, LogLevel.DEBUG: 5}[LogLevel(value)]
-        self.get_logger().set_level(tango_level)
+        self.get_logger().set_level(_LOG4TANGO[LogLevel(value)])
 
     @attribute(dtype=(DevState,), max_dim_x=10000)
     def scan_states(self) -> list[DevState]:
