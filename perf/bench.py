@@ -1,0 +1,164 @@
+"""`make bench`: end-to-end nxpar throughput against baselines measured in the same run, same frames.
+
+Baselines (single process, this machine, now):
+  h5py-serial   one process writes the frames with the same filter and chunking (serial driver)
+  filter        the same into an in-memory file (driver=core): filter throughput of one core
+  redis-read    reading the frame stream back from Redis (8 frames per request), one process
+  publish       BLISS's side: publishing the frames into Redis (the writer cannot beat it)
+  disk          raw bytes to the data directory: page cache, and with fdatasync
+
+Results go to perf/out/bench.jsonl and a markdown table on stdout (pasted into perf/RESULTS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "perf" / "out"
+
+
+def mb(nbytes: float) -> float:
+    return nbytes / 1024**2
+
+
+def bench_serial_h5py(frames: np.ndarray, n: int, scheme: str, path: str, driver: str | None = None) -> float:
+    import h5py
+
+    from nxpar.compression import filter_kwargs
+
+    kwargs = {"driver": "core", "backing_store": False} if driver == "core" else {}
+    t0 = time.perf_counter()
+    with h5py.File(path, "w", **kwargs) as f:
+        d = f.create_dataset("data", shape=(n,) + frames.shape[1:], dtype=frames.dtype,
+                             chunks=(1,) + frames.shape[1:], **filter_kwargs(scheme))
+        for i in range(n):
+            d[i] = frames[i % len(frames)]
+    return mb(n * frames[0].nbytes) / (time.perf_counter() - t0)
+
+
+def bench_disk(frames: np.ndarray, n: int, path: str, sync: bool) -> float:
+    t0 = time.perf_counter()
+    with open(path, "wb") as fh:
+        for i in range(n):
+            fh.write(frames[i % len(frames)].tobytes())
+        if sync:
+            fh.flush()
+            os.fdatasync(fh.fileno())
+    return mb(n * frames[0].nbytes) / (time.perf_counter() - t0)
+
+
+def bench_redis(url: str, frames: np.ndarray, n: int) -> tuple[float, float]:
+    """(publish MB/s, read MB/s) of one frame stream, one process each."""
+    from blissdata.redis_engine.store import DataStore
+    from blissdata.streams.default import Stream
+
+    store = DataStore(url)
+    scan = store.create_scan({"name": "bench", "number": 1, "data_policy": "None", "session": "bench_baseline"},
+                             info={"name": "bench"})
+    stream = scan.create_stream(Stream.make_definition("cam:image", str(frames.dtype), frames.shape[1:]))
+    scan.prepare()
+    scan.start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        stream.send(frames[i % len(frames)][None])
+    scan.stop()
+    publish = mb(n * frames[0].nbytes) / (time.perf_counter() - t0)
+    scan.close()
+    ro = store.load_scan(scan.key).streams["cam:image"].event_stream
+    t0 = time.perf_counter()
+    for start in range(0, n, 8):
+        ro[start:min(start + 8, n)]
+    read = mb(n * frames[0].nbytes) / (time.perf_counter() - t0)
+    return publish, read
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=500)
+    p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024))
+    p.add_argument("--dtype", default="uint16")
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 4])
+    p.add_argument("--compression", nargs="+", default=["lz4-bitshuffle"])
+    p.add_argument("--repeat", type=int, default=3, help="runs per configuration (median, min-max)")
+    args = p.parse_args(argv)
+
+    from launch.stack import Stack
+    from nxpar.simulate import realistic_frames
+    from perf.replay_scan import replay
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    shape = tuple(args.shape)
+    pool = realistic_frames(16, shape, args.dtype)
+    label = f"{args.frames} x {shape[0]}x{shape[1]} {args.dtype}"
+    rows = []
+    base = Path(tempfile.mkdtemp(prefix="nxpar-bench-", dir=ROOT / "run" if (ROOT / "run").exists() else None))
+    try:
+        for scheme in args.compression:
+            # -- baselines, same frames, same filter ----------------------------------------------
+            serial = [bench_serial_h5py(pool, args.frames, scheme, str(base / "serial.h5")) for _ in range(args.repeat)]
+            filt = [bench_serial_h5py(pool, args.frames, scheme, "mem.h5", driver="core") for _ in range(args.repeat)]
+            disk_cache = [bench_disk(pool, args.frames, str(base / "raw.bin"), False) for _ in range(args.repeat)]
+            disk_sync = [bench_disk(pool, args.frames, str(base / "raw.bin"), True) for _ in range(args.repeat)]
+            stack = Stack(base / "baseline-stack")
+            try:
+                url = stack.start_redis()
+                pr = [bench_redis(url, pool, args.frames) for _ in range(args.repeat)]
+            finally:
+                stack.down()
+            baselines = {"h5py-serial": serial, "filter (1 core)": filt, "disk page cache": disk_cache,
+                         "disk fdatasync": disk_sync, "redis publish": [a for a, _ in pr],
+                         "redis read": [b for _, b in pr]}
+            ref = statistics.median(serial)
+            # -- nxpar end to end, per rank count ----------------------------------------------------
+            for ranks in args.ranks:
+                stack = Stack(base / f"stack-{ranks}")
+                try:
+                    stack.start_redis()
+                    stack.start_tango_db()
+                    os.environ.update(stack.env)
+                    dev = stack.register("bench", "bench")
+                    stack.start_service("bench", ranks, "WARNING")
+                    proxy = stack.wait_device(dev)
+                    results = []
+                    for i in range(args.repeat):
+                        r = replay(proxy, stack.env["REDIS_DATA_URL"], "bench", str(base / f"r{ranks}_{i}.h5"), i + 1,
+                                   args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool)
+                        if r.state != "OFF":
+                            raise RuntimeError(f"bench scan ended {r.state}: {r.reason}")
+                        results.append(r)
+                        with open(OUT / "bench.jsonl", "a") as fh:
+                            fh.write(json.dumps({**asdict(r), "label": label}) + "\n")
+                        os.unlink(r.filename)
+                finally:
+                    stack.down()
+                speeds = [r.mb_per_s for r in results]
+                rows.append((scheme, ranks, speeds, statistics.median(speeds) / ref,
+                             statistics.median([r.compression_ratio for r in results]),
+                             max(max(r.peak_rss_mb.values()) for r in results),
+                             statistics.median([r.close_after_end_s for r in results])))
+            print(f"\n### {label}, {scheme} (median of {args.repeat}, min-max)\n")
+            print("| baseline | MB/s |\n|---|---|")
+            for name, values in baselines.items():
+                print(f"| {name} | {statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) |")
+            print("\n| ranks (writers) | nxpar MB/s | × h5py-serial | compression ratio | peak RSS/rank MB | close after end s |")
+            print("|---|---|---|---|---|---|")
+            for s, ranks, speeds, ratio, cr, rss, close in rows:
+                if s == scheme:
+                    print(f"| {ranks} ({max(ranks - 1, 1)}) | {statistics.median(speeds):.0f} "
+                          f"({min(speeds):.0f}-{max(speeds):.0f}) | {ratio:.2f} | {cr:.2f} | {rss:.0f} | {close:.2f} |")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
