@@ -48,13 +48,8 @@ def main() -> None:
     stack = Stack(rundir)
     try:
         print(f"starting the embedded stack in {rundir} ...", flush=True)
-        stack.start_redis()
-        stack.start_tango_db()
-        os.environ.update(stack.env)
-        devname = stack.register("demo", "demo")
-        stack.start_service("demo", ranks, "WARNING")
-        proxy = stack.wait_device(devname)
-        print(f"device {devname}: {proxy.state()} ({proxy.status()}), {ranks} MPI ranks", flush=True)
+        proxy = stack.start_writer_stack("demo", "demo", ranks)
+        print(f"device {proxy.dev_name()}: {proxy.state()} ({proxy.status()}), {ranks} MPI ranks", flush=True)
         filename = str(rundir / "data" / "demo" / "data.h5")
         r = replay(proxy, stack.env["REDIS_DATA_URL"], "demo", filename, 1, frames, (1024, 1024), "uint16",
                    None, ranks)

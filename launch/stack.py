@@ -155,6 +155,15 @@ class Stack:
         _wait(f"device {devname}", ready, timeout, None, None)
         return tango.DeviceProxy(devname)
 
+    def start_writer_stack(self, session: str, instance: str, ranks: int, log_level: str = "WARNING"):
+        """Redis + Tango DB + one registered writer + the service; returns the device proxy."""
+        self.start_redis()
+        self.start_tango_db()
+        os.environ.update(self.env)
+        devname = self.register(session, instance)
+        self.start_service(instance, ranks, log_level)
+        return self.wait_device(devname)
+
     # -- stop ---------------------------------------------------------------------------------------
     def stop_service(self, instance: str, timeout: float = 20) -> None:
         stop_pidfile(self.rundir / f"service_{instance}.pid", timeout)

@@ -123,12 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             for ranks in args.ranks:
                 stack = Stack(base / f"stack-{ranks}")
                 try:
-                    stack.start_redis()
-                    stack.start_tango_db()
-                    os.environ.update(stack.env)
-                    dev = stack.register("bench", "bench")
-                    stack.start_service("bench", ranks, "WARNING")
-                    proxy = stack.wait_device(dev)
+                    proxy = stack.start_writer_stack("bench", "bench", ranks)
                     results = []
                     for i in range(args.repeat):
                         r = replay(proxy, stack.env["REDIS_DATA_URL"], "bench", str(base / f"r{ranks}_{i}.h5"), i + 1,

@@ -137,17 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     stack = Stack(rundir)
     try:
         if own:
-            stack.start_redis()
-            stack.start_tango_db()
-            devname = stack.register("replay", "replay")
-            stack.start_service("replay", args.ranks, "WARNING")
+            proxy = stack.start_writer_stack("replay", "replay", args.ranks)
         else:
             from nxpar.register import find_session_writer
 
             os.environ.update(stack.env)
-            devname = find_session_writer("replay")
-        os.environ.update(stack.env)
-        proxy = stack.wait_device(devname)
+            proxy = stack.wait_device(find_session_writer("replay"))
         from nxpar.simulate import realistic_frames
 
         pool = realistic_frames(min(args.frames, 16), tuple(args.shape), args.dtype)
