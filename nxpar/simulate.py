@@ -145,8 +145,9 @@ class ScanPublisher:
         return defs
 
     # expected values, so tests can compare what was written with what was published
-    def expected(self, name: str, n: int) -> np.ndarray:
-        i = np.arange(n)
+    def expected(self, name: str, n: int, start: int = 0) -> np.ndarray:
+        """Points [start, n) of a channel."""
+        i = np.arange(start, n)
         if name == "axis:robx":
             return i / max(self.spec.npoints - 1, 1)
         if name == "timer:elapsed_time":
@@ -175,7 +176,7 @@ class ScanPublisher:
         while self.sent < end:
             n = min(batch, end - self.sent)
             for name, stream in self.streams.items():
-                stream.send(self.expected(name, self.sent + n)[self.sent:self.sent + n])
+                stream.send(self.expected(name, self.sent + n, self.sent))
             self.sent += n
 
     def stop_close(self, end_reason: str = "SUCCESS") -> None:

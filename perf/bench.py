@@ -119,14 +119,23 @@ def main(argv: list[str] | None = None) -> None:
                          "disk fdatasync": disk_sync, "redis publish": [a for a, _ in pr],
                          "redis read": [b for _, b in pr]}
             ref = statistics.median(serial)
-            # -- nxpar end to end, per rank count ----------------------------------------------------
-            for ranks in args.ranks:
-                stack = Stack(base / f"stack-{ranks}")
-                try:
-                    proxy = stack.start_writer_stack("bench", "bench", ranks)
+            # -- nxpar end to end, per rank count: one Redis + Tango DB (a client process keeps the
+            #    first TANGO_HOST it saw), one service per rank count, stream data freed after each run
+            import redis
+
+            stack = Stack(base / "stack")
+            try:
+                url = stack.start_redis()
+                stack.start_tango_db()
+                os.environ.update(stack.env)
+                for ranks in args.ranks:
+                    instance = f"bench{ranks}_{scheme.replace('-', '_')}"
+                    dev = stack.register(instance, instance)
+                    stack.start_service(instance, ranks, "WARNING")
+                    proxy = stack.wait_device(dev)
                     results = []
                     for i in range(args.repeat):
-                        r = replay(proxy, stack.env["REDIS_DATA_URL"], "bench", str(base / f"r{ranks}_{i}.h5"), i + 1,
+                        r = replay(proxy, url, instance, str(base / f"r{ranks}_{i}.h5"), i + 1,
                                    args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool)
                         if r.state != "OFF":
                             raise RuntimeError(f"bench scan ended {r.state}: {r.reason}")
@@ -134,13 +143,17 @@ def main(argv: list[str] | None = None) -> None:
                         with open(OUT / "bench.jsonl", "a") as fh:
                             fh.write(json.dumps({**asdict(r), "label": label}) + "\n")
                         os.unlink(r.filename)
-                finally:
-                    stack.down()
-                speeds = [r.mb_per_s for r in results]
-                rows.append((scheme, ranks, speeds, statistics.median(speeds) / ref,
-                             statistics.median([r.compression_ratio for r in results]),
-                             max(max(r.peak_rss_mb.values()) for r in results),
-                             statistics.median([r.close_after_end_s for r in results])))
+                        client = redis.Redis.from_url(url)
+                        for key in client.scan_iter("esrf:stream:*"):
+                            client.delete(key)
+                    stack.stop_service(instance)
+                    speeds = [r.mb_per_s for r in results]
+                    rows.append((scheme, ranks, speeds, statistics.median(speeds) / ref,
+                                 statistics.median([r.compression_ratio for r in results]),
+                                 max(max(r.peak_rss_mb.values()) for r in results),
+                                 statistics.median([r.close_after_end_s for r in results])))
+            finally:
+                stack.down()
             print(f"\n### {label}, {scheme} (median of {args.repeat}, min-max)\n")
             print("| baseline | MB/s |\n|---|---|")
             for name, values in baselines.items():
