@@ -172,3 +172,24 @@ def test_tree_matches_spec_example(services, stack, data_dir):
         assert e["instrument/image/data"].attrs["interpretation"] == "image"
         for key in ("start_time", "end_time"):
             assert e[key][()].decode()[:4].isdigit()
+
+
+def test_overlapping_scans_share_one_file(services, stack, data_dir):
+    """The next scan of a dataset starts while the previous one is still finalising: one shared handle."""
+    proxy = services.get(3)["n3"]
+    filename = str(data_dir / "overlap.h5")
+    url = stack.env["REDIS_DATA_URL"]
+    first = ScanPublisher(url, ScanSpec("n3", filename, 21, 12, image_shape=(16, 16)))
+    second = ScanPublisher(url, ScanSpec("n3", filename, 22, 9, image_shape=(16, 16)))
+    for pub in (first, second):
+        wait_scan_exists(proxy, pub.spec.name)
+    first.prepare_start()
+    second.prepare_start()
+    first.send(6, batch=2)
+    second.send(9, batch=3)
+    first.send(6, batch=2)
+    first.stop_close()
+    second.stop_close()
+    for pub in (first, second):
+        assert wait_scan_done(proxy, pub.spec.name) == "OFF", proxy.scan_state_reason(pub.spec.name)
+        assert_file_matches(pub, pub.spec.npoints)

@@ -86,6 +86,8 @@ class CollectiveExecutor:
     def __init__(self, comm: MPI.Intracomm) -> None:
         self.comm = comm
         self.files: dict[str, h5py.File] = {}
+        # one handle per path: consecutive scans of a dataset often overlap in the same file
+        self.by_path: dict[str, list] = {}  # realpath -> [h5py.File, number of scans using it]
         self.reader = StreamReader()
         self.rows_read = 0
 
@@ -112,18 +114,25 @@ class CollectiveExecutor:
         self._agree(error)
         if step.scan_id in self.files:
             raise StepFailed(f"scan {step.scan_id} already has an open file")
-        try:
-            f = open_collective(step.path, self.comm)
-        except Exception as e:  # all ranks fail together: open is collective
-            raise StepFailed(f"Cannot open {step.path}: {e}") from e
+        key = os.path.realpath(step.path)
+        shared = self.by_path.get(key)
+        if shared is None:
+            try:
+                shared = [open_collective(step.path, self.comm), 0]
+            except Exception as e:  # all ranks fail together: open is collective
+                raise StepFailed(f"Cannot open {step.path}: {e}") from e
+        f = shared[0]
         try:
             existing = [name for name in step.entries if name in f]
             if existing:
                 raise StepFailed(f"Scan {existing[0]} already exists in {step.path}")
             set_root_attrs(f, step.root_attrs)
         except Exception:
-            f.close()
+            if shared[1] == 0:
+                f.close()
             raise
+        shared[1] += 1
+        self.by_path[key] = shared
         self.files[step.scan_id] = f
 
     def _Tree(self, step: st.Tree) -> None:
@@ -160,8 +169,17 @@ class CollectiveExecutor:
     def _CloseFile(self, step: st.CloseFile) -> None:
         f = self.files.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
-        if f is not None:
-            f.close()
+        if f is None:
+            return
+        for key, shared in list(self.by_path.items()):
+            if shared[0] is f:
+                shared[1] -= 1
+                if shared[1] <= 0:
+                    del self.by_path[key]
+                    f.close()
+                else:
+                    f.flush()
+                return
 
     def _LocalFile(self, step: st.LocalFile) -> None:
         """Only the first writer rank touches the (small) master file, with the serial driver."""

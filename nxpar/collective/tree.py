@@ -68,6 +68,11 @@ def apply_nodes(f: h5py.File, nodes: list[Node]) -> None:
                 f[node.path] = h5py.SoftLink(node.target)
             else:
                 f[node.path] = h5py.ExternalLink(node.target_file, node.target)
+        elif node.op == "vds":
+            if f.get(node.path, getlink=True) is not None:
+                del f[node.path]
+            create_vds(f, node.path, node.value)
+            set_attrs(f[node.path], node.attrs)
         elif node.op == "attrs":
             if exists:
                 set_attrs(f[node.path] if node.path != "/" else f, node.attrs)
@@ -76,3 +81,15 @@ def apply_nodes(f: h5py.File, nodes: list[Node]) -> None:
                 del f[node.path]
         else:
             raise ValueError(f"unknown tree operation {node.op!r}")
+
+
+def create_vds(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
+    """A virtual dataset over frames in other files (Lima). Source files are not opened.
+
+    spec: shape, dtype, fillvalue, sources = [(file, data_path, source_shape, source_start, target_start, count)].
+    """
+    layout = h5py.VirtualLayout(shape=tuple(spec["shape"]), dtype=np.dtype(spec["dtype"]))
+    for file, data_path, source_shape, src, dst, count in spec["sources"]:
+        source = h5py.VirtualSource(file, data_path, shape=tuple(source_shape))
+        layout[dst:dst + count] = source[src:src + count]
+    f.create_virtual_dataset(path, layout, fillvalue=spec["fillvalue"])

@@ -235,7 +235,7 @@ class ScanPlan:
         except KeyError:
             raise KeyError(f"stream {stream_name!r} is not a channel of any device in the acquisition chain") from None
 
-    def dataset_nodes(self, stream_name: str) -> list[Node]:
+    def dataset_nodes(self, stream_name: str, measurement: bool = True) -> list[Node]:
         """Groups/links that come with a channel's dataset (written after its first rows)."""
         c = self.channel(stream_name)
         e = f"/{c.entry}"
@@ -245,15 +245,69 @@ class ScanPlan:
             nodes.append(Node("value", f"{e}/{m.group}/{normalise(key)}", _scalar(value)))
         if m.alias:
             nodes.append(Node("softlink", f"{e}/{m.alias}", target=f"{e}/{m.dataset}"))
-        nodes.append(Node("softlink", f"{e}/{m.measurement}", target=f"{e}/{m.dataset}"))
+        if measurement:
+            nodes.append(Node("softlink", f"{e}/{m.measurement}", target=f"{e}/{m.dataset}"))
         if m.is_positioner:
             nodes.append(Node("softlink", f"{e}/instrument/positioners/{normalise(m.unique_name)}",
                               target=f"{e}/{m.dataset}", overwrite=True))
         return nodes
 
     def group_node(self, stream_name: str) -> list[Node]:
+        """Only the device group (a Lima stream without saving: device_info, no dataset)."""
         c = self.channel(stream_name)
-        return [Node("group", f"/{c.entry}/{c.map.group}", attrs={"NX_class": c.map.nx_class})]
+        e = f"/{c.entry}"
+        nodes = [Node("group", f"{e}/{c.map.group}", attrs={"NX_class": c.map.nx_class})]
+        nodes += [Node("value", f"{e}/{c.map.group}/{normalise(k)}", _scalar(v)) for k, v in c.map.device_info.items()]
+        return nodes
+
+    # -- Lima (spec §4.7) -------------------------------------------------------------------------
+    def lima_mode(self, lima_info: dict[str, Any]) -> str:
+        """'vds', 'uris' (string references) or 'none' (not saved: empty detector group)."""
+        if not lima_info.get("file_path") or not lima_info.get("frame_per_file"):
+            return "none"
+        if lima_info.get("file_format") == "hdf5" and self.options.allow_external_hdf5:
+            return "vds"
+        return "uris"
+
+    def _relative(self, path: str) -> str:
+        """Relative to the scan file's directory, absolute if that would need '..'."""
+        rel = os.path.relpath(path, os.path.dirname(self.filename))
+        return path if rel.startswith("..") else rel
+
+    def lima_nodes(self, stream_name: str, refs: list[Any], dtype: str, frame_shape: tuple[int, ...],
+                   lima_info: dict[str, Any]) -> list[Node]:
+        """The frames as a VDS over the Lima files, or their '<file>::<index>' references."""
+        c = self.channel(stream_name)
+        path = f"/{c.entry}/{c.map.dataset}"
+        if not refs:
+            return []
+        if self.lima_mode(lima_info) == "uris":
+            return [Node("value", path, [f"{self._relative(r.file_path)}::{r.index}" for r in refs], overwrite=True)]
+        sources: list[list[Any]] = []
+        for target, ref in enumerate(refs):
+            last = sources[-1] if sources else None
+            if (last and last[0] == self._relative(ref.file_path) and last[1] == ref.data_path
+                    and last[3] + last[5] == ref.index and last[4] + last[5] == target):
+                last[5] += 1
+            else:
+                sources.append([self._relative(ref.file_path), ref.data_path,
+                                (int(lima_info["frame_per_file"]),) + tuple(frame_shape), ref.index, target, 1])
+        spec = {"shape": (len(refs),) + tuple(frame_shape), "dtype": dtype, "fillvalue": fill_value(dtype),
+                "sources": [tuple(s) for s in sources]}
+        return [Node("vds", path, spec, attrs={"interpretation": "image"})]
+
+    # -- scan sequences (spec §3.6) -----------------------------------------------------------------
+    def sequence_nodes(self, children: list[dict[str, Any]]) -> list[Node]:
+        """Root links '<nb>.<k>' to saved child scans written into other files."""
+        nodes = []
+        for child in children:
+            filename, nb = child.get("filename"), child.get("scan_nb")
+            if not child.get("save") or not filename or not nb or filename == self.filename:
+                continue
+            tops = [t for t, chain in (child.get("acquisition_chain") or {}).items() if chain.get("devices")]
+            for k in range(1, max(len(tops), 1) + 1):
+                nodes.append(Node("extlink", f"/{nb}.{k}", target=f"/{nb}.{k}", target_file=filename))
+        return nodes
 
     # -- finalisation -----------------------------------------------------------------------------
     def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str]) -> list[Node]:

@@ -107,7 +107,7 @@ class ScanWriter:
         if self.plan is None:
             return out
         for p in self.streams.values():
-            if p.spec is not None and p.name in self.plan.channels:
+            if p.kind != "scan" and p.name in self.plan.channels and (p.spec is not None or p.kind == "lima"):
                 out.setdefault(self.plan.channels[p.name].entry, {})[p.name] = p.written
         return out
 
@@ -146,8 +146,9 @@ class ScanWriter:
             try:
                 if not isinstance(failure, StepError):
                     self.scan_info_refresh()
-                written = {p.name for p in self.streams.values() if p.written}
-                self.channel.call(st.Tree(self.key, plan.final_nodes(self._final_info(), failure is not None, written)))
+                written = {p.name for p in self.streams.values() if p.written and p.kind != "scan"}
+                self.channel.call(st.Tree(self.key, self._reference_nodes(plan) +
+                                          plan.final_nodes(self._final_info(), failure is not None, written)))
             except Exception as e:
                 failure = failure or e
             if failure is not None:
@@ -193,18 +194,50 @@ class ScanWriter:
 
     # -- read loop -------------------------------------------------------------------------------
     def _classify(self, plan: ScanPlan) -> None:
+        """array: rows written by the writer ranks; lima: VDS/references at the end; scan: child links."""
         for name, stream in self.scan.streams.items():
             plan.channel(name)  # KeyError → FAULT with a clear reason (spec §3.4)
             plugin = getattr(stream, "plugin", None)
             kind = getattr(stream, "kind", None)
-            if kind != "array" or plugin not in (None, "hdf5_fallback"):
+            if kind == "array" and plugin in (None, "hdf5_fallback"):
+                self.streams[name] = StreamProgress(name, "array")
+            elif kind == "array" and plugin == "lima":
+                self.streams[name] = StreamProgress(name, "lima")
+            elif kind == "scan" and plugin == "scan_sequence":
+                self.streams[name] = StreamProgress(name, "scan")
+            else:
                 raise NotImplementedError(f"Stream not supported: {name} (kind={kind}, plugin={plugin})")
-            self.streams[name] = StreamProgress(name, "array")
+
+    def _reference_lengths(self) -> None:
+        """Lima (frames reported so far) and scan-sequence streams: nothing to copy, just follow them."""
+        for p in self.streams.values():
+            if p.kind == "array" or p.sealed:
+                continue
+            stream = self.scan.streams[p.name]
+            sealed = stream.event_stream.is_sealed()
+            p.available = len(stream)
+            p.written = p.available
+            p.sealed = sealed
+
+    def _reference_nodes(self, plan: ScanPlan) -> list:
+        """Finalisation: Lima frames as VDS/references, links to the children of a sequence."""
+        nodes = []
+        for p in self.streams.values():
+            stream = self.scan.streams[p.name]
+            if p.kind == "lima" and p.available and plan.lima_mode(stream.info["lima_info"]) != "none":
+                refs = stream.get_references(slice(0, p.available))
+                nodes += plan.lima_nodes(p.name, refs, stream.dtype.name, tuple(stream.shape),
+                                         stream.info["lima_info"])
+            elif p.kind == "scan" and p.available:
+                keys = [event["key"] for event in stream.event_stream[0:p.available]]
+                children = [self.scan._data_store.load_scan(k).info for k in keys]
+                nodes += plan.sequence_nodes(children)
+        return nodes
 
     def _lengths(self) -> None:
         """One pipelined round trip: published length and seal of every stream."""
         redis = self.scan._data_store._redis
-        names = [n for n, p in self.streams.items() if not p.sealed]
+        names = [n for n, p in self.streams.items() if not p.sealed and p.kind == "array"]
         if not names:
             return
         pipe = redis.pipeline(transaction=False)
@@ -225,6 +258,7 @@ class ScanWriter:
             if self._stop.is_set():
                 raise StopRequested("Stop requested")
             self._lengths()
+            self._reference_lengths()
             wrote = False
             for p in self.streams.values():
                 wrote |= self._write_available(plan, p)
@@ -244,6 +278,15 @@ class ScanWriter:
                 time.sleep(self.tuning.poll_period_s)
 
     def _write_available(self, plan: ScanPlan, p: StreamProgress) -> bool:
+        if p.kind != "array":
+            if p.kind == "lima" and p.available and not p.linked:
+                lima_mode = plan.lima_mode(self.scan.streams[p.name].info["lima_info"])
+                nodes = plan.group_node(p.name) if lima_mode == "none" else \
+                    plan.dataset_nodes(p.name, measurement=lima_mode == "vds")
+                self.channel.call(st.Tree(self.key, nodes))
+                p.linked = True
+                return True
+            return False
         pending = p.available - p.written
         if pending <= 0:
             return False
