@@ -38,3 +38,17 @@ def wait_for_message(comm: MPI.Intracomm, source: int, tag: int, stop=lambda: Fa
             return False
         time.sleep(POLL_SLEEP_S)
     return True
+
+
+def sleepy_allreduce_max(comm: MPI.Intracomm, value: int) -> int:
+    """COLLECTIVE: max of `value` over `comm`, sleep-polled (ranks done early give the CPU to the others)."""
+    import time
+
+    import numpy as np
+
+    send = np.array([value], dtype=np.int64)
+    recv = np.zeros(1, dtype=np.int64)
+    req = comm.Iallreduce(send, recv, op=MPI.MAX)
+    while not req.Test():
+        time.sleep(POLL_SLEEP_S)
+    return int(recv[0])

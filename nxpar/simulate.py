@@ -192,14 +192,23 @@ class ScanPublisher:
         self.scan.info = info
         self.scan.close()
 
-    def run(self, batch: int = 1, rate_hz: float | None = None) -> float:
-        """The whole scan; returns seconds spent publishing."""
-        self.prepare_start()
+    def run(self, batch: int = 1, rate_hz: float | None = None, preload: bool = False) -> float:
+        """The whole scan; returns seconds spent publishing.
+
+        preload: all points are in Redis before PREPARED (the writer only looks at a scan from
+        PREPARED on), so the writer then drains Redis flat out: measures the writer alone.
+        """
+        if not preload:
+            self.prepare_start()
         t0 = time.perf_counter()
         while self.sent < self.spec.npoints:
             self.send(min(batch, self.spec.npoints - self.sent), batch)
             if rate_hz:
                 time.sleep(batch / rate_hz)
+        for stream in self.streams.values():
+            stream.join()
         elapsed = time.perf_counter() - t0
+        if preload:
+            self.prepare_start()
         self.stop_close()
         return elapsed

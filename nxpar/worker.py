@@ -7,7 +7,7 @@ from mpi4py import MPI
 
 from . import steps as st
 from .collective.executor import CollectiveExecutor
-from .mpi_roles import RESULT_TAG, STEP_TAG, wait_for_message
+from .mpi_roles import RESULT_TAG, STEP_TAG, sleepy_allreduce_max, wait_for_message
 
 log = logging.getLogger("nxpar.worker")
 
@@ -37,6 +37,8 @@ def run_worker(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
         except Exception as e:  # reported to rank 0 → that scan FAULTs, the service lives on
             log.debug("step %s failed", type(step).__name__, exc_info=True)
             result = st.StepResult(False, error=f"{e}")
-        results = writers.gather(result, root=0)
+        if sleepy_allreduce_max(writers, 0 if result.ok else 1):
+            results = writers.gather(result, root=0)  # details only when a rank failed
+            result = combine(results) if writers.rank == 0 else result
         if writers.rank == 0:
-            world.send(combine(results), dest=0, tag=RESULT_TAG)
+            world.send(result, dest=0, tag=RESULT_TAG)

@@ -73,7 +73,7 @@ class RssSampler(threading.Thread):
 def replay(proxy, redis_url: str, session: str, filename: str, scan_nb: int, frames: int,
            shape: tuple[int, int], dtype: str, compression: str | None, ranks: int,
            rate_hz: float | None = None, batch: int = 1, frame_pool: np.ndarray | None = None,
-           unknown_length: bool = False) -> ReplayResult:
+           unknown_length: bool = False, preload: bool = False) -> ReplayResult:
     """One scan through a running device; returns the measured figures."""
     import h5py
     import hdf5plugin  # noqa: F401  (readers need the filters)
@@ -93,8 +93,10 @@ def replay(proxy, redis_url: str, session: str, filename: str, scan_nb: int, fra
             raise RuntimeError("the writer did not register the scan within 10 s")
         time.sleep(0.02)
     t0 = time.perf_counter()
-    publish_s = pub.run(batch=batch, rate_hz=rate_hz)
+    publish_s = pub.run(batch=batch, rate_hz=rate_hz, preload=preload)
     t_end = time.perf_counter()
+    if preload:  # the clock starts when the writer may start: at PREPARED, all data already in Redis
+        t0 = t_end
     while str(proxy.scan_state(spec.name)) in ("INIT", "ON"):
         time.sleep(0.01)
     t_closed = time.perf_counter()
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=1, help="frames per Redis event")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--unknown-length", action="store_true")
+    p.add_argument("--preload", action="store_true",
+                   help="publish everything before PREPARED: measures the writer draining Redis alone")
     p.add_argument("--rundir", default=None, help="use a stack started by `launch.stack up`")
     p.add_argument("--json", default=None, help="append results as JSON lines to this file")
     args = p.parse_args(argv)
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(args.repeat):
             r = replay(proxy, stack.env["REDIS_DATA_URL"], "replay", str(rundir / "data" / f"scan{i}.h5"), i + 1,
                        args.frames, tuple(args.shape), args.dtype, args.compression, args.ranks,
-                       args.rate, args.batch, pool, args.unknown_length)
+                       args.rate, args.batch, pool, args.unknown_length, args.preload)
             print(f"{r.state}: {r.frames} frames {r.shape} {r.dtype} {r.compression} ranks={r.ranks}: "
                   f"{r.frames_per_s:.1f} frames/s, {r.mb_per_s:.1f} MB/s, ratio {r.compression_ratio:.2f}, "
                   f"closed {r.close_after_end_s:.2f}s after scan end, peak RSS {r.peak_rss_mb}", flush=True)

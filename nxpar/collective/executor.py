@@ -17,6 +17,7 @@ from mpi4py import MPI
 
 from .. import steps as st
 from ..compression import filter_kwargs
+from ..mpi_roles import sleepy_allreduce_max
 from .redis_reader import StreamReader
 from .tree import apply_nodes, set_root_attrs
 
@@ -94,6 +95,8 @@ class CollectiveExecutor:
     # -- agreement --------------------------------------------------------------------------
     def _agree(self, error: str) -> None:
         """Collective: raise StepFailed on every rank if any rank had an error."""
+        if not sleepy_allreduce_max(self.comm, 1 if error else 0):
+            return
         errors = self.comm.allgather(error)
         failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
         if failed:
