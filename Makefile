@@ -15,7 +15,7 @@ test: setup
 	$(PY) -m pytest -v
 
 bench: setup
-	$(PY) -m perf.bench
+	PY=$(PY) bash perf/bench.sh
 
 clean:
 	-for d in run/*/; do $(PY) -m launch.stack down --rundir $$d; done

@@ -140,10 +140,17 @@ class Stack:
         return devname
 
     # -- the writer service ------------------------------------------------------------------------
-    def start_service(self, instance: str, ranks: int, log_level: str = "INFO", extra_env: dict | None = None) -> None:
-        cmd = ["mpirun", "-n", str(ranks), str(VENV / "bin" / "NexusWriterService"), instance,
-               f"--log={log_level}"]
-        self._spawn(f"service_{instance}", cmd, env=extra_env)
+    def start_service(self, instance: str, ranks: int, log_level: str = "INFO", extra_env: dict | None = None,
+                      supervised: bool = False) -> None:
+        """mpirun -n RANKS NexusWriterService INSTANCE; supervised: restarted when the MPI job dies."""
+        if supervised:
+            cmd = [sys.executable, "-m", "launch.supervisor", "--ranks", str(ranks), "--backoff", "1", instance,
+                   "--", f"--log={log_level}"]
+        else:
+            cmd = ["mpirun", "-n", str(ranks), str(VENV / "bin" / "NexusWriterService"), instance,
+                   f"--log={log_level}"]
+        env = {"NXPAR_STATE_DIR": str(self.rundir / "state"), "PYTHONPATH": str(ROOT), **(extra_env or {})}
+        self._spawn(f"service_{instance}", cmd, env=env)
 
     def wait_device(self, devname: str, states=("ON", "RUNNING"), timeout: float = 60):
         import tango

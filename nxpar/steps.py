@@ -93,6 +93,15 @@ class LocalFile:
 
 
 @dataclass
+class MarkFailed:
+    """Open a file left by a dead job and set writer/status=FAILED where the scan did not finish."""
+
+    path: str
+    entries: list[str]
+    reason: str
+
+
+@dataclass
 class Shutdown:
     scan_id: str = ""
 

@@ -131,7 +131,7 @@ class NexusWriter(Device):
         return _TANGO_STATES.get(self._sub.tango_state(), DevState.UNKNOWN)
 
     def dev_status(self) -> str:
-        return self._sub.reason
+        return self._sub.reason + (f" ({self._sub.notice})" if self._sub.notice else "")
 
     # -- helpers -----------------------------------------------------------------------------------
     def _writer(self, name: str, origin: str) -> ScanWriter:
@@ -141,12 +141,9 @@ class NexusWriter(Device):
             _fail("NexusWriter_UnknownScan", str(e), origin)
             raise
 
-    def _filename(self, writer: ScanWriter) -> str | None:
-        if writer.plan is not None:
-            return writer.plan.filename
-        info = writer.scan.info
-        name = info.get("filename") if isinstance(info, dict) else None
-        return name if isinstance(name, str) and name else None
+    @staticmethod
+    def _filename(writer: ScanWriter) -> str | None:
+        return writer.filename
 
     # -- commands (spec §2.4) ----------------------------------------------------------------------
     @command

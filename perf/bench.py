@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 4])
     p.add_argument("--compression", nargs="+", default=["lz4-bitshuffle"])
     p.add_argument("--repeat", type=int, default=3, help="runs per configuration (median, min-max)")
+    p.add_argument("--modes", nargs="+", default=["live", "drain"],
+                   help="live: BLISS publishes while nxpar writes; drain: data in Redis before PREPARED")
     args = p.parse_args(argv)
 
     from launch.stack import Stack
@@ -133,37 +135,50 @@ def main(argv: list[str] | None = None) -> None:
                     dev = stack.register(instance, instance)
                     stack.start_service(instance, ranks, "WARNING")
                     proxy = stack.wait_device(dev)
-                    results = []
-                    for i in range(args.repeat):
-                        r = replay(proxy, url, instance, str(base / f"r{ranks}_{i}.h5"), i + 1,
-                                   args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool)
-                        if r.state != "OFF":
-                            raise RuntimeError(f"bench scan ended {r.state}: {r.reason}")
-                        results.append(r)
-                        with open(OUT / "bench.jsonl", "a") as fh:
-                            fh.write(json.dumps({**asdict(r), "label": label}) + "\n")
-                        os.unlink(r.filename)
-                        client = redis.Redis.from_url(url)
-                        for key in client.scan_iter("esrf:stream:*"):
-                            client.delete(key)
+                    scan_nb = 0
+                    for mode in args.modes:
+                        results = []
+                        for i in range(args.repeat):
+                            scan_nb += 1
+                            r = replay(proxy, url, instance, str(base / f"r{ranks}_{scan_nb}.h5"), scan_nb,
+                                       args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool,
+                                       preload=mode == "drain")
+                            if r.state != "OFF":
+                                raise RuntimeError(f"bench scan ended {r.state}: {r.reason}")
+                            results.append(r)
+                            with open(OUT / "bench.jsonl", "a") as fh:
+                                fh.write(json.dumps({**asdict(r), "label": label, "mode": mode}) + "\n")
+                            os.unlink(r.filename)
+                            client = redis.Redis.from_url(url)
+                            for key in client.scan_iter("esrf:stream:*"):
+                                client.delete(key)
+                        speeds = [r.mb_per_s for r in results]
+                        rows.append((scheme, mode, ranks, speeds, statistics.median(speeds) / ref,
+                                     statistics.median([r.compression_ratio for r in results]),
+                                     max(max(r.peak_rss_mb.values()) for r in results),
+                                     statistics.median([r.close_after_end_s for r in results])))
                     stack.stop_service(instance)
-                    speeds = [r.mb_per_s for r in results]
-                    rows.append((scheme, ranks, speeds, statistics.median(speeds) / ref,
-                                 statistics.median([r.compression_ratio for r in results]),
-                                 max(max(r.peak_rss_mb.values()) for r in results),
-                                 statistics.median([r.close_after_end_s for r in results])))
             finally:
                 stack.down()
             print(f"\n### {label}, {scheme} (median of {args.repeat}, min-max)\n")
             print("| baseline | MB/s |\n|---|---|")
             for name, values in baselines.items():
                 print(f"| {name} | {statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) |")
-            print("\n| ranks (writers) | nxpar MB/s | × h5py-serial | compression ratio | peak RSS/rank MB | close after end s |")
-            print("|---|---|---|---|---|---|")
-            for s, ranks, speeds, ratio, cr, rss, close in rows:
-                if s == scheme:
-                    print(f"| {ranks} ({max(ranks - 1, 1)}) | {statistics.median(speeds):.0f} "
-                          f"({min(speeds):.0f}-{max(speeds):.0f}) | {ratio:.2f} | {cr:.2f} | {rss:.0f} | {close:.2f} |")
+            limits = {"live": statistics.median(baselines["redis publish"]),
+                      "drain": 1 / (1 / statistics.median(baselines["redis read"]) + 1 / statistics.median(filt))}
+            print(f"\nbinding limit per mode: live = redis publish ({limits['live']:.0f} MB/s); "
+                  f"drain = one core reading + compressing ({limits['drain']:.0f} MB/s per writer core)")
+            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × h5py-serial | × 1 rank | "
+                  "compression ratio | peak RSS/rank MB | close after end s |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for s, mode, ranks, speeds, ratio, cr, rss, close in rows:
+                if s != scheme:
+                    continue
+                one = next((statistics.median(sp) for s2, m2, r2, sp, *_ in rows if s2 == s and m2 == mode and r2 == 1), None)
+                med = statistics.median(speeds)
+                print(f"| {mode} | {ranks} ({max(ranks - 1, 1)}) | {med:.0f} ({min(speeds):.0f}-{max(speeds):.0f}) | "
+                      f"{med / limits[mode]:.2f} | {ratio:.2f} | {med / one if one else float('nan'):.2f} | {cr:.2f} | "
+                      f"{rss:.0f} | {close:.2f} |")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

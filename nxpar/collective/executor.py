@@ -197,6 +197,28 @@ class CollectiveExecutor:
                 error = f"master file {step.path}: {e}"
         self._agree(error)
 
+    def _MarkFailed(self, step: st.MarkFailed) -> list[str]:
+        """COLLECTIVE: mark the unfinished entries of a file a dead job left behind."""
+        if not os.path.exists(step.path):
+            return []
+        if os.path.realpath(step.path) in self.by_path:
+            raise StepFailed(f"{step.path} is open for writing")
+        try:
+            f = open_collective(step.path, self.comm)
+        except Exception as e:
+            raise StepFailed(f"{step.path} cannot be opened after the crash: {e}") from e
+        marked = []
+        try:
+            for entry in step.entries:
+                status = f.get(f"{entry}/writer/status")
+                if status is not None and status[()] not in (b"SUCCEEDED", b"FAILED"):
+                    apply_nodes(f, [st.Node("value", f"/{entry}/writer/status", "FAILED", overwrite=True),
+                                    st.Node("value", f"/{entry}/writer/failure", step.reason, overwrite=True)])
+                    marked.append(entry)
+        finally:
+            f.close()
+        return marked
+
     def close_all(self) -> None:
         """Collective: close every file still open (service shutdown)."""
         for scan_id in sorted(self.files):

@@ -21,6 +21,7 @@ from blissdata.streams.event_stream import StreamEntry
 from .. import steps as st
 from ..disk import free_mb
 from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
+from .journal import Journal
 from .writer_channel import StepError, WriterChannel
 
 log = logging.getLogger("nxpar.scan")
@@ -56,7 +57,7 @@ class StreamProgress:
 
 class ScanWriter:
     def __init__(self, scan: Scan, redis_url: str, options: SaveOptions, channel: WriterChannel,
-                 tuning: Tuning | None = None, blissdata_version: str = "") -> None:
+                 tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None) -> None:
         self.scan = scan
         self.name: str = scan.info["name"]
         self.key: str = scan.key
@@ -65,6 +66,7 @@ class ScanWriter:
         self.channel = channel
         self.tuning = tuning or Tuning()
         self.blissdata_version = blissdata_version
+        self.journal = journal
         self.state = "INIT"
         self.reason = "instantiation"
         self.created = time.time()
@@ -96,6 +98,15 @@ class ScanWriter:
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def filename(self) -> str | None:
+        """The scan file: from the plan, or from the CREATED scan_info before PREPARED."""
+        if self.plan is not None:
+            return self.plan.filename
+        info = self.scan.info
+        name = info.get("filename") if isinstance(info, dict) else None
+        return name if isinstance(name, str) and name else None
 
     @property
     def urls(self) -> list[str]:
@@ -131,6 +142,8 @@ class ScanWriter:
             self._check_disk(plan.filename)
             self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
             opened = True
+            if self.journal is not None:
+                self.journal.add(self.key, self.name, plan.filename, plan.entry_names)
             self.channel.call(st.Tree(self.key, plan.skeleton()))
             for path, nodes in plan.master_links().items():
                 self.channel.call(st.LocalFile(self.key, path, {"NX_class": "NXroot", "creator": "nxpar"}, nodes))
@@ -166,6 +179,8 @@ class ScanWriter:
                 except Exception as e:
                     if final[0] != "FAULT":
                         final = ("FAULT", f"closing the file failed: {e}")
+            if opened and self.journal is not None:
+                self.journal.remove(self.key)
             self.end_time = time.time()
             self._set(*final)
 

@@ -15,9 +15,11 @@ import redis
 from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
 from blissdata.redis_engine.store import DataStore
 
+from .. import steps as st
 from ..nexus.plan import SaveOptions
 from .scan_writer import REASON_DONE, REASON_RUNNING, ScanWriter, Tuning
-from .writer_channel import WriterChannel
+from .journal import InterruptedScan, Journal
+from .writer_channel import StepError, WriterChannel
 
 log = logging.getLogger("nxpar.session")
 
@@ -55,7 +57,9 @@ class SessionSubscriber:
         self._url_provider = url_provider
         self.state = "INIT"
         self.reason = "instantiation"
-        self.writers: dict[str, ScanWriter] = {}
+        self.writers: dict[str, ScanWriter | InterruptedScan] = {}
+        self.journal = Journal(session)
+        self.notice = os.environ.get("NXPAR_RESTART_REASON", "")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +114,7 @@ class SessionSubscriber:
     # -- the thread ----------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            self._recover_interrupted()
             url = self._url_provider()
             store = DataStore(url)
             since = store.get_last_scan_timetag()
@@ -137,6 +142,21 @@ class SessionSubscriber:
         else:
             self.state, self.reason = "OFF", REASON_DONE
 
+    def _recover_interrupted(self) -> None:
+        """Scans a previous (dead) run was writing: FAULT, and their files marked FAILED."""
+        for key, item in self.journal.take_all().items():
+            why = self.notice or "the writer service stopped"
+            reason = (f"interrupted: {why} while this scan was being written; "
+                      "the file holds the data up to the last flush")
+            try:
+                self.channel.call(st.MarkFailed(item["filename"], item["entries"], reason))
+            except StepError as e:
+                reason += f" (could not mark the file: {e})"
+            log.error("scan %s: %s", item["name"], reason)
+            with self._lock:
+                self.writers[item["name"]] = InterruptedScan(key, item["name"], item["filename"],
+                                                             item["entries"], reason)
+
     def _new_scan(self, store: DataStore, url: str, key: str) -> None:
         try:
             scan = store.load_scan(key)
@@ -151,7 +171,8 @@ class SessionSubscriber:
         if not isinstance(name, str) or not name:
             log.error("scan %s of session %s has no scan_info['name']: not written", key, self.session)
             return
-        writer = ScanWriter(scan, url, self.options, self.channel, self.tuning, self._blissdata_version)
+        writer = ScanWriter(scan, url, self.options, self.channel, self.tuning, self._blissdata_version,
+                            self.journal)
         writer.start()
         with self._lock:
             self.writers[name] = writer

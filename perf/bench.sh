@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make bench`: every configuration of perf/RESULTS.md; tables to perf/out/bench.md, raw runs to perf/out/bench.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+mkdir -p perf/out
+: > perf/out/bench.md
+run() { echo "+ perf.bench $*" | tee -a perf/out/bench.md; $PY -m perf.bench "$@" | tee -a perf/out/bench.md; }
+run --frames 500  --shape 1024 1024 --dtype uint16 --ranks 1 2 3 4 --repeat 3
+run --frames 2000 --shape 1024 1024 --dtype uint16 --ranks 1 3 --repeat 1
+run --frames 100  --shape 2048 2048 --dtype uint32 --ranks 1 2 3 4 --repeat 2
+run --frames 300  --shape 1024 1024 --dtype uint16 --ranks 1 3 --repeat 2 --modes drain \
+    --compression none gzip gzip-byteshuffle blosc-zstd
