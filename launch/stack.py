@@ -85,10 +85,10 @@ class Stack:
         return {**os.environ, **self.env}
 
     # -- Redis -----------------------------------------------------------------------------------
-    def start_redis(self, init_db: bool = True, name: str = "redis") -> str:
+    def start_redis(self, init_db: bool = True, name: str = "redis", port: int | None = None) -> str:
         import redis
 
-        port = free_port()
+        port = port or free_port()
         rs = redis_stack_dir()
         cmd = [str(rs / "bin" / "redis-server"), "--bind", "127.0.0.1", "--port", str(port),
                "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--dir", str(self.rundir),
@@ -105,8 +105,9 @@ class Stack:
         from blissdata.redis_engine.store import DataStore
 
         DataStore(url, init_db=True)
-        self.env["REDIS_DATA_URL"] = url
-        self._save_env()
+        if name == "redis":  # the stack's own Redis; others (tests) are extra
+            self.env["REDIS_DATA_URL"] = url
+            self._save_env()
         return url
 
     # -- Tango database --------------------------------------------------------------------------
@@ -174,6 +175,10 @@ class Stack:
     # -- stop ---------------------------------------------------------------------------------------
     def stop_service(self, instance: str, timeout: float = 20) -> None:
         stop_pidfile(self.rundir / f"service_{instance}.pid", timeout)
+
+    def stop(self, name: str, timeout: float = 20) -> None:
+        """Stop one process of the stack by its name (e.g. 'redis')."""
+        stop_pidfile(self.rundir / f"{name}.pid", timeout)
 
     def down(self, timeout: float = 20) -> None:
         """Stop every process started from this run directory (services first)."""

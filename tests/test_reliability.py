@@ -86,3 +86,75 @@ def test_killed_worker_rank_faults_the_scan_and_the_service_comes_back(stack, da
         assert wait_scan_done(proxy, nxt.spec.name) == "OFF"
     finally:
         stack.stop_service("w_dead")
+
+
+def _own_redis_service(stack, name: str):
+    """A service of its own on a Redis of its own: these tests break Redis on purpose."""
+    url = stack.start_redis(name=f"redis_{name}")
+    dev = stack.register(name, f"w_{name}")
+    stack.start_service(f"w_{name}", 3, extra_env={"REDIS_DATA_URL": url})
+    return url, stack.wait_device(dev)
+
+
+def test_redis_connections_dropped_mid_scan_the_scan_completes(stack, data_dir):
+    import redis
+
+    url, proxy = _own_redis_service(stack, "flaky")
+    try:
+        spec = ScanSpec("flaky", str(data_dir / "flaky.h5"), 1, 30, image_shape=(32, 32))
+        pub = ScanPublisher(url, spec)
+        wait_scan_exists(proxy, spec.name)
+        pub.prepare_start()
+        admin = redis.Redis.from_url(url)
+        redis_port = int(url.rsplit(":", 1)[1])
+        dropped = 0
+        for _ in range(3):
+            pub.send(10, batch=2)
+            time.sleep(0.3)
+            # drop every Redis connection of the writer service (rank 0 and the writer ranks)
+            for proc in service_ranks("w_flaky").values():
+                for conn in proc.net_connections(kind="tcp"):
+                    if conn.raddr and conn.raddr.port == redis_port and conn.status == "ESTABLISHED":
+                        dropped += admin.client_kill_filter(_id=None, addr=f"127.0.0.1:{conn.laddr.port}")
+        assert dropped > 0
+        pub.stop_close()
+        assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)
+        from tests.helpers import assert_file_matches
+
+        assert_file_matches(pub, 30)
+    finally:
+        stack.stop_service("w_flaky")
+        stack.stop("redis_flaky")
+
+
+def test_redis_restarted_mid_scan_faults_the_scan_then_new_scans_work(stack, data_dir):
+    url, proxy = _own_redis_service(stack, "restart")
+    try:
+        spec = ScanSpec("restart", str(data_dir / "lost.h5"), 1, 30, image_shape=(32, 32))
+        pub = ScanPublisher(url, spec)
+        wait_scan_exists(proxy, spec.name)
+        pub.prepare_start()
+        pub.send(8, batch=2)
+        deadline = time.monotonic() + 20
+        while not any("8pts-8pts" in line for line in proxy.scan_progress):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stack.stop("redis_restart", timeout=5)  # no persistence: everything in Redis is lost
+        time.sleep(2)
+        port = int(url.rsplit(":", 1)[1])
+        stack.start_redis(name="redis_restart", port=port)
+        assert wait_scan_done(proxy, spec.name, 60) == "FAULT"
+        reason = proxy.scan_state_reason(spec.name)
+        assert "gone from Redis" in reason or "Redis unreachable" in reason, reason
+        with h5py.File(spec.filename, "r", locking=False) as f:
+            assert f["1.1/writer/status"][()] == b"FAILED"
+            np.testing.assert_array_equal(f["1.1/instrument/image/data"][:8], pub.expected("cam:image", 8))
+        # the session reconnected: the next scan (on the fresh Redis) is written
+        wait_state(proxy, ("ON", "RUNNING"), 30)
+        nxt = ScanPublisher(url, ScanSpec("restart", str(data_dir / "next.h5"), 2, 5, image_shape=(16, 16)))
+        wait_scan_exists(proxy, nxt.spec.name, 30)
+        nxt.run()
+        assert wait_scan_done(proxy, nxt.spec.name) == "OFF", proxy.scan_state_reason(nxt.spec.name)
+    finally:
+        stack.stop_service("w_restart")
+        stack.stop("redis_restart")

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import redis
+from blissdata.exceptions import IndexNoMoreThereError
 from blissdata.redis_engine.store import DataStore
 
 from ..steps import StreamSource
@@ -29,6 +30,9 @@ class StreamReader:
                 stream = self._event_stream(source)
                 rows = stream[start:stop]  # one XRANGE for the whole share
                 break
+            except IndexNoMoreThereError as e:
+                raise RuntimeError(f"rows {start}..{stop - 1} of {source.stream_name} were trimmed from Redis "
+                                   "before they were written") from e
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 if attempt == RETRIES:
                     raise RuntimeError(f"Redis unreachable after {RETRIES} retries: {e}") from e
@@ -38,7 +42,8 @@ class StreamReader:
                 time.sleep(delay)
                 delay = min(2 * delay, 2.0)
         if len(rows) != stop - start:
-            raise RuntimeError(f"expected {stop - start} rows, Redis returned {len(rows)}")
+            raise RuntimeError(f"rows {start}..{stop - 1} of {source.stream_name} are not in Redis any more "
+                               f"(got {len(rows)}): Redis restarted or the data expired")
         return rows
 
     def forget(self, scan_id: str) -> None:

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from blissdata.exceptions import ScanNotFoundError
 from blissdata.redis_engine.scan import Scan, ScanState
+from redis import exceptions as redis_errors
 from blissdata.streams.event_stream import StreamEntry
 
 from .. import steps as st
@@ -41,6 +43,7 @@ class Tuning:
     small_rows_period_s: float = 1.0  # partial chunks of small data written at most this often
     poll_period_s: float = 0.02
     disk_check_period_s: float = 3.0
+    redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
 
 
 @dataclass
@@ -198,7 +201,10 @@ class ScanWriter:
         while self.scan.state < state:
             if self._stop.is_set():
                 raise StopRequested("Stop requested")
-            self.scan.update(timeout=0.5)
+            try:
+                self._redis_call(self.scan.update, timeout=0.5)
+            except ScanNotFoundError as e:
+                raise RuntimeError(f"the scan is gone from Redis ({e})") from e
 
     def _check_disk(self, filename: str) -> None:
         required = self.options.required_disk_space
@@ -258,12 +264,29 @@ class ScanWriter:
         pipe = redis.pipeline(transaction=False)
         for n in names:
             pipe.xrevrange(self.scan.streams[n].key, count=1)
-        for n, raw in zip(names, pipe.execute()):
+        for n, raw in zip(names, self._redis_call(pipe.execute)):
+            p = self.streams[n]
             if raw:
                 entry = StreamEntry.from_raw(raw[0])
-                p = self.streams[n]
                 p.available = entry.id + entry.length
                 p.sealed = entry.is_seal
+            elif p.available:
+                raise RuntimeError(f"the data of stream {n} is gone from Redis (Redis restarted or data expired)")
+
+    def _redis_call(self, func, *args, **kwargs):
+        """Redis errors are retried with back-off (reconnecting) for `redis_retry_s`, then FAULT."""
+        delay, deadline = 0.1, time.monotonic() + self.tuning.redis_retry_s
+        while True:
+            try:
+                return func(*args, **kwargs)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Redis unreachable for {self.tuning.redis_retry_s:.0f} s: {e}") from e
+                log.warning("scan %s: Redis error (%s), retry in %.1f s", self.name, e, delay)
+                if self._stop.is_set():
+                    raise StopRequested("Stop requested") from e
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
 
     def _read_loop(self, plan: ScanPlan) -> None:
         self._classify(plan)
