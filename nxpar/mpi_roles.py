@@ -40,7 +40,11 @@ def wait_for_message(comm: MPI.Intracomm, source: int, tag: int, stop=lambda: Fa
     return True
 
 
-def sleepy_allreduce_max(comm: MPI.Intracomm, value: int) -> int:
+class CollectiveTimeout(RuntimeError):
+    """Other ranks did not reach the agreement: they are stuck (e.g. inside an HDF5 collective)."""
+
+
+def sleepy_allreduce_max(comm: MPI.Intracomm, value: int, timeout: float | None = None) -> int:
     """COLLECTIVE: max of `value` over `comm`, sleep-polled (ranks done early give the CPU to the others)."""
     import time
 
@@ -49,6 +53,9 @@ def sleepy_allreduce_max(comm: MPI.Intracomm, value: int) -> int:
     send = np.array([value], dtype=np.int64)
     recv = np.zeros(1, dtype=np.int64)
     req = comm.Iallreduce(send, recv, op=MPI.MAX)
+    deadline = None if timeout is None else time.monotonic() + timeout
     while not req.Test():
+        if deadline is not None and time.monotonic() > deadline:
+            raise CollectiveTimeout(f"the other ranks did not answer within {timeout:.0f} s")
         time.sleep(POLL_SLEEP_S)
     return int(recv[0])

@@ -6,8 +6,10 @@ import logging
 from mpi4py import MPI
 
 from . import steps as st
-from .collective.executor import CollectiveExecutor
-from .mpi_roles import RESULT_TAG, STEP_TAG, sleepy_allreduce_max, wait_for_message
+from .collective.executor import CollectiveExecutor, StepFailed
+from .mpi_roles import RESULT_TAG, STEP_TAG, CollectiveTimeout, sleepy_allreduce_max, wait_for_message
+
+UNAGREED_FAILURE_TIMEOUT_S = 60.0
 
 log = logging.getLogger("nxpar.worker")
 
@@ -32,12 +34,25 @@ def run_worker(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
         if isinstance(step, st.Shutdown):
             executor.close_all()
             break
+        unagreed = False
         try:
             result = st.StepResult(True, value=executor.execute(step))
-        except Exception as e:  # reported to rank 0 → that scan FAULTs, the service lives on
-            log.debug("step %s failed", type(step).__name__, exc_info=True)
+        except StepFailed as e:  # all writer ranks raised it together
             result = st.StepResult(False, error=f"{e}")
-        if sleepy_allreduce_max(writers, 0 if result.ok else 1):
+        except Exception as e:  # raised here only, maybe: the others may be inside a collective
+            log.warning("step %s failed on this rank: %s", type(step).__name__, e, exc_info=True)
+            result = st.StepResult(False, error=f"{e}")
+            unagreed = True
+        try:
+            any_failed = sleepy_allreduce_max(writers, 0 if result.ok else 1,
+                                              timeout=UNAGREED_FAILURE_TIMEOUT_S if unagreed else None)
+        except CollectiveTimeout:
+            # A hang would stop every scan for good; aborting lets the supervisor restart the job, and
+            # the restarted service reports the interrupted scans (journal).
+            log.critical("writer ranks are stuck after '%s' failed on rank %d only: aborting the MPI job",
+                         result.error, world.rank)
+            world.Abort(70)
+        if any_failed:
             results = writers.gather(result, root=0)  # details only when a rank failed
             result = combine(results) if writers.rank == 0 else result
         if writers.rank == 0:

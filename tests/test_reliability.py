@@ -158,3 +158,58 @@ def test_redis_restarted_mid_scan_faults_the_scan_then_new_scans_work(stack, dat
     finally:
         stack.stop_service("w_restart")
         stack.stop("redis_restart")
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 6 MiB tmpfs: a real full disk (needs root to mount)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_checks_answer_truthfully_on_a_small_disk(services, stack, small_fs):
+    proxy = services.get(2)["n2"]  # default thresholds: 200 MB required, 1024 MB recommended
+    spec = ScanSpec("n2", str(small_fs / "data.h5"), 51, 3, image_shape=None)
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    wait_scan_exists(proxy, spec.name)
+    assert proxy.scan_disk_space_error(spec.name) == "Free disk space below 200 MB"
+    assert proxy.scan_disk_space_warning(spec.name) == "Free disk space below 1024 MB"
+    assert proxy.scan_has_required_disk_space(spec.name) is False
+    pub.run()
+    assert wait_scan_done(proxy, spec.name) == "FAULT"
+    assert proxy.scan_state_reason(spec.name) == "Free disk space below 200 MB"
+
+
+def test_disk_full_during_the_scan(services, stack, small_fs):
+    """No threshold: the disk really fills up. FAULT with the reason; flushed data stays readable."""
+    proxy = services.get(3, ("full",), required_disk_space=0, recommended_disk_space=0)["full"]
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 65535, size=(8, 256, 256), dtype=np.uint16)  # incompressible
+    spec = ScanSpec("full", str(small_fs / "full.h5"), 1, 120, image_shape=(256, 256), mca_channels=None,
+                    chunk_options={"compression_scheme": "none"})
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec, frames=noise)
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    pub.send(10, batch=2)
+    deadline = time.monotonic() + 20
+    while not any("10pts-10pts" in line for line in proxy.scan_progress):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # flushed
+    pub.send(110, batch=2)  # 15 MB more than 6 MiB can hold
+    pub.stop_close()
+    assert wait_scan_done(proxy, spec.name, 60) == "FAULT"
+    reason = proxy.scan_state_reason(spec.name)
+    assert "No space left on device" in reason or "space" in reason.lower(), reason
+    assert proxy.State() in (DevState.ON, DevState.RUNNING)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        frames = f["1.1/instrument/image/data"]
+        assert frames.shape[0] >= 10
+        np.testing.assert_array_equal(frames[:10], pub.expected("cam:image", 10))

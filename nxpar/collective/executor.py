@@ -67,6 +67,10 @@ class StepFailed(RuntimeError):
     """A step failed on at least one writer rank; all ranks raise it together."""
 
 
+# Free space kept in reserve: metadata (flushes, the final status, closing) must still fit.
+SPACE_RESERVE_BYTES = 4 << 20
+
+
 def share_of_rows(start: int, stop: int, chunk_rows: int, rank: int, size: int) -> tuple[int, int]:
     """This rank's contiguous rows of [start, stop): whole chunks only, so one rank owns each chunk."""
     if stop <= start:
@@ -89,6 +93,7 @@ class CollectiveExecutor:
         self.files: dict[str, h5py.File] = {}
         # one handle per path: consecutive scans of a dataset often overlap in the same file
         self.by_path: dict[str, list] = {}  # realpath -> [h5py.File, number of scans using it]
+        self.paths: dict[str, str] = {}  # scan id -> file path
         self.reader = StreamReader()
         self.rows_read = 0
 
@@ -137,8 +142,28 @@ class CollectiveExecutor:
         shared[1] += 1
         self.by_path[key] = shared
         self.files[step.scan_id] = f
+        self.paths[step.scan_id] = step.path
+
+    def _space_error(self, scan_id: str, need: int) -> str:
+        """'' or why `need` more bytes cannot be written (checked by the first writer rank only).
+
+        A full disk must fail every rank together: with collective metadata writes only the first
+        writer rank writes metadata, so an ENOSPC there would leave the others inside a collective.
+        """
+        if self.comm.rank != 0 or scan_id not in self.paths:
+            return ""
+        try:
+            stat = os.statvfs(os.path.dirname(os.path.abspath(self.paths[scan_id])))
+        except OSError:
+            return ""
+        free = stat.f_bavail * stat.f_frsize
+        if free < need + SPACE_RESERVE_BYTES:
+            return (f"No space left on device for {self.paths[scan_id]}: {free / 2**20:.1f} MB free, "
+                    f"{(need + SPACE_RESERVE_BYTES) / 2**20:.1f} MB needed")
+        return ""
 
     def _Tree(self, step: st.Tree) -> None:
+        self._agree(self._space_error(step.scan_id, 0))
         apply_nodes(self._file(step.scan_id), step.nodes)
 
     def _WriteRows(self, step: st.WriteRows) -> int:
@@ -155,7 +180,8 @@ class CollectiveExecutor:
                                      f"expected {(hi - lo,) + tuple(spec.detector_shape)}")
         except Exception as e:
             error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
-        self._agree(error)
+        nbytes = (step.stop - step.start) * int(np.prod(spec.detector_shape or (1,))) * np.dtype(spec.dtype).itemsize
+        self._agree(error or self._space_error(step.scan_id, nbytes))
 
         dset = f.get(spec.path)
         if dset is None:
@@ -167,10 +193,12 @@ class CollectiveExecutor:
         return step.stop
 
     def _Flush(self, step: st.Flush) -> None:
+        self._agree(self._space_error(step.scan_id, 0))
         self._file(step.scan_id).flush()
 
     def _CloseFile(self, step: st.CloseFile) -> None:
         f = self.files.pop(step.scan_id, None)
+        self.paths.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
         if f is None:
             return
