@@ -290,7 +290,10 @@ class NexusWriter(Device):
             for entry, counts in sorted(per_entry.items()):
                 label = f"{w.name}:" if len(per_entry) == 1 else f"{w.name}:{entry}:"
                 values = list(counts.values()) or [0]
-                rows.append([label, f"{min(values)}pts-{max(values)}pts"])
+                row = [label, f"{min(values)}pts-{max(values)}pts"]
+                if w.is_alive() and w.backlog() > 0:
+                    row[-1] += f" (published {w.published()}pts)"
+                rows.append(row)
         return align_columns(rows)
 
     @attribute(dtype=(str,), max_dim_x=10000)
@@ -300,7 +303,8 @@ class NexusWriter(Device):
             counts = [c for e in w.progress().values() for c in e.values()] or [0]
             rows.append([f"{w.name}:", w.state, f"{min(counts)}pts-{max(counts)}pts",
                          f"{w.bytes_written / 1024**2:.1f}MB", f"duration: {w.duration()}",
-                         f"start: {w.start_str()}", f"end: {w.end_str()}"])
+                         f"start: {w.start_str()}", f"end: {w.end_str()}" +
+                         (f" WARNING: {w.warning}" if getattr(w, "warning", "") else "")])
         return align_columns(rows)
 
     @attribute(dtype=(str,), max_dim_x=10000)

@@ -213,3 +213,105 @@ def test_disk_full_during_the_scan(services, stack, small_fs):
         frames = f["1.1/instrument/image/data"]
         assert frames.shape[0] >= 10
         np.testing.assert_array_equal(frames[:10], pub.expected("cam:image", 10))
+
+
+BAD_INFO = [
+    ("missing title", lambda i: i.pop("title"), "scan_info is missing 'title'"),
+    ("scan_nb NaN", lambda i: i.update(scan_nb=float("nan")), "scan_nb'] must be a positive integer, got None"),
+    ("scan_nb string", lambda i: i.update(scan_nb="12"), "scan_nb'] must be a positive integer, got '12'"),
+    ("devices wrong type", lambda i: i.update(devices=["x"]), "must be dictionaries"),
+    ("relative filename", lambda i: i.update(filename="relative/data.h5"), "must be an absolute path"),
+    ("dot-dot filename", lambda i: i.update(filename="/tmp/a/../b/data.h5"), "must not contain '..'"),
+    ("chain names unknown device", lambda i: i["acquisition_chain"]["axis"]["devices"].append("9:ghost"),
+     "device '9:ghost' of acquisition_chain['axis'] is not described"),
+    ("BLISS compression quirk", lambda i: i["writer_options"]["chunk_options"].update(
+        compression_scheme="byteshufflegzip-byteshuffle"), "Unknown HDF5 compression 'byteshufflegzip-byteshuffle'"),
+    ("bad start_time", lambda i: i.update(start_time="yesterday"), "is not ISO 8601"),
+]
+
+
+@pytest.mark.parametrize("label,mutate,reason", BAD_INFO, ids=[b[0] for b in BAD_INFO])
+def test_malformed_scan_info_faults_only_that_scan(services, stack, data_dir, label, mutate, reason):
+    proxy = services.get(2)["n2"]
+    nb = 100 + [b[0] for b in BAD_INFO].index(label)
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], ScanSpec("n2", str(data_dir / "bad.h5"), nb, 3, image_shape=(8, 8)))
+    mutate(pub.info)
+    wait_scan_exists(proxy, pub.spec.name)
+    pub.run()
+    assert wait_scan_done(proxy, pub.spec.name) == "FAULT"
+    assert reason in proxy.scan_state_reason(pub.spec.name)
+    assert proxy.State() in (DevState.ON, DevState.RUNNING)
+
+
+def test_unicode_huge_strings_and_new_directories_are_written(services, stack, data_dir):
+    proxy = services.get(2)["n2"]
+    title = "ascan température ✓ 温度 " + "x" * 300_000
+    filename = str(data_dir / "new" / "dirs" / "ünïcode" / "data.h5")
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, 120, 4, image_shape=None, title=title))
+    pub.info["positioners"]["positioners_start"]["Δz"] = 1.5
+    pub.info["comments"] = [{"date": "2025-01-15T10:00:01+01:00", "message": "alignement terminé ✓"}]
+    wait_scan_exists(proxy, pub.spec.name)
+    pub.run()
+    assert wait_scan_done(proxy, pub.spec.name) == "OFF", proxy.scan_state_reason(pub.spec.name)
+    with h5py.File(filename, "r", locking=False) as f:
+        assert f["120.1/title"][()].decode() == title
+        assert f["120.1/instrument/positioners_start/_z"][()] == 1.5
+        assert f["120.1/notes/note_01/data"][()].decode() == "alignement terminé ✓"
+
+
+def test_back_pressure_is_visible_memory_bounded_nothing_dropped(services, stack, data_dir):
+    """gzip on 1 writer cannot keep up with the publisher: the lag shows, RSS stays flat, all frames land."""
+    proxy = services.get(2, ("slow",))["slow"]
+    spec = ScanSpec("slow", str(data_dir / "slow.h5"), 1, 150, image_shape=(512, 512), mca_channels=None,
+                    chunk_options={"compression_scheme": "gzip"})
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    pub.send(150, batch=10)  # flat out: 75 MB in a second or two
+    saw_lag, peak_rss = False, 0.0
+    ranks = service_ranks("w_slow")
+    while str(proxy.scan_state(spec.name)) == "ON":
+        saw_lag |= any("published 150pts" in line for line in proxy.scan_progress)
+        peak_rss = max(peak_rss, max(p.memory_info().rss for p in ranks.values()) / 2**20)
+        time.sleep(0.1)
+        if saw_lag and str(proxy.scan_state(spec.name)) == "ON" and len(proxy.scan_progress) and \
+                "150pts-150pts" in proxy.scan_progress[0]:
+            break
+    pub.stop_close()
+    assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)
+    assert saw_lag, "the backlog was never visible in scan_progress"
+    assert peak_rss < 400, f"writer RSS {peak_rss:.0f} MB: memory must not grow with the backlog"
+    from tests.helpers import assert_file_matches
+
+    assert_file_matches(pub, 150)
+
+
+def test_200_scans_in_a_row_rss_and_fds_flat(services, stack, data_dir):
+    proxy = services.get(3, ("soak",), purge_delay=2)["soak"]
+    url = stack.env["REDIS_DATA_URL"]
+    ranks = service_ranks("w_soak")
+
+    def sample() -> dict[int, tuple[float, int]]:
+        return {r: (p.memory_info().rss / 2**20, p.num_fds()) for r, p in ranks.items()}
+
+    def one(nb: int) -> None:
+        pub = ScanPublisher(url, ScanSpec("soak", str(data_dir / f"soak{nb % 10}.h5"), nb, 4, image_shape=(32, 32),
+                                          mca_channels=16))
+        wait_scan_exists(proxy, pub.spec.name)
+        pub.run(batch=2)
+        assert wait_scan_done(proxy, pub.spec.name) == "OFF", proxy.scan_state_reason(pub.spec.name)
+
+    for nb in range(1, 31):  # warm-up: caches, pools, allocator arenas
+        one(nb)
+    time.sleep(3)
+    before = sample()
+    for nb in range(31, 201):
+        one(nb)
+    time.sleep(3)
+    after = sample()
+    for r in before:
+        rss0, fds0 = before[r]
+        rss1, fds1 = after[r]
+        assert rss1 <= rss0 * 1.05, f"rank {r}: RSS {rss0:.1f} → {rss1:.1f} MB"
+        assert fds1 <= fds0 * 1.05 + 1, f"rank {r}: fds {fds0} → {fds1}"
+    assert len(proxy.scan_names) < 20  # finished writers are purged

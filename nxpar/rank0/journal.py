@@ -93,3 +93,9 @@ class InterruptedScan:
         import datetime
 
         return datetime.timedelta(0)
+
+    def backlog(self) -> int:
+        return 0
+
+    def published(self) -> int:
+        return 0

@@ -115,6 +115,13 @@ class ScanWriter:
     def urls(self) -> list[str]:
         return self.plan.urls() if self.plan else []
 
+    def backlog(self) -> int:
+        """Points published but not yet written (the slowest stream): back-pressure made visible."""
+        return max((p.available - p.written for p in self.streams.values() if p.kind == "array"), default=0)
+
+    def published(self) -> int:
+        return max((p.available for p in self.streams.values()), default=0)
+
     def progress(self) -> dict[str, dict[str, int]]:
         """{entry: {dataset: points written}} for scan_progress."""
         out: dict[str, dict[str, int]] = {}
@@ -307,6 +314,7 @@ class ScanWriter:
                 last_flush, dirty = now, False
             if now - last_disk >= self.tuning.disk_check_period_s:
                 self._check_disk(plan.filename)
+                self._report_backlog()
                 last_disk = now
             if all(p.sealed and p.written >= p.available for p in self.streams.values()):
                 if dirty:
@@ -357,6 +365,16 @@ class ScanWriter:
             self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
             p.linked = True
         return True
+
+    def _report_backlog(self) -> None:
+        behind = self.backlog()
+        step = self.tuning.rows_per_writer * self.channel.nwriters
+        if behind > 4 * step:
+            self.warning = (f"writing is {behind} points behind the publisher "
+                            "(data waits in Redis; add ranks or use a faster compression)")
+            log.warning("scan %s: %s", self.name, self.warning)
+        else:
+            self.warning = ""
 
     # -- reporting ---------------------------------------------------------------------------------
     def start_str(self) -> str:
