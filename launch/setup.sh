@@ -16,7 +16,8 @@ CONSTRAINTS=requirements/constraints.txt
 STAMP=$VENV/.nxpar-setup-stamp
 log() { printf '[setup] %s\n' "$*"; }
 
-key=$( { cat "$PINS" launch/setup.sh; [[ ! -f $CONSTRAINTS ]] || cat "$CONSTRAINTS"; } | sha256sum | cut -c1-16)
+key=$( { cat "$PINS" requirements/punx.txt launch/setup.sh; [[ ! -f $CONSTRAINTS ]] || cat "$CONSTRAINTS"; } \
+      | sha256sum | cut -c1-16)
 if [[ -f $STAMP && $(cat "$STAMP") == "$key" ]]; then
     log "cached ($key): nothing to rebuild"
     exit 0
@@ -88,6 +89,16 @@ if [[ ! -f $SSL_DIR/libssl.so.1.1 ]]; then
     mkdir -p "$SSL_DIR"
     cp -a "$tmp"/x/usr/lib/x86_64-linux-gnu/lib{ssl,crypto}.so.1.1 "$SSL_DIR/"
     rm -rf "$tmp"
+fi
+
+# --- the NeXus validator (tests), apart: it needs a plain h5py wheel -----------------------------
+PUNX_VENV=$ROOT/.venv-punx
+if [[ ! -x $PUNX_VENV/bin/punx ]] || ! cmp -s requirements/punx.txt "$PUNX_VENV/.pins"; then
+    log "installing punx into $PUNX_VENV"
+    rm -rf "$PUNX_VENV"
+    $PYTHON -m venv "$PUNX_VENV"
+    "$PUNX_VENV/bin/python" -m pip --disable-pip-version-check -q install -r requirements/punx.txt
+    cp requirements/punx.txt "$PUNX_VENV/.pins"
 fi
 
 # --- checks: fail loudly -----------------------------------------------------------------------

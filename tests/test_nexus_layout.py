@@ -1,0 +1,83 @@
+"""NeXus layout beyond the basic tree: validation with punx, subscans, master files (spec §3.6, §4.1)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from blissdata.streams.default import Stream
+
+from nxpar.simulate import ScanPublisher, ScanSpec
+from tests.conftest import wait_scan_done, wait_scan_exists
+from tests.helpers import assert_file_matches
+
+ROOT = Path(__file__).resolve().parent.parent
+PUNX = ROOT / ".venv-punx" / "bin" / "punx"
+
+
+def test_file_passes_punx_validation(services, stack, data_dir):
+    """No ERROR but the entry name one the ESRF layout itself produces ('1.1' is not a NeXus name)."""
+    proxy = services.get(2)["n2"]
+    spec = ScanSpec("n2", str(data_dir / "valid.h5"), 1, 5, image_shape=(32, 32), mca_channels=64)
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.run()
+    assert wait_scan_done(proxy, spec.name) == "OFF"
+    out = subprocess.run([str(PUNX), "validate", spec.filename], capture_output=True, text=True, timeout=300,
+                         cwd=data_dir).stdout
+    assert "summary statistics" in out, out[-2000:]
+    errors = [line for line in out.splitlines() if " ERROR " in line and line.startswith("/")]
+    assert [e.split()[0] for e in errors] == ["/1.1"], errors
+    assert "valid HDF5 item name, not valid with NeXus" in errors[0]
+
+
+def test_subscans_get_one_entry_per_top_master(services, stack, data_dir):
+    """Two top masters: entries numbered by the alphabetical order of the top master names."""
+    proxy = services.get(3)["n3"]
+    spec = ScanSpec("n3", str(data_dir / "subscans.h5"), 5, 6, image_shape=(16, 16), mca_channels=None)
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    info = pub.info
+    info["acquisition_chain"]["a_fast"] = {"top_master": "2001:fast", "devices": ["2001:fast", "2002:fastdiode"]}
+    info["devices"]["2001:fast"] = {"name": "fast", "channels": ["fast:epoch"], "triggered_devices": ["2002:fastdiode"]}
+    info["devices"]["2002:fastdiode"] = {"name": "fastdiode", "channels": ["fastdiode:diode2"]}
+    info["channels"]["fast:epoch"] = {"device": "2001:fast", "dim": 0, "unit": "s"}
+    info["channels"]["fastdiode:diode2"] = {"device": "2002:fastdiode", "dim": 0}
+    fast = {n: pub.scan.create_stream(Stream.make_definition(n, "float64", ())) for n in ("fast:epoch", "fastdiode:diode2")}
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    pub.send(6, batch=3)
+    for i, stream in enumerate(fast.values()):
+        stream.send(np.arange(20, dtype=float) * (i + 1))
+    pub.stop_close()
+    assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)
+    assert list(proxy.scan_url(spec.name)) == [f"{spec.filename}::/5.1", f"{spec.filename}::/5.2"]
+    assert_file_matches(pub, 6, entry="5.2")  # "axis" sorts after "a_fast"
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["5.1/instrument/epoch/value"][()], np.arange(20.0))
+        np.testing.assert_array_equal(f["5.1/instrument/diode2/data"][()], np.arange(20.0) * 2)
+        assert f["5.1/title"][()] == f["5.2/title"][()]
+    assert any(line.startswith("5_ascan:5.1:") for line in proxy.scan_progress)
+
+
+def test_master_file_links(services, stack, data_dir):
+    """ESRF policy: the collection and proposal files link to the dataset file's entries."""
+    proxy = services.get(2)["n2"]
+    dataset_dir = data_dir / "RAW_DATA" / "sample" / "sample_0001"
+    filename = str(dataset_dir / "sample_0001.h5")
+    collection = str(data_dir / "RAW_DATA" / "ihch123_sample.h5")
+    proposal = str(data_dir / "ihch123_id00.h5")
+    spec = ScanSpec("n2", filename, 3, 4, image_shape=None)
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    pub.info["nexuswriter"]["masterfiles"] = {"dataset_collection": collection, "proposal": proposal}
+    wait_scan_exists(proxy, spec.name)
+    pub.run()
+    assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)
+    for master, rel in ((collection, "sample/sample_0001/sample_0001.h5"),
+                        (proposal, "RAW_DATA/sample/sample_0001/sample_0001.h5")):
+        with h5py.File(master, "r", locking=False) as f:
+            link = f.get("sample_0001_3.1", getlink=True)
+            assert isinstance(link, h5py.ExternalLink) and (link.filename, link.path) == (rel, "/3.1")
+            assert f.attrs["NX_class"] == "NXroot"
+            np.testing.assert_array_equal(f["sample_0001_3.1/instrument/robx/value"][()], pub.expected("axis:robx", 4))
