@@ -236,7 +236,9 @@ class NexusWriter(Device):
 
     @resource_profiling.write
     def resource_profiling(self, value: int) -> None:
+        """Profiles the scan writers created from now on; logs the resources at once."""
         self._profiling = ResourceProfiling(value)
+        self._sub.profiling = self._profiling.name
         logging_setup.log_resources(log)
 
     @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE)

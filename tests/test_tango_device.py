@@ -265,3 +265,26 @@ def test_log_level_and_profiling_attributes(services):
     proxy.resource_profiling = 1
     assert proxy.resource_profiling == 1
     proxy.resource_profiling = 0
+
+
+@pytest.mark.parametrize("mode,marker", [(1, "CPU profile (cProfile, top 30"), (7, "memory profile (tracemalloc, top 30")])
+def test_resource_profiling_reports_in_the_log(services, stack, data_dir, mode, marker):
+    proxy = services.get(2, ("prof",))["prof"]
+    log_file = stack.rundir / "service_w_prof.log"
+    proxy.resource_profiling = mode
+    try:
+        spec = ScanSpec("prof", str(data_dir / "prof.h5"), mode, 5, image_shape=(16, 16))
+        pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+        wait_scan_exists(proxy, spec.name)
+        pub.run()
+        assert wait_scan_done(proxy, spec.name) == "OFF"
+        deadline = time.monotonic() + 10
+        while marker not in log_file.read_text():
+            assert time.monotonic() < deadline, log_file.read_text()[-3000:]
+            time.sleep(0.1)
+        text = log_file.read_text()
+        assert "resources:" in text and "fds" in text  # the immediate resource log of the write
+        if mode == 1:
+            assert "function calls" in text and "scan_writer.py" in text
+    finally:
+        proxy.resource_profiling = 0

@@ -24,6 +24,7 @@ from .. import steps as st
 from ..disk import free_mb
 from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
 from .journal import Journal
+from .profiling import PROFILER
 from .writer_channel import StepError, WriterChannel
 
 log = logging.getLogger("nxpar.scan")
@@ -70,6 +71,7 @@ class ScanWriter:
         self.tuning = tuning or Tuning()
         self.blissdata_version = blissdata_version
         self.journal = journal
+        self.profiling = "OFF"  # resource_profiling mode when the writer was created
         self.state = "INIT"
         self.reason = "instantiation"
         self.created = time.time()
@@ -81,7 +83,7 @@ class ScanWriter:
         self.warning = ""
         self._stop = threading.Event()
         self._killed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"scan-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._profiled_run, name=f"scan-{self.name}", daemon=True)
 
     # -- control (any thread) --------------------------------------------------------------------
     def start(self) -> None:
@@ -135,6 +137,10 @@ class ScanWriter:
     # -- the thread ----------------------------------------------------------------------------
     def _set(self, state: str, reason: str) -> None:
         self.state, self.reason = state, reason
+
+    def _profiled_run(self) -> None:
+        with PROFILER.profile(self.profiling, self.name):
+            self._run()
 
     def _run(self) -> None:
         self.start_time = time.time()

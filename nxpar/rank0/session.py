@@ -60,6 +60,8 @@ class SessionSubscriber:
         self.writers: dict[str, ScanWriter | InterruptedScan] = {}
         self.journal = Journal(session)
         self.notice = os.environ.get("NXPAR_RESTART_REASON", "")
+        self.profiling = "OFF"  # applied to scan writers created from now on
+        self._last_resource_log = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -125,7 +127,7 @@ class SessionSubscriber:
                     since, key = store.get_next_scan(since=since, timeout=1)
                     errors = 0
                 except NoScanAvailable:
-                    self.purge(self.purge_delay_s)
+                    self._periodic()
                     continue
                 except (redis.ConnectionError, redis.TimeoutError) as e:
                     errors += 1
@@ -135,12 +137,20 @@ class SessionSubscriber:
                     time.sleep(1)
                     continue
                 self._new_scan(store, url, key)
-                self.purge(self.purge_delay_s)
+                self._periodic()
         except Exception as e:
             log.error("session %s FAULT: %s", self.session, e)
             self.state, self.reason = "FAULT", str(e) or type(e).__name__
         else:
             self.state, self.reason = "OFF", REASON_DONE
+
+    def _periodic(self) -> None:
+        self.purge(self.purge_delay_s)
+        if self.profiling != "OFF" and time.monotonic() - self._last_resource_log >= 10:
+            from ..logging_setup import log_resources
+
+            log_resources(log)
+            self._last_resource_log = time.monotonic()
 
     def _recover_interrupted(self) -> None:
         """Scans a previous (dead) run was writing: FAULT, and their files marked FAILED."""
@@ -173,6 +183,7 @@ class SessionSubscriber:
             return
         writer = ScanWriter(scan, url, self.options, self.channel, self.tuning, self._blissdata_version,
                             self.journal)
+        writer.profiling = self.profiling
         writer.start()
         with self._lock:
             self.writers[name] = writer
