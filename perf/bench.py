@@ -104,62 +104,61 @@ def main(argv: list[str] | None = None) -> None:
     label = f"{args.frames} x {shape[0]}x{shape[1]} {args.dtype}"
     rows = []
     base = Path(tempfile.mkdtemp(prefix="nxpar-bench-", dir=ROOT / "run" if (ROOT / "run").exists() else None))
+    import redis
+
+    # one Redis + Tango DB for the whole run (a client process keeps the first TANGO_HOST it saw)
+    stack = Stack(base / "stack")
     try:
+        url = stack.start_redis()
+        stack.start_tango_db()
+        os.environ.update(stack.env)
+
+        def free_redis() -> None:
+            client = redis.Redis.from_url(url)
+            for key in client.scan_iter("esrf:stream:*"):
+                client.delete(key)
+
         for scheme in args.compression:
             # -- baselines, same frames, same filter ----------------------------------------------
             serial = [bench_serial_h5py(pool, args.frames, scheme, str(base / "serial.h5")) for _ in range(args.repeat)]
             filt = [bench_serial_h5py(pool, args.frames, scheme, "mem.h5", driver="core") for _ in range(args.repeat)]
             disk_cache = [bench_disk(pool, args.frames, str(base / "raw.bin"), False) for _ in range(args.repeat)]
             disk_sync = [bench_disk(pool, args.frames, str(base / "raw.bin"), True) for _ in range(args.repeat)]
-            stack = Stack(base / "baseline-stack")
-            try:
-                url = stack.start_redis()
-                pr = [bench_redis(url, pool, args.frames) for _ in range(args.repeat)]
-            finally:
-                stack.down()
+            pr = []
+            for _ in range(args.repeat):
+                pr.append(bench_redis(url, pool, args.frames))
+                free_redis()
             baselines = {"h5py-serial": serial, "filter (1 core)": filt, "disk page cache": disk_cache,
                          "disk fdatasync": disk_sync, "redis publish": [a for a, _ in pr],
                          "redis read": [b for _, b in pr]}
             ref = statistics.median(serial)
-            # -- nxpar end to end, per rank count: one Redis + Tango DB (a client process keeps the
-            #    first TANGO_HOST it saw), one service per rank count, stream data freed after each run
-            import redis
-
-            stack = Stack(base / "stack")
-            try:
-                url = stack.start_redis()
-                stack.start_tango_db()
-                os.environ.update(stack.env)
-                for ranks in args.ranks:
-                    instance = f"bench{ranks}_{scheme.replace('-', '_')}"
-                    dev = stack.register(instance, instance)
-                    stack.start_service(instance, ranks, "WARNING")
-                    proxy = stack.wait_device(dev)
-                    scan_nb = 0
-                    for mode in args.modes:
-                        results = []
-                        for i in range(args.repeat):
-                            scan_nb += 1
-                            r = replay(proxy, url, instance, str(base / f"r{ranks}_{scan_nb}.h5"), scan_nb,
-                                       args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool,
-                                       preload=mode == "drain")
-                            if r.state != "OFF":
-                                raise RuntimeError(f"bench scan ended {r.state}: {r.reason}")
-                            results.append(r)
-                            with open(OUT / "bench.jsonl", "a") as fh:
-                                fh.write(json.dumps({**asdict(r), "label": label, "mode": mode}) + "\n")
-                            os.unlink(r.filename)
-                            client = redis.Redis.from_url(url)
-                            for key in client.scan_iter("esrf:stream:*"):
-                                client.delete(key)
-                        speeds = [r.mb_per_s for r in results]
-                        rows.append((scheme, mode, ranks, speeds, statistics.median(speeds) / ref,
-                                     statistics.median([r.compression_ratio for r in results]),
-                                     max(max(r.peak_rss_mb.values()) for r in results),
-                                     statistics.median([r.close_after_end_s for r in results])))
-                    stack.stop_service(instance)
-            finally:
-                stack.down()
+            # -- nxpar end to end: one service per rank count, stream data freed after each run
+            for ranks in args.ranks:
+                instance = f"bench{ranks}_{scheme.replace('-', '_')}"
+                dev = stack.register(instance, instance)
+                stack.start_service(instance, ranks, "WARNING")
+                proxy = stack.wait_device(dev)
+                scan_nb = 0
+                for mode in args.modes:
+                    results = []
+                    for i in range(args.repeat):
+                        scan_nb += 1
+                        r = replay(proxy, url, instance, str(base / f"r{ranks}_{scan_nb}.h5"), scan_nb,
+                                   args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool,
+                                   preload=mode == "drain")
+                        if r.state != "OFF":
+                            raise RuntimeError(f"bench scan ended {r.state}: {r.reason}")
+                        results.append(r)
+                        with open(OUT / "bench.jsonl", "a") as fh:
+                            fh.write(json.dumps({**asdict(r), "label": label, "mode": mode}) + "\n")
+                        os.unlink(r.filename)
+                        free_redis()
+                    speeds = [r.mb_per_s for r in results]
+                    rows.append((scheme, mode, ranks, speeds, statistics.median(speeds) / ref,
+                                 statistics.median([r.compression_ratio for r in results]),
+                                 max(max(r.peak_rss_mb.values()) for r in results),
+                                 statistics.median([r.close_after_end_s for r in results])))
+                stack.stop_service(instance)
             print(f"\n### {label}, {scheme} (median of {args.repeat}, min-max)\n")
             print("| baseline | MB/s |\n|---|---|")
             for name, values in baselines.items():
@@ -180,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{med / limits[mode]:.2f} | {ratio:.2f} | {med / one if one else float('nan'):.2f} | {cr:.2f} | "
                       f"{rss:.0f} | {close:.2f} |")
     finally:
+        stack.down()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -77,3 +77,12 @@ def wait_scan_exists(proxy, name: str, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"writer did not receive scan {name} after {timeout}s")
         time.sleep(0.05)
+
+
+def wait_progress(proxy, name: str, text: str, timeout: float = 20) -> None:
+    """Until the scan_progress line of scan `name` contains `text` (e.g. '10pts-10pts')."""
+    deadline = time.monotonic() + timeout
+    while not any(line.strip().startswith(f"{name}:") and text in line for line in proxy.scan_progress):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"scan_progress never showed {text!r}: {list(proxy.scan_progress)}")
+        time.sleep(0.05)

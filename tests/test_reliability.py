@@ -15,7 +15,7 @@ import tango
 from tango import DevState
 
 from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import wait_scan_done, wait_scan_exists
+from tests.conftest import wait_progress, wait_scan_done, wait_scan_exists
 
 
 def service_ranks(instance: str) -> dict[int, psutil.Process]:
@@ -54,10 +54,7 @@ def test_killed_worker_rank_faults_the_scan_and_the_service_comes_back(stack, da
         wait_scan_exists(proxy, spec.name)
         pub.prepare_start()
         pub.send(10, batch=2)
-        deadline = time.monotonic() + 20
-        while not any("10pts-10pts" in line for line in proxy.scan_progress):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_progress(proxy, spec.name, "10pts-10pts")
         time.sleep(1.0)  # at least one periodic flush (0.5 s) after the 10 points
         ranks = service_ranks("w_dead")
         assert sorted(ranks) == [0, 1, 2], ranks
@@ -135,10 +132,7 @@ def test_redis_restarted_mid_scan_faults_the_scan_then_new_scans_work(stack, dat
         wait_scan_exists(proxy, spec.name)
         pub.prepare_start()
         pub.send(8, batch=2)
-        deadline = time.monotonic() + 20
-        while not any("8pts-8pts" in line for line in proxy.scan_progress):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_progress(proxy, spec.name, "8pts-8pts")
         stack.stop("redis_restart", timeout=5)  # no persistence: everything in Redis is lost
         time.sleep(2)
         port = int(url.rsplit(":", 1)[1])
@@ -198,10 +192,7 @@ def test_disk_full_during_the_scan(services, stack, small_fs):
     wait_scan_exists(proxy, spec.name)
     pub.prepare_start()
     pub.send(10, batch=2)
-    deadline = time.monotonic() + 20
-    while not any("10pts-10pts" in line for line in proxy.scan_progress):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_progress(proxy, spec.name, "10pts-10pts")
     time.sleep(1.0)  # flushed
     pub.send(110, batch=2)  # 15 MB more than 6 MiB can hold
     pub.stop_close()

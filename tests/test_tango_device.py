@@ -11,7 +11,7 @@ from tango import DevState
 
 from nxpar.register import find_session_writer, from_beacon_yaml, register, to_beacon_yaml
 from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import wait_scan_done, wait_scan_exists
+from tests.conftest import wait_progress, wait_scan_done, wait_scan_exists
 
 
 def _reason(excinfo) -> str:
@@ -151,10 +151,7 @@ def test_stop_scan_finalises_a_scan_that_never_closes(services, stack, data_dir)
     wait_scan_exists(proxy, spec.name)
     pub.prepare_start()
     pub.send(6, batch=3)
-    deadline = time.monotonic() + 20
-    while not any("6pts-6pts" in line for line in proxy.scan_progress):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_progress(proxy, spec.name, "6pts-6pts")
     proxy.stop_scan(spec.name)
     assert proxy.scan_state(spec.name) == DevState.FAULT
     assert proxy.scan_state_reason(spec.name) == "Stop requested"

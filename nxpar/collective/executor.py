@@ -188,7 +188,7 @@ class CollectiveExecutor:
             dset = self._create_array(f, spec)
         if dset.shape[0] < step.stop:
             dset.resize(step.stop, axis=0)
-        self._write_selection(dset, lo, rows)
+        self._write_selection(dset, lo, rows, collective=spec.compression != "none")
         self.rows_read += hi - lo
         return step.stop
 
@@ -270,10 +270,14 @@ class CollectiveExecutor:
         return dset
 
     @staticmethod
-    def _write_selection(dset: h5py.Dataset, start: int, rows: np.ndarray | None) -> None:
-        """Collective raw-data write: each rank its rows, or an empty selection."""
+    def _write_selection(dset: h5py.Dataset, start: int, rows: np.ndarray | None, collective: bool = True) -> None:
+        """Raw-data write, each rank its rows (or an empty selection).
+
+        Filtered datasets need collective transfers (parallel HDF5 ≥ 1.10.2). Unfiltered ones are
+        written independently: collective buffering would only shuffle whole frames between ranks.
+        """
         dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE if collective else h5py.h5fd.MPIO_INDEPENDENT)
         fspace = dset.id.get_space()
         if rows is not None and len(rows):
             count = rows.shape
