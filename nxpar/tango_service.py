@@ -20,7 +20,7 @@ from tango.server import Device, attribute, command, device_property
 from . import logging_setup
 from .disk import disk_space_message, has_write_permissions
 from .nexus.plan import SaveOptions
-from .rank0.scan_writer import ScanWriter
+from .rank0.scan_writer import ScanWriter, Tuning
 from .rank0.session import DEFAULT_PURGE_DELAY_S, SessionSubscriber
 from .rank0.writer_channel import WriterChannel
 
@@ -91,6 +91,10 @@ class NexusWriter(Device):
     recommended_disk_space = device_property(dtype=float, default_value=1024.0, doc="MB: below it a warning")
     purge_delay = device_property(dtype=float, default_value=DEFAULT_PURGE_DELAY_S,
                                   doc="seconds after which finished scan writers are forgotten")
+    flush_period = device_property(dtype=float, default_value=0.5,
+                                   doc="seconds between collective flushes (what readers see during a scan)")
+    rows_per_writer = device_property(dtype=int, default_value=8,
+                                      doc="frames each writer rank reads and writes per step (memory per rank)")
 
     # -- life cycle --------------------------------------------------------------------------------
     def init_device(self) -> None:
@@ -100,7 +104,7 @@ class NexusWriter(Device):
         sub = SUBSCRIBERS.get(self.get_name())
         if sub is None:
             assert CHANNEL is not None, "the writer channel is created before the Tango server starts"
-            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay)
+            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay, self._tuning())
             SUBSCRIBERS[self.get_name()] = sub
         self._sub = sub
         self.start()
@@ -118,6 +122,9 @@ class NexusWriter(Device):
             if env and env != beacon:
                 raise RuntimeError(f"Beacon host mismatch: device property {beacon!r}, environment {env!r}")
             os.environ.setdefault("BEACON_HOST", beacon)
+
+    def _tuning(self) -> Tuning:
+        return Tuning(flush_period_s=max(self.flush_period, 0.05), rows_per_writer=max(self.rows_per_writer, 1))
 
     def _save_options(self) -> SaveOptions:
         return SaveOptions(flat=not self.keepshape, multivalue_positioners=self.multivalue_positioners,
@@ -150,6 +157,7 @@ class NexusWriter(Device):
     def start(self) -> None:
         """Start discovering scans (after stop or FAULT); refreshes the save options."""
         self._sub.options = self._save_options()
+        self._sub.tuning = self._tuning()
         self._sub.purge_delay_s = self.purge_delay
         self._sub.start()
 

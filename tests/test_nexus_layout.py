@@ -81,3 +81,25 @@ def test_master_file_links(services, stack, data_dir):
             assert isinstance(link, h5py.ExternalLink) and (link.filename, link.path) == (rel, "/3.1")
             assert f.attrs["NX_class"] == "NXroot"
             np.testing.assert_array_equal(f["sample_0001_3.1/instrument/robx/value"][()], pub.expected("axis:robx", 4))
+
+
+def test_separate_scan_files(services, stack, data_dir):
+    """writer_options.separate_scan_files: the scan goes to scan0007/bliss_master.h5, the dataset file links it."""
+    proxy = services.get(2)["n2"]
+    dataset_file = str(data_dir / "data.h5")
+    spec = ScanSpec("n2", dataset_file, 7, 4, image_shape=(8, 8))
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    pub.info["writer_options"]["separate_scan_files"] = True
+    pub.info["images_path"] = str(data_dir / "scan0007" / "{img_acq_device}_")
+    pub.info["nexuswriter"]["masterfiles"] = {}
+    wait_scan_exists(proxy, spec.name)
+    pub.run()
+    assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)
+    scan_file = str(data_dir / "scan0007" / "bliss_master.h5")
+    assert list(proxy.scan_url(spec.name)) == [f"{scan_file}::/7.1"]
+    with h5py.File(scan_file, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["7.1/instrument/robx/value"][()], pub.expected("axis:robx", 4))
+    with h5py.File(dataset_file, "r", locking=False) as f:
+        link = f.get("7.1", getlink=True)
+        assert isinstance(link, h5py.ExternalLink) and (link.filename, link.path) == ("scan0007/bliss_master.h5", "/7.1")
+        assert f["7.1/instrument/image/data"].shape == (4, 8, 8)

@@ -172,8 +172,9 @@ def test_kill_scan_stops_without_finalisation(services, stack, data_dir):
     assert wait_scan_done(proxy, spec.name, 10) == "FAULT"
     assert "may be incomplete" in proxy.scan_state_reason(spec.name)
     with h5py.File(spec.filename, "r", locking=False) as f:  # readable, and says it is not complete
-        assert f["41.1/writer/status"][()] == b"RUNNING"
-        assert "end_time" not in f["41.1"]
+        assert f["41.1/writer/status"][()] == b"FAILED"
+        assert "may be incomplete" in f["41.1/writer/failure"][()].decode()
+        assert "end_time" not in f["41.1"]  # not finalised
 
 
 def test_stop_start_and_purge(services, stack, data_dir):

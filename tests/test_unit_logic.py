@@ -77,3 +77,13 @@ def test_align_columns():
     assert align_columns([["1_ascan:", "OFF", "Finished succesfully"], ["12_loopscan:", "FAULT", "Stop requested"]]) == [
         "    1_ascan:   OFF Finished succesfully", "12_loopscan: FAULT Stop requested      "]
     assert align_columns([["a:", "b"]]) == ["a: b"]
+
+
+def test_separate_scan_file_name():
+    from nxpar.nexus.plan import scan_file
+
+    info = {"filename": "/tmp/scans/demo/data.h5", "images_path": "/tmp/scans/demo/scan0012/{img_acq_device}_",
+            "writer_options": {"separate_scan_files": True}}
+    assert scan_file(info) == "/tmp/scans/demo/scan0012/bliss_master.h5"
+    info["writer_options"]["separate_scan_files"] = None
+    assert scan_file(info) == "/tmp/scans/demo/data.h5"

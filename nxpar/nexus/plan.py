@@ -118,14 +118,17 @@ class ScanPlan:
         validate(scan_info)
         self.info = scan_info
         self.options = options
-        self.filename: str = scan_info["filename"]
+        self.dataset_filename: str = scan_info["filename"]
+        self.filename: str = scan_file(scan_info)
         self.scan_nb: int = scan_info["scan_nb"]
         self.npoints = int(scan_info.get("npoints") or 0)
         self.chunk_options = ChunkOptions.from_scan_info(scan_info)
         nxw = scan_info.get("nexuswriter") or {} if options.configurable else {}
         self.config_devices = nxw.get("devices") or {}
         self.instrument_info = nxw.get("instrument_info") or {}
-        self.masterfiles = nxw.get("masterfiles") or {}
+        self.masterfiles = dict(nxw.get("masterfiles") or {})
+        if not self.masterfiles and self.filename != self.dataset_filename:
+            self.masterfiles = {"dataset": self.dataset_filename}
         self.blissdata_version = blissdata_version
 
         tops = {}
@@ -183,6 +186,12 @@ class ScanPlan:
             nodes += self._positioner_snapshots(e, ("start", "dial_start"), also_positioners=True)
             nodes += self._user_metadata(e)
         return nodes
+
+    def failed_nodes(self, reason: str) -> list[Node]:
+        """Only the status: the scan stopped without finalisation (kill_scan)."""
+        return [n for e in self.entry_names for n in (
+            Node("value", f"/{e}/writer/status", "FAILED", overwrite=True),
+            Node("value", f"/{e}/writer/failure", reason, overwrite=True))]
 
     def running(self) -> list[Node]:
         return [Node("value", f"/{e}/writer/status", "RUNNING", overwrite=True) for e in self.entry_names]
@@ -379,6 +388,25 @@ class ScanPlan:
             links[path] = [Node("extlink", f"/{entry if level == 'dataset' else base + '_' + entry}",
                                 target=f"/{entry}", target_file=rel) for entry in self.entry_names]
         return links
+
+
+def scan_file(scan_info: dict[str, Any]) -> str:
+    """The file the scan is written to: the dataset file, or with `separate_scan_files`
+    `<dataset dir>/<images_path elements before the first '{'>/bliss_master.h5` (spec §4.1)."""
+    filename = scan_info["filename"]
+    options = scan_info.get("writer_options") or {}
+    images_path = scan_info.get("images_path")
+    if not (options.get("separate_scan_files") and isinstance(images_path, str) and images_path):
+        return filename
+    root = os.path.dirname(filename)
+    parts = []
+    for part in os.path.relpath(images_path, root).split(os.sep):
+        if "{" in part:
+            break
+        parts.append(part)
+    if parts and parts[-1] and os.path.basename(images_path) == parts[-1]:
+        parts = parts[:-1]  # the last element is a file name prefix, not a directory
+    return os.path.join(root, *parts, "bliss_master.h5")
 
 
 def _subscans(scan_info: dict[str, Any]) -> dict[str, list[str]]:

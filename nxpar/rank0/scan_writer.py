@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -171,7 +170,9 @@ class ScanWriter:
             except BaseException as e:  # finalise whatever happened, then report it
                 failure = e
             if self._killed.is_set():
-                raise StopRequested("Killed: writing stopped without finalisation, the file may be incomplete")
+                reason = "Killed: writing stopped without finalisation, the file may be incomplete"
+                self.channel.call(st.Tree(self.key, plan.failed_nodes(reason)))  # the file says so
+                raise StopRequested(reason)
             try:
                 if not isinstance(failure, StepError):
                     self.scan_info_refresh()
@@ -404,6 +405,3 @@ def st_itemsize(spec: st.ArraySpec) -> int:
 def _fmt(t: float) -> str:
     return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
-
-def scan_file_dir(filename: str) -> str:
-    return os.path.dirname(filename)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -36,8 +35,6 @@ class WriterChannel:
             self._local = CollectiveExecutor(local_writers or MPI.COMM_SELF)
         self._queue: queue.Queue[tuple[Any, Future]] = queue.Queue()
         self._stopping = False
-        self.busy_s = 0.0
-        self.steps_done = 0
         self._thread = threading.Thread(target=self._run, name="nxpar-writer-channel", daemon=True)
         self._thread.start()
 
@@ -68,14 +65,11 @@ class WriterChannel:
     def _run(self) -> None:
         while True:
             step, future = self._queue.get()
-            t0 = time.perf_counter()
             try:
                 result = self._execute(step)
             except Exception as e:  # keep the channel alive whatever happens
                 log.exception("step %s failed on rank 0", type(step).__name__)
                 result = st.StepResult(False, error=str(e))
-            self.busy_s += time.perf_counter() - t0
-            self.steps_done += 1
             future.set_result(result)
             if isinstance(step, st.Shutdown):
                 return
