@@ -28,7 +28,7 @@ def print_tree(filename: str) -> None:
                     show(key, depth + 1, obj)
                 elif obj.shape == ():
                     value = obj[()]
-                    value = value.decode() if isinstance(value, bytes) else value
+                    value = value.decode() if isinstance(value, bytes) else getattr(value, "item", lambda: value)()
                     print(f"{pad}{key} = {value!r}")
                 else:
                     filt = ",".join(str(k) for k in obj._filters) or "none"
