@@ -193,3 +193,25 @@ def test_overlapping_scans_share_one_file(services, stack, data_dir):
     for pub in (first, second):
         assert wait_scan_done(proxy, pub.spec.name) == "OFF", proxy.scan_state_reason(pub.spec.name)
         assert_file_matches(pub, pub.spec.npoints)
+
+
+def test_collective_metadata_operations_are_enabled():
+    """h5py does not wrap them: nxpar sets them on the real HDF5 library through ctypes."""
+    import ctypes
+
+    from mpi4py import MPI
+
+    from nxpar.collective.executor import _hdf5_lib, ctypes_hid
+
+    lib = _hdf5_lib()
+    assert "hdf5" in lib._name
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fapl_mpio(MPI.COMM_SELF, MPI.INFO_NULL)
+    for setter, getter in (("H5Pset_all_coll_metadata_ops", "H5Pget_all_coll_metadata_ops"),
+                           ("H5Pset_coll_metadata_write", "H5Pget_coll_metadata_write")):
+        flag = ctypes.c_bool(False)
+        getattr(lib, getter)(ctypes_hid(fapl.id), ctypes.byref(flag))
+        assert flag.value is False
+        getattr(lib, setter)(ctypes_hid(fapl.id), 1)
+        getattr(lib, getter)(ctypes_hid(fapl.id), ctypes.byref(flag))
+        assert flag.value is True

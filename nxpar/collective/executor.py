@@ -7,6 +7,7 @@ must call it with the same step, in the same order. Work that can fail on one ra
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -24,19 +25,19 @@ from .tree import apply_nodes, set_root_attrs
 log = logging.getLogger("nxpar.collective")
 
 
+@functools.lru_cache(maxsize=1)
 def _hdf5_lib() -> Any:
-    """The HDF5 library h5py is linked to (for the two calls h5py does not wrap)."""
+    """The HDF5 library h5py is linked to (for the two calls h5py does not wrap): found among the
+    libraries this process has loaded, e.g. Debian's libhdf5_mpich.so.103."""
     import ctypes
-    import glob
 
-    h5py_ext = glob.glob(os.path.join(os.path.dirname(h5py.__file__), "defs*.so"))[0]
-    with open(f"/proc/{os.getpid()}/maps") as maps:
+    with open("/proc/self/maps") as maps:
         for line in maps:
-            if "libhdf5" in line and "_hl" not in line and line.strip().endswith(".so" + line.strip().split(".so")[-1]):
-                path = line.split()[-1]
-                if os.path.basename(path).startswith(("libhdf5.so", "libhdf5_mpich.so", "libhdf5_openmpi.so")):
-                    return ctypes.CDLL(path)
-    raise OSError(f"libhdf5 not found next to {h5py_ext}")
+            path = line.split()[-1]
+            name = os.path.basename(path)
+            if name.startswith("libhdf5") and ".so" in name and "_hl" not in name and "cpp" not in name:
+                return ctypes.CDLL(path)
+    raise OSError("the HDF5 library is not loaded in this process")
 
 
 def open_collective(path: str, comm: MPI.Intracomm) -> h5py.File:
