@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class Node:
@@ -50,6 +52,11 @@ class ArraySpec:
     compression: str  # see nxpar.compression
     fillvalue: Any
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def row_nbytes(self) -> int:
+        """Uncompressed bytes of one row (one scan point)."""
+        return int(np.dtype(self.dtype).itemsize * np.prod(self.detector_shape, dtype=np.int64))
 
 
 @dataclass

@@ -148,10 +148,6 @@ class NexusWriter(Device):
             _fail("NexusWriter_UnknownScan", str(e), origin)
             raise
 
-    @staticmethod
-    def _filename(writer: ScanWriter) -> str | None:
-        return writer.filename
-
     # -- commands (spec §2.4) ----------------------------------------------------------------------
     @command
     def start(self) -> None:
@@ -193,7 +189,7 @@ class NexusWriter(Device):
 
     @command(dtype_in=str, dtype_out=bool)
     def scan_has_write_permissions(self, name: str) -> bool:
-        filename = self._filename(self._writer(name, "scan_has_write_permissions"))
+        filename = self._writer(name, "scan_has_write_permissions").filename
         return True if filename is None else has_write_permissions(filename)
 
     @command(dtype_in=str, dtype_out=bool)
@@ -202,12 +198,12 @@ class NexusWriter(Device):
 
     @command(dtype_in=str, dtype_out=str)
     def scan_disk_space_error(self, name: str) -> str:
-        return disk_space_message(self._filename(self._writer(name, "scan_disk_space_error")),
+        return disk_space_message(self._writer(name, "scan_disk_space_error").filename,
                                   self.required_disk_space)
 
     @command(dtype_in=str, dtype_out=str)
     def scan_disk_space_warning(self, name: str) -> str:
-        return disk_space_message(self._filename(self._writer(name, "scan_disk_space_warning")),
+        return disk_space_message(self._writer(name, "scan_disk_space_warning").filename,
                                   self.recommended_disk_space)
 
     @command(dtype_in=str)

@@ -38,7 +38,6 @@ class Services:
         self.started: dict[str, dict[str, str]] = {}
 
     def get(self, ranks: int, sessions: tuple[str, ...] | None = None, **props) -> dict[str, "object"]:
-        import tango
 
         sessions = sessions or (f"n{ranks}",)
         instance = "w_" + "_".join(sessions)
@@ -86,3 +85,27 @@ def wait_progress(proxy, name: str, text: str, timeout: float = 20) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"scan_progress never showed {text!r}: {list(proxy.scan_progress)}")
         time.sleep(0.05)
+
+
+def start_scan(proxy, url: str, spec, points: int = 0, batch: int = 1):
+    """A scan the writer has registered, PREPARED and STARTED, with its first `points` published."""
+    from nxpar.simulate import ScanPublisher
+
+    pub = ScanPublisher(url, spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    if points:
+        pub.send(points, batch=batch)
+    return pub
+
+
+def run_scan(proxy, url: str, spec, batch: int = 1, expect: str = "OFF"):
+    """A whole scan, published as BLISS does; the writer must end it in state `expect`."""
+    from nxpar.simulate import ScanPublisher
+
+    pub = ScanPublisher(url, spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.run(batch=batch)
+    state = wait_scan_done(proxy, spec.name)
+    assert state == expect, proxy.scan_state_reason(spec.name)
+    return pub

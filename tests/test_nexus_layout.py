@@ -6,11 +6,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 from blissdata.streams.default import Stream
 
 from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import wait_scan_done, wait_scan_exists
+from tests.conftest import run_scan, wait_scan_done, wait_scan_exists
 from tests.helpers import assert_file_matches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,10 +20,7 @@ def test_file_passes_punx_validation(services, stack, data_dir):
     """No ERROR but the entry name one the ESRF layout itself produces ('1.1' is not a NeXus name)."""
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / "valid.h5"), 1, 5, image_shape=(32, 32), mca_channels=64)
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.run()
-    assert wait_scan_done(proxy, spec.name) == "OFF"
+    run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     out = subprocess.run([str(PUNX), "validate", spec.filename], capture_output=True, text=True, timeout=300,
                          cwd=data_dir).stdout
     assert "summary statistics" in out, out[-2000:]

@@ -1,7 +1,6 @@
 """Faults against the real stack (issue 6): dead rank, Redis loss, full disk, bad input, soak."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ import tango
 from tango import DevState
 
 from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import wait_progress, wait_scan_done, wait_scan_exists
+from tests.conftest import start_scan, wait_progress, wait_scan_done, wait_scan_exists
 
 
 def service_ranks(instance: str) -> dict[int, psutil.Process]:
@@ -50,10 +49,7 @@ def test_killed_worker_rank_faults_the_scan_and_the_service_comes_back(stack, da
         proxy = stack.wait_device(dev)
         url = stack.env["REDIS_DATA_URL"]
         spec = ScanSpec("dead", str(data_dir / "dead.h5"), 1, 40, image_shape=(64, 64))
-        pub = ScanPublisher(url, spec)
-        wait_scan_exists(proxy, spec.name)
-        pub.prepare_start()
-        pub.send(10, batch=2)
+        pub = start_scan(proxy, url, spec, 10, batch=2)
         wait_progress(proxy, spec.name, "10pts-10pts")
         time.sleep(1.0)  # at least one periodic flush (0.5 s) after the 10 points
         ranks = service_ranks("w_dead")
@@ -99,9 +95,7 @@ def test_redis_connections_dropped_mid_scan_the_scan_completes(stack, data_dir):
     url, proxy = _own_redis_service(stack, "flaky")
     try:
         spec = ScanSpec("flaky", str(data_dir / "flaky.h5"), 1, 30, image_shape=(32, 32))
-        pub = ScanPublisher(url, spec)
-        wait_scan_exists(proxy, spec.name)
-        pub.prepare_start()
+        pub = start_scan(proxy, url, spec)
         admin = redis.Redis.from_url(url)
         redis_port = int(url.rsplit(":", 1)[1])
         dropped = 0
@@ -128,10 +122,7 @@ def test_redis_restarted_mid_scan_faults_the_scan_then_new_scans_work(stack, dat
     url, proxy = _own_redis_service(stack, "restart")
     try:
         spec = ScanSpec("restart", str(data_dir / "lost.h5"), 1, 30, image_shape=(32, 32))
-        pub = ScanPublisher(url, spec)
-        wait_scan_exists(proxy, spec.name)
-        pub.prepare_start()
-        pub.send(8, batch=2)
+        pub = start_scan(proxy, url, spec, 8, batch=2)
         wait_progress(proxy, spec.name, "8pts-8pts")
         stack.stop("redis_restart", timeout=5)  # no persistence: everything in Redis is lost
         time.sleep(2)
@@ -255,9 +246,7 @@ def test_back_pressure_is_visible_memory_bounded_nothing_dropped(services, stack
     proxy = services.get(2, ("slow",))["slow"]
     spec = ScanSpec("slow", str(data_dir / "slow.h5"), 1, 150, image_shape=(512, 512), mca_channels=None,
                     chunk_options={"compression_scheme": "gzip"})
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
+    pub = start_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     pub.send(150, batch=10)  # flat out: 75 MB in a second or two
     saw_lag, peak_rss = False, 0.0
     ranks = service_ranks("w_slow")

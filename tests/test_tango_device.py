@@ -11,7 +11,7 @@ from tango import DevState
 
 from nxpar.register import find_session_writer, from_beacon_yaml, register, to_beacon_yaml
 from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import wait_progress, wait_scan_done, wait_scan_exists
+from tests.conftest import run_scan, start_scan, wait_progress, wait_scan_done, wait_scan_exists
 
 
 def _reason(excinfo) -> str:
@@ -121,10 +121,7 @@ def test_write_permission_is_really_checked(services, stack, data_dir):
 def test_malformed_scan_faults_only_that_scan(services, stack, data_dir):
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / "bad.h5"), 32, 3, image_shape=None, extra_info={"title": ""})
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.run()
-    assert wait_scan_done(proxy, spec.name) == "FAULT"
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, expect="FAULT")
     assert proxy.scan_state_reason(spec.name) == "scan_info['title'] must be a non-empty string"
     assert not os.path.exists(spec.filename)
     good = ScanSpec("n2", str(data_dir / "good.h5"), 33, 3, image_shape=None)
@@ -137,20 +134,14 @@ def test_malformed_scan_faults_only_that_scan(services, stack, data_dir):
 def test_unsaved_scan_ends_off_without_file(services, stack, data_dir):
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / "nosave.h5"), 34, 3, image_shape=None, save=False)
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.run()
-    assert wait_scan_done(proxy, spec.name) == "OFF"
+    run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     assert not os.path.exists(spec.filename)
 
 
 def test_stop_scan_finalises_a_scan_that_never_closes(services, stack, data_dir):
     proxy = services.get(3)["n3"]
     spec = ScanSpec("n3", str(data_dir / "stopped.h5"), 40, 50, image_shape=(16, 16))
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
-    pub.send(6, batch=3)
+    _publisher = start_scan(proxy, stack.env["REDIS_DATA_URL"], spec, 6, batch=3)  # keeps the scan open
     wait_progress(proxy, spec.name, "6pts-6pts")
     proxy.stop_scan(spec.name)
     assert proxy.scan_state(spec.name) == DevState.FAULT
@@ -163,10 +154,7 @@ def test_stop_scan_finalises_a_scan_that_never_closes(services, stack, data_dir)
 def test_kill_scan_stops_without_finalisation(services, stack, data_dir):
     proxy = services.get(3)["n3"]
     spec = ScanSpec("n3", str(data_dir / "killed.h5"), 41, 50, image_shape=(16, 16))
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
-    pub.send(4, batch=2)
+    _publisher = start_scan(proxy, stack.env["REDIS_DATA_URL"], spec, 4, batch=2)  # keeps the scan open
     time.sleep(0.5)
     proxy.kill_scan(spec.name)
     assert wait_scan_done(proxy, spec.name, 10) == "FAULT"
@@ -180,9 +168,7 @@ def test_kill_scan_stops_without_finalisation(services, stack, data_dir):
 def test_stop_start_and_purge(services, stack, data_dir):
     proxy = services.get(2, ("ss",))["ss"]
     spec = ScanSpec("ss", str(data_dir / "p.h5"), 1, 3, image_shape=None)
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
+    pub = start_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     pub.send(1)
     with pytest.raises(tango.DevFailed) as excinfo:  # refused while a scan is running
         proxy.stop()
@@ -224,10 +210,7 @@ def test_device_fault_and_recovery_by_init(stack, tmp_path):
             assert time.monotonic() < deadline, proxy.Status()
             time.sleep(0.1)
         spec = ScanSpec("fault_sess", str(tmp_path / "after.h5"), 1, 4, image_shape=(8, 8))
-        pub = ScanPublisher(url, spec)
-        wait_scan_exists(proxy, spec.name)
-        pub.run()
-        assert wait_scan_done(proxy, spec.name) == "OFF"
+        run_scan(proxy, url, spec)
     finally:
         stack.stop_service("w_fault")
 
@@ -272,10 +255,7 @@ def test_resource_profiling_reports_in_the_log(services, stack, data_dir, mode, 
     proxy.resource_profiling = mode
     try:
         spec = ScanSpec("prof", str(data_dir / "prof.h5"), mode, 5, image_shape=(16, 16))
-        pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-        wait_scan_exists(proxy, spec.name)
-        pub.run()
-        assert wait_scan_done(proxy, spec.name) == "OFF"
+        run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
         deadline = time.monotonic() + 10
         while marker not in log_file.read_text():
             assert time.monotonic() < deadline, log_file.read_text()[-3000:]

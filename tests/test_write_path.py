@@ -4,21 +4,11 @@ from __future__ import annotations
 import threading
 
 import h5py
-import numpy as np
 import pytest
 
 from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import wait_scan_done, wait_scan_exists
-from tests.helpers import PATHS, assert_file_matches
-
-
-def run_scan(proxy, url, spec: ScanSpec, batch: int = 3) -> ScanPublisher:
-    pub = ScanPublisher(url, spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.run(batch=batch)
-    state = wait_scan_done(proxy, spec.name)
-    assert state == "OFF", proxy.scan_state_reason(spec.name)
-    return pub
+from tests.conftest import run_scan, start_scan, wait_scan_done, wait_scan_exists
+from tests.helpers import assert_file_matches
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
@@ -26,7 +16,7 @@ def test_scan_values_read_back_for_n_ranks(services, stack, data_dir, ranks):
     """23 points: not divisible by any writer count; scalars, MCA and 2D frames."""
     proxy = services.get(ranks)[f"n{ranks}"]
     spec = ScanSpec(f"n{ranks}", str(data_dir / "data.h5"), 1, 23, image_shape=(48, 40), mca_channels=64)
-    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=3)
     assert_file_matches(pub, 23)
     assert list(proxy.scan_url(spec.name)) == [f"{spec.filename}::/1.1"]
     with h5py.File(spec.filename, "r", locking=False) as f:
@@ -46,10 +36,7 @@ def test_aborted_scan_keeps_received_points(services, stack, data_dir):
     """USER_ABORT after 9 of 30 points: exactly 9 rows, no padding; writer status SUCCEEDED."""
     proxy = services.get(3)["n3"]
     spec = ScanSpec("n3", str(data_dir / "a.h5"), 8, 30, image_shape=(16, 16))
-    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
-    pub.send(9, batch=3)
+    pub = start_scan(proxy, stack.env["REDIS_DATA_URL"], spec, 9, batch=3)
     pub.stop_close("USER_ABORT")  # close() seals the streams, stop() is skipped as in BLISS
     assert wait_scan_done(proxy, spec.name) == "OFF"
     assert_file_matches(pub, 9)
@@ -60,7 +47,7 @@ def test_aborted_scan_keeps_received_points(services, stack, data_dir):
 def test_several_scans_in_a_row_same_file(services, stack, data_dir):
     proxy = services.get(2)["n2"]
     filename = str(data_dir / "dataset.h5")
-    pubs = [run_scan(proxy, stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, nb, 5 + nb, image_shape=(8, 8)))
+    pubs = [run_scan(proxy, stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, nb, 5 + nb, image_shape=(8, 8)), batch=3)
             for nb in (1, 2, 3)]
     for pub in pubs:
         assert_file_matches(pub, pub.spec.npoints)
@@ -72,7 +59,7 @@ def test_several_scans_in_a_row_same_file(services, stack, data_dir):
 def test_existing_entry_is_never_overwritten(services, stack, data_dir):
     proxy = services.get(2)["n2"]
     filename = str(data_dir / "dup.h5")
-    run_scan(proxy, stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, 4, 3, image_shape=(8, 8)))
+    run_scan(proxy, stack.env["REDIS_DATA_URL"], ScanSpec("n2", filename, 4, 3, image_shape=(8, 8)), batch=3)
     spec = ScanSpec("n2", filename, 4, 3, image_shape=(8, 8))
     spec_name = spec.name
     pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
@@ -104,7 +91,7 @@ def test_compression_selected_by_writer_options(services, stack, data_dir, schem
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / f"{scheme}.h5"), 1, 6, image_shape=(64, 64),
                     chunk_options={"compression_scheme": scheme})
-    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=3)
     assert_file_matches(pub, 6)
     with h5py.File(spec.filename, "r", locking=False) as f:
         filters = f["1.1/instrument/image/data"]._filters
@@ -118,7 +105,7 @@ def test_tree_matches_spec_example(services, stack, data_dir):
     """Paths, NX_class, dtypes, shapes and key attributes of spec §5.4 (plain 2D stream variant)."""
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / "tree.h5"), 1, 3, image_shape=(128, 128), mca_channels=1024)
-    run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
+    run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=3)
     expected_groups = {
         "1.1": "NXentry", "1.1/instrument": "NXinstrument", "1.1/measurement": "NXcollection",
         "1.1/scan_parameters": "NXparameters", "1.1/writer": "NXnote", "1.1/plotselect": "NXdata",

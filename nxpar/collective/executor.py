@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -86,17 +87,23 @@ def share_of_rows(start: int, stop: int, chunk_rows: int, rank: int, size: int) 
     return max(start, lo * chunk_rows), min(stop, hi * chunk_rows)
 
 
+@dataclass
+class SharedFile:
+    """One open handle per path: consecutive scans of a dataset often overlap in the same file."""
+
+    file: h5py.File
+    path: str
+    users: int = 0
+
+
 class CollectiveExecutor:
     """Holds the open scan files of this rank and applies steps to them."""
 
     def __init__(self, comm: MPI.Intracomm) -> None:
         self.comm = comm
-        self.files: dict[str, h5py.File] = {}
-        # one handle per path: consecutive scans of a dataset often overlap in the same file
-        self.by_path: dict[str, list] = {}  # realpath -> [h5py.File, number of scans using it]
-        self.paths: dict[str, str] = {}  # scan id -> file path
+        self.open_files: dict[str, SharedFile] = {}  # real path -> handle
+        self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.reader = StreamReader()
-        self.rows_read = 0
 
     # -- agreement --------------------------------------------------------------------------
     def _agree(self, error: str) -> None:
@@ -121,29 +128,27 @@ class CollectiveExecutor:
         except OSError as e:
             error = f"Cannot create directory for {step.path}: {e}"
         self._agree(error)
-        if step.scan_id in self.files:
+        if step.scan_id in self.scan_files:
             raise StepFailed(f"scan {step.scan_id} already has an open file")
         key = os.path.realpath(step.path)
-        shared = self.by_path.get(key)
+        shared = self.open_files.get(key)
         if shared is None:
             try:
-                shared = [open_collective(step.path, self.comm), 0]
+                shared = SharedFile(open_collective(step.path, self.comm), step.path)
             except Exception as e:  # all ranks fail together: open is collective
                 raise StepFailed(f"Cannot open {step.path}: {e}") from e
-        f = shared[0]
         try:
-            existing = [name for name in step.entries if name in f]
+            existing = [name for name in step.entries if name in shared.file]
             if existing:
                 raise StepFailed(f"Scan {existing[0]} already exists in {step.path}")
-            set_root_attrs(f, step.root_attrs)
+            set_root_attrs(shared.file, step.root_attrs)
         except Exception:
-            if shared[1] == 0:
-                f.close()
+            if shared.users == 0:
+                shared.file.close()
             raise
-        shared[1] += 1
-        self.by_path[key] = shared
-        self.files[step.scan_id] = f
-        self.paths[step.scan_id] = step.path
+        shared.users += 1
+        self.open_files[key] = shared
+        self.scan_files[step.scan_id] = key
 
     def _space_error(self, scan_id: str, need: int) -> str:
         """'' or why `need` more bytes cannot be written (checked by the first writer rank only).
@@ -151,15 +156,16 @@ class CollectiveExecutor:
         A full disk must fail every rank together: with collective metadata writes only the first
         writer rank writes metadata, so an ENOSPC there would leave the others inside a collective.
         """
-        if self.comm.rank != 0 or scan_id not in self.paths:
+        if self.comm.rank != 0 or scan_id not in self.scan_files:
             return ""
+        path = self.open_files[self.scan_files[scan_id]].path
         try:
-            stat = os.statvfs(os.path.dirname(os.path.abspath(self.paths[scan_id])))
+            stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
         except OSError:
             return ""
         free = stat.f_bavail * stat.f_frsize
         if free < need + SPACE_RESERVE_BYTES:
-            return (f"No space left on device for {self.paths[scan_id]}: {free / 2**20:.1f} MB free, "
+            return (f"No space left on device for {path}: {free / 2**20:.1f} MB free, "
                     f"{(need + SPACE_RESERVE_BYTES) / 2**20:.1f} MB needed")
         return ""
 
@@ -181,8 +187,7 @@ class CollectiveExecutor:
                                      f"expected {(hi - lo,) + tuple(spec.detector_shape)}")
         except Exception as e:
             error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
-        nbytes = (step.stop - step.start) * int(np.prod(spec.detector_shape or (1,))) * np.dtype(spec.dtype).itemsize
-        self._agree(error or self._space_error(step.scan_id, nbytes))
+        self._agree(error or self._space_error(step.scan_id, (step.stop - step.start) * spec.row_nbytes))
 
         dset = f.get(spec.path)
         if dset is None:
@@ -190,7 +195,6 @@ class CollectiveExecutor:
         if dset.shape[0] < step.stop:
             dset.resize(step.stop, axis=0)
         self._write_selection(dset, lo, rows, collective=spec.compression != "none")
-        self.rows_read += hi - lo
         return step.stop
 
     def _Flush(self, step: st.Flush) -> None:
@@ -198,20 +202,17 @@ class CollectiveExecutor:
         self._file(step.scan_id).flush()
 
     def _CloseFile(self, step: st.CloseFile) -> None:
-        f = self.files.pop(step.scan_id, None)
-        self.paths.pop(step.scan_id, None)
+        key = self.scan_files.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
-        if f is None:
+        if key is None:
             return
-        for key, shared in list(self.by_path.items()):
-            if shared[0] is f:
-                shared[1] -= 1
-                if shared[1] <= 0:
-                    del self.by_path[key]
-                    f.close()
-                else:
-                    f.flush()
-                return
+        shared = self.open_files[key]
+        shared.users -= 1
+        if shared.users > 0:
+            shared.file.flush()  # another scan still writes to it
+        else:
+            del self.open_files[key]
+            shared.file.close()
 
     def _LocalFile(self, step: st.LocalFile) -> None:
         """Only the first writer rank touches the (small) master file, with the serial driver."""
@@ -230,7 +231,7 @@ class CollectiveExecutor:
         """COLLECTIVE: mark the unfinished entries of a file a dead job left behind."""
         if not os.path.exists(step.path):
             return []
-        if os.path.realpath(step.path) in self.by_path:
+        if os.path.realpath(step.path) in self.open_files:
             raise StepFailed(f"{step.path} is open for writing")
         try:
             f = open_collective(step.path, self.comm)
@@ -250,13 +251,13 @@ class CollectiveExecutor:
 
     def close_all(self) -> None:
         """Collective: close every file still open (service shutdown)."""
-        for scan_id in sorted(self.files):
+        for scan_id in sorted(self.scan_files):
             self._CloseFile(st.CloseFile(scan_id))
 
     # -- helpers -----------------------------------------------------------------------------
     def _file(self, scan_id: str) -> h5py.File:
         try:
-            return self.files[scan_id]
+            return self.open_files[self.scan_files[scan_id]].file
         except KeyError:
             raise StepFailed(f"no open file for scan {scan_id}") from None
 

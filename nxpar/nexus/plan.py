@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -249,9 +249,7 @@ class ScanPlan:
         c = self.channel(stream_name)
         e = f"/{c.entry}"
         m = c.map
-        nodes = [Node("group", f"{e}/{m.group}", attrs={"NX_class": m.nx_class})]
-        for key, value in m.device_info.items():
-            nodes.append(Node("value", f"{e}/{m.group}/{normalise(key)}", _scalar(value)))
+        nodes = self.group_node(stream_name)
         if m.alias:
             nodes.append(Node("softlink", f"{e}/{m.alias}", target=f"{e}/{m.dataset}"))
         if measurement:
@@ -262,7 +260,7 @@ class ScanPlan:
         return nodes
 
     def group_node(self, stream_name: str) -> list[Node]:
-        """Only the device group (a Lima stream without saving: device_info, no dataset)."""
+        """The device group with its device_info (alone: a Lima stream without saving)."""
         c = self.channel(stream_name)
         e = f"/{c.entry}"
         nodes = [Node("group", f"{e}/{c.map.group}", attrs={"NX_class": c.map.nx_class})]

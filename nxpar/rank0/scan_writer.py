@@ -16,12 +16,12 @@ from typing import Any
 
 from blissdata.exceptions import ScanNotFoundError
 from blissdata.redis_engine.scan import Scan, ScanState
-from redis import exceptions as redis_errors
 from blissdata.streams.event_stream import StreamEntry
 
 from .. import steps as st
 from ..disk import free_mb
 from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
+from ..redis_retry import call_with_backoff
 from .journal import Journal
 from .profiling import PROFILER
 from .writer_channel import StepError, WriterChannel
@@ -289,18 +289,12 @@ class ScanWriter:
 
     def _redis_call(self, func, *args, **kwargs):
         """Redis errors are retried with back-off (reconnecting) for `redis_retry_s`, then FAULT."""
-        delay, deadline = 0.1, time.monotonic() + self.tuning.redis_retry_s
-        while True:
-            try:
-                return func(*args, **kwargs)
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as e:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Redis unreachable for {self.tuning.redis_retry_s:.0f} s: {e}") from e
-                log.warning("scan %s: Redis error (%s), retry in %.1f s", self.name, e, delay)
-                if self._stop.is_set():
-                    raise StopRequested("Stop requested") from e
-                time.sleep(delay)
-                delay = min(2 * delay, 2.0)
+        def stop_if_requested() -> None:
+            if self._stop.is_set():
+                raise StopRequested("Stop requested")
+
+        return call_with_backoff(lambda: func(*args, **kwargs), f"scan {self.name}", self.tuning.redis_retry_s,
+                                 stop_if_requested)
 
     def _read_loop(self, plan: ScanPlan) -> None:
         self._classify(plan)
@@ -364,8 +358,7 @@ class ScanWriter:
                 return False
         source = st.StreamSource(self.redis_url, self.key, p.name)
         self.channel.call(st.WriteRows(self.key, p.spec, source, p.written, stop))
-        itemsize = st_itemsize(p.spec)
-        self.bytes_written += (stop - p.written) * itemsize
+        self.bytes_written += (stop - p.written) * p.spec.row_nbytes
         p.written = stop
         p.last_write = time.monotonic()
         if not p.linked:
@@ -394,12 +387,6 @@ class ScanWriter:
         if not self.start_time:
             return datetime.timedelta(0)
         return datetime.timedelta(seconds=round((self.end_time or time.time()) - self.start_time))
-
-
-def st_itemsize(spec: st.ArraySpec) -> int:
-    import numpy as np
-
-    return int(np.dtype(spec.dtype).itemsize * int(np.prod(spec.detector_shape or (1,))))
 
 
 def _fmt(t: float) -> str:
