@@ -54,6 +54,8 @@ class ScanSpec:
     save: bool = True
     data_writer: str = "nexus"
     extra_info: dict[str, Any] = field(default_factory=dict)
+    samples: bool = False  # a sampling counter in SAMPLES mode: `diode_samples`, shape (-1,), ragged rows
+    grid: tuple[int, int] | None = None  # a mesh: (npoints1 fast axis, npoints2 slow axis), npoints = product
 
     @property
     def name(self) -> str:
@@ -77,6 +79,11 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
     }
     nxdevices: dict[str, Any] = {"diode_ctrl:diode": {"device_info": {"type": "samplingcounter", "mode": "MEAN"},
                                                       "device_type": "samplingcounter", "data_type": "signal"}}
+    if spec.samples:
+        devices["1003:diode_ctrl"]["channels"].append("diode_ctrl:diode_samples")
+        channels["diode_ctrl:diode_samples"] = {"device": "1003:diode_ctrl", "dim": 1}
+        nxdevices["diode_ctrl:diode_samples"] = {"device_info": {"type": "samplingcounter", "mode": "SAMPLES"},
+                                                 "device_type": "samplingcounter"}
     if spec.mca_channels:
         devices_in_chain.append("1004:simu1")
         devices["1004:simu1"] = {"name": "simu1", "type": "mca",
@@ -112,6 +119,10 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
         "technique": {"@NX_class": "NXcollection", "name": "XRD"},
         "display_extra": {"plotselect": ["diode_ctrl:diode"]},
     }
+    if spec.grid:
+        n1, n2 = spec.grid
+        info.update({"type": "amesh", "data_dim": 2, "npoints1": n1, "npoints2": n2,
+                     "title": spec.title or f"amesh robx 0 1 {n1 - 1} roby 0 1 {n2 - 1} 0.1"})
     info.update(spec.extra_info)
     return info
 
@@ -137,6 +148,8 @@ class ScanPublisher:
     def _stream_defs(self) -> list[tuple[str, str, tuple[int, ...]]]:
         defs = [("axis:robx", "float64", ()), ("timer:elapsed_time", "float64", ()),
                 ("timer:epoch", "float64", ()), ("diode_ctrl:diode", "float64", ())]
+        if self.spec.samples:
+            defs.append(("diode_ctrl:diode_samples", "float64", (-1,)))
         if self.spec.mca_channels:
             defs += [("simu1:spectrum_det0", "uint32", (self.spec.mca_channels,)),
                      ("simu1:realtime_det0", "float64", ())]
@@ -156,6 +169,8 @@ class ScanPublisher:
             return 1.7e9 + i * 0.1
         if name == "diode_ctrl:diode":
             return np.sin(i / 7.0) * 100 + 1000
+        if name == "diode_ctrl:diode_samples":  # ragged: 1 to 5 samples per point
+            return [k + 0.5 * np.arange(1 + (k * 7) % 5) for k in i]
         if name == "simu1:spectrum_det0":
             ch = np.arange(self.spec.mca_channels)
             return ((i[:, None] * 3 + ch[None, :]) % 997).astype("uint32")
@@ -176,7 +191,12 @@ class ScanPublisher:
         while self.sent < end:
             n = min(batch, end - self.sent)
             for name, stream in self.streams.items():
-                stream.send(self.expected(name, self.sent + n, self.sent))
+                values = self.expected(name, self.sent + n, self.sent)
+                if isinstance(values, list):  # ragged rows go one by one
+                    for row in values:
+                        stream.send(row)
+                else:
+                    stream.send(values)
             self.sent += n
 
     def stop_close(self, end_reason: str = "SUCCESS") -> None:

@@ -43,7 +43,13 @@ class Tree:
 
 @dataclass
 class ArraySpec:
-    """An appendable dataset fed from one stream, created at the stream's first data."""
+    """An appendable dataset fed from one stream, created at the stream's first data.
+
+    scan_shape () is a flat scan: the dataset grows along axis 0. An nD scan_shape (keepshape)
+    is created as the full grid, filled in C order; its slow axis grows if more points arrive.
+    A detector dimension of -1 is variable: rows are padded with the fill value and the
+    dimension grows to the longest row written so far.
+    """
 
     path: str
     dtype: str
@@ -52,11 +58,25 @@ class ArraySpec:
     compression: str  # see nxpar.compression
     fillvalue: Any
     attrs: dict[str, Any] = field(default_factory=dict)
+    scan_shape: tuple[int, ...] = ()
+
+    @property
+    def scan_ndim(self) -> int:
+        return max(len(self.scan_shape), 1)
+
+    @property
+    def variable(self) -> bool:
+        return any(n < 0 for n in self.detector_shape)
+
+    @property
+    def rows_per_chunk(self) -> int:
+        """Scan points along the fast scan axis of one chunk (the unit of row ownership)."""
+        return int(self.chunks[self.scan_ndim - 1])
 
     @property
     def row_nbytes(self) -> int:
-        """Uncompressed bytes of one row (one scan point)."""
-        return int(np.dtype(self.dtype).itemsize * np.prod(self.detector_shape, dtype=np.int64))
+        """Uncompressed bytes of one row (one scan point); a variable dimension counts as 1."""
+        return int(np.dtype(self.dtype).itemsize * np.prod([max(n, 1) for n in self.detector_shape], dtype=np.int64))
 
 
 @dataclass

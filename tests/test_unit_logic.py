@@ -87,3 +87,59 @@ def test_separate_scan_file_name():
     assert scan_file(info) == "/tmp/scans/demo/scan0012/bliss_master.h5"
     info["writer_options"]["separate_scan_files"] = None
     assert scan_file(info) == "/tmp/scans/demo/data.h5"
+
+
+def _spec(detector_shape=(), scan_shape=(), chunks=(4,)):
+    from nxpar.steps import ArraySpec
+    return ArraySpec("/1.1/x", "float64", detector_shape, chunks, "none", float("nan"), scan_shape=scan_shape)
+
+
+@pytest.mark.parametrize("lo,hi,grid", [(0, 12, (3, 4)), (1, 11, (3, 4)), (5, 7, (3, 4)), (3, 9, (5, 3)),
+                                        (2, 20, (2, 3, 4)), (0, 14, (3, 4))])
+def test_grid_runs_cover_points_in_c_order(lo, hi, grid):
+    import numpy as np
+
+    from nxpar.collective.layout import runs
+    shape = (max(grid[0], -(-hi // int(np.prod(grid[1:])))),) + grid[1:]
+    flat_index = np.arange(np.prod(shape)).reshape(shape)
+    order = []
+    for start, count in runs(lo, hi, shape):
+        order += list(flat_index[tuple(slice(s, s + c) for s, c in zip(start, count))].ravel())
+    assert order == list(range(lo, hi))  # slabs in C order, together exactly [lo, hi), no overlap
+
+
+def test_grid_grows_along_the_slow_axis_only():
+    from nxpar.collective.layout import initial_shape, scan_extent
+    spec = _spec(scan_shape=(3, 4), chunks=(3, 4))
+    assert initial_shape(spec) == (3, 4)
+    assert scan_extent(spec, (3, 4), 12) == (3, 4)
+    assert scan_extent(spec, (3, 4), 13) == (4, 4)
+    flat = _spec()
+    assert initial_shape(flat) == (0,) and scan_extent(flat, (5,), 9) == (9,)
+
+
+def test_ragged_rows_are_padded_with_the_fill_value():
+    import numpy as np
+
+    from nxpar.collective.layout import as_rows, initial_shape
+    spec = _spec(detector_shape=(-1,), chunks=(4, 512))
+    assert initial_shape(spec) == (0, 0) and spec.variable and spec.row_nbytes == 8
+    rows = as_rows([np.array([1.0]), np.array([2.0, 3.0, 4.0])], spec)
+    np.testing.assert_array_equal(rows, [[1, np.nan, np.nan], [2, 3, 4]])
+    assert as_rows([np.array([1.0])], spec, (5,)).shape == (1, 5)
+    with pytest.raises(ValueError, match="expected"):
+        as_rows([np.zeros((2, 2))], spec)
+
+
+def test_keepshape_plans_grid_datasets():
+    info = scan_info(ScanSpec("s", "/tmp/x.h5", 1, 12, image_shape=(8, 8), grid=(4, 3)))
+    flat = ScanPlan(info, SaveOptions())
+    assert flat.grid == ()
+    plan = ScanPlan(info, SaveOptions(flat=False))
+    assert plan.grid == (3, 4)
+    image = plan.channel("cam:image").spec("uint16", (8, 8), 12, plan.chunk_options, plan.grid)
+    assert image.chunks == (1, 1, 8, 8) and image.scan_shape == (3, 4) and image.rows_per_chunk == 1
+    diode = plan.channel("diode_ctrl:diode").spec("float64", (), 12, plan.chunk_options, plan.grid)
+    assert diode.chunks == (3, 4) and diode.attrs["interpretation"] == "image"
+    info["npoints2"] = 0  # a dimension unknown: written flat (spec §4.6)
+    assert ScanPlan(info, SaveOptions(flat=False)).grid == ()

@@ -202,3 +202,38 @@ def test_collective_metadata_operations_are_enabled():
         getattr(lib, setter)(ctypes_hid(fapl.id), 1)
         getattr(lib, getter)(ctypes_hid(fapl.id), ctypes.byref(flag))
         assert flag.value is True
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_variable_length_samples_are_padded(services, stack, data_dir, ranks):
+    """A sampling counter in SAMPLES mode (shape (-1,)): 1 to 5 samples per point, padded with NaN;
+    the detector dimension is the longest row, agreed between the writer ranks."""
+    proxy = services.get(ranks)[f"n{ranks}"]
+    spec = ScanSpec(f"n{ranks}", str(data_dir / "samples.h5"), 11, 23, image_shape=None, mca_channels=None,
+                    samples=True)
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=3)
+    assert_file_matches(pub, 23)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        samples = f["11.1/instrument/diode/samples"]
+        assert samples.shape == (23, 5) and samples.maxshape == (None, None)
+        assert f["11.1/measurement/diode_samples"].shape == (23, 5)
+
+
+@pytest.mark.parametrize("points,batch", [(12, 5), (7, 2), (15, 4)])
+def test_keepshape_writes_the_grid(services, stack, data_dir, points, batch):
+    """keepshape: a 4x3 mesh is written as (3, 4) datasets in C order; an aborted mesh leaves the
+    fill value in the missing points; more points than planned grow the slow axis."""
+    proxy = services.get(3, ("keepshape",), keepshape=True)["keepshape"]
+    spec = ScanSpec("keepshape", str(data_dir / "mesh.h5"), 1, points, image_shape=(8, 6), mca_channels=16,
+                    grid=(4, 3), samples=True)
+    pub = start_scan(proxy, stack.env["REDIS_DATA_URL"], spec, points, batch=batch)
+    pub.stop_close()
+    assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)
+    assert_file_matches(pub, points, keepshape=True)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        e = f["1.1"]
+        slow = max(3, -(-points // 4))
+        assert e["instrument/image/data"].shape == (slow, 4, 8, 6)
+        assert e["instrument/image/data"].chunks == (1, 1, 8, 6)
+        assert e["instrument/diode/signal"].attrs["interpretation"] == "image"
+        assert e["plotselect"].attrs["signal"] == "diode"

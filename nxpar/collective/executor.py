@@ -20,6 +20,7 @@ from mpi4py import MPI
 from .. import steps as st
 from ..compression import filter_kwargs
 from ..mpi_roles import sleepy_allreduce_max
+from . import layout
 from .redis_reader import StreamReader
 from .tree import apply_nodes, set_root_attrs
 
@@ -176,15 +177,13 @@ class CollectiveExecutor:
     def _WriteRows(self, step: st.WriteRows) -> int:
         f = self._file(step.scan_id)
         spec = step.spec
-        lo, hi = share_of_rows(step.start, step.stop, spec.chunks[0], self.comm.rank, self.comm.size)
-        error, rows = "", None
+        lo, hi = share_of_rows(step.start, step.stop, spec.rows_per_chunk, self.comm.rank, self.comm.size)
+        error, raw = "", None
         try:
             if hi > lo:
-                rows = self.reader.read(step.source, lo, hi)
-                rows = np.ascontiguousarray(rows, dtype=np.dtype(spec.dtype))
-                if rows.shape != (hi - lo,) + tuple(spec.detector_shape):
-                    raise ValueError(f"{step.source.stream_name}: got rows of shape {rows.shape}, "
-                                     f"expected {(hi - lo,) + tuple(spec.detector_shape)}")
+                raw = self.reader.read(step.source, lo, hi)
+                if not spec.variable:
+                    raw = layout.as_rows(raw, spec)
         except Exception as e:
             error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
         self._agree(error or self._space_error(step.scan_id, (step.stop - step.start) * spec.row_nbytes))
@@ -192,9 +191,25 @@ class CollectiveExecutor:
         dset = f.get(spec.path)
         if dset is None:
             dset = self._create_array(f, spec)
-        if dset.shape[0] < step.stop:
-            dset.resize(step.stop, axis=0)
-        self._write_selection(dset, lo, rows, collective=spec.compression != "none")
+        nscan = spec.scan_ndim
+        detector_dims = dset.shape[nscan:]
+        if spec.variable:  # every rank pads to the same, agreed, detector dims
+            local = np.array(layout.max_dims(raw, len(detector_dims)) if raw is not None else (0,) * len(detector_dims),
+                             dtype=np.int64)
+            longest = np.empty_like(local)
+            self.comm.Allreduce(local, longest, op=MPI.MAX)
+            detector_dims = tuple(int(max(a, b)) for a, b in zip(detector_dims, longest))
+            try:
+                rows = layout.as_rows(raw, spec, detector_dims) if raw is not None else None
+            except Exception as e:
+                error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
+            self._agree(error)
+        else:
+            rows = raw
+        shape = layout.scan_extent(spec, dset.shape[:nscan], step.stop) + tuple(detector_dims)
+        if dset.shape != shape:
+            dset.resize(shape)
+        self._write_selection(dset, nscan, lo, rows, collective=spec.compression != "none")
         return step.stop
 
     def _Flush(self, step: st.Flush) -> None:
@@ -263,7 +278,7 @@ class CollectiveExecutor:
 
     @staticmethod
     def _create_array(f: h5py.File, spec: st.ArraySpec) -> h5py.Dataset:
-        shape = (0,) + tuple(spec.detector_shape)
+        shape = layout.initial_shape(spec)
         dset = f.create_dataset(
             spec.path, shape=shape, maxshape=(None,) * len(shape), dtype=np.dtype(spec.dtype),
             chunks=tuple(spec.chunks), fillvalue=spec.fillvalue, **filter_kwargs(spec.compression))
@@ -272,23 +287,28 @@ class CollectiveExecutor:
         return dset
 
     @staticmethod
-    def _write_selection(dset: h5py.Dataset, start: int, rows: np.ndarray | None, collective: bool = True) -> None:
+    def _write_selection(dset: h5py.Dataset, nscan: int, start: int, rows: np.ndarray | None,
+                         collective: bool = True) -> None:
         """Raw-data write, each rank its rows (or an empty selection).
 
         Filtered datasets need collective transfers (parallel HDF5 ≥ 1.10.2). Unfiltered ones are
         written independently: collective buffering would only shuffle whole frames between ranks.
+        Rows are consecutive scan points: one slab for flat scans, a few for grid scans.
         """
         dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
         dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE if collective else h5py.h5fd.MPIO_INDEPENDENT)
         fspace = dset.id.get_space()
+        detector_dims = tuple(dset.shape[nscan:])
         if rows is not None and len(rows):
-            count = rows.shape
-            fspace.select_hyperslab((start,) + (0,) * (len(count) - 1), count)
-            mspace = h5py.h5s.create_simple(count)
+            fspace.select_none()
+            for slab_start, slab_count in layout.runs(start, start + len(rows), dset.shape[:nscan]):
+                fspace.select_hyperslab(slab_start + (0,) * len(detector_dims), slab_count + detector_dims,
+                                        op=h5py.h5s.SELECT_OR)
+            mspace = h5py.h5s.create_simple(rows.shape)
             buf = rows
         else:
             fspace.select_none()
-            mspace = h5py.h5s.create_simple((1,) + dset.shape[1:])
+            mspace = h5py.h5s.create_simple((1,) + detector_dims)
             mspace.select_none()
-            buf = np.zeros((1,) + dset.shape[1:], dtype=dset.dtype)
+            buf = np.zeros((1,) + detector_dims, dtype=dset.dtype)
         dset.id.write(mspace, fspace, buf, dxpl=dxpl)

@@ -57,13 +57,14 @@ def guess_chunks(shape: tuple[int, ...], itemsize: int, chunk_nbytes: int, chunk
     return tuple(chunks)
 
 
-def dataset_layout(npoints: int, detector_shape: tuple[int, ...], dtype: str,
+def dataset_layout(scan_shape: tuple[int, ...], detector_shape: tuple[int, ...], dtype: str,
                    options: ChunkOptions) -> tuple[tuple[int, ...], str]:
-    """(chunks, compression scheme) of a flat-scan dataset of `npoints` rows (0 = unknown)."""
+    """(chunks, compression scheme) of a dataset of the expected `scan_shape` (flat: (npoints,),
+    0 = unknown; keepshape: the nD grid) times the detector shape (-1 = variable)."""
     itemsize = np.dtype(dtype).itemsize
     if len(detector_shape) == 2 and all(n > 0 for n in detector_shape):
-        return (1,) + tuple(detector_shape), normalise_scheme(options.compression_scheme, DEFAULT_2D)
-    expected = (npoints,) + tuple(detector_shape)
+        return (1,) * len(scan_shape) + tuple(detector_shape), normalise_scheme(options.compression_scheme, DEFAULT_2D)
+    expected = tuple(scan_shape) + tuple(detector_shape)
     chunks = guess_chunks(expected, itemsize, options.chunk_nbytes, options.chunk_split)
     nbytes = math.prod(n if n > 0 else 512 for n in expected) * itemsize
     scheme = normalise_scheme(options.compression_scheme, DEFAULT_OTHER)

@@ -54,18 +54,21 @@ class ChannelPlan:
     map: ChannelMap
     dim: int
 
-    def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions) -> ArraySpec:
-        chunks, scheme = dataset_layout(npoints, detector_shape, dtype, options)
+    def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions,
+             grid: tuple[int, ...] = ()) -> ArraySpec:
+        """grid: the nD scan shape when the scan keeps its shape (keepshape), else () = flat."""
+        chunks, scheme = dataset_layout(grid or (npoints,), detector_shape, dtype, options)
         attrs: dict[str, Any] = {}
         units = self.map.data_info.get("units")
         if units:
             attrs["units"] = units
-        interpretation = {1: "spectrum", 2: "image", 3: "vertex"}.get(len(detector_shape))
+        # spectrum / image / vertex by the dims that are not the flat scan axis (spec §4.6)
+        interpretation = {1: "spectrum", 2: "image", 3: "vertex"}.get(len(detector_shape) + len(grid))
         if interpretation:
             attrs["interpretation"] = interpretation
         return ArraySpec(path=f"/{self.entry}/{self.map.dataset}", dtype=dtype,
                          detector_shape=tuple(detector_shape), chunks=chunks, compression=scheme,
-                         fillvalue=fill_value(dtype), attrs=attrs)
+                         fillvalue=fill_value(dtype), attrs=attrs, scan_shape=tuple(grid))
 
 
 def saving_enabled(scan_info: dict[str, Any], writer_name: str) -> bool:
@@ -122,6 +125,7 @@ class ScanPlan:
         self.filename: str = scan_file(scan_info)
         self.scan_nb: int = scan_info["scan_nb"]
         self.npoints = int(scan_info.get("npoints") or 0)
+        self.grid: tuple[int, ...] = () if options.flat else grid_shape(scan_info)
         self.chunk_options = ChunkOptions.from_scan_info(scan_info)
         nxw = scan_info.get("nexuswriter") or {} if options.configurable else {}
         self.config_devices = nxw.get("devices") or {}
@@ -358,7 +362,7 @@ class ScanPlan:
             return []
         signals = [s for s in signals if s.dim == signals[0].dim]
         axes = [c for c in mine.values() if c.map.is_positioner and c.map.master_index >= 0
-                and c.map.data_type == "principal"] if signals[0].dim == 0 else []
+                and c.map.data_type == "principal"] if signals[0].dim == 0 and not self.grid else []
         e = f"/{entry}"
         p = f"{e}/plotselect"
         names = [normalise(s.map.unique_name) for s in signals]
@@ -405,6 +409,19 @@ def scan_file(scan_info: dict[str, Any]) -> str:
     if parts and parts[-1] and os.path.basename(images_path) == parts[-1]:
         parts = parts[:-1]  # the last element is a file name prefix, not a directory
     return os.path.join(root, *parts, "bliss_master.h5")
+
+
+def grid_shape(scan_info: dict[str, Any]) -> tuple[int, ...]:
+    """The nD scan shape (npoints_n, …, npoints_1), or () when the scan is 0D/1D or a dimension
+    is unknown (spec §4.6: then treated as 1D)."""
+    try:
+        ndim = int(scan_info.get("data_dim", 1) or 1)
+        dims = [int(scan_info.get(f"npoints{i}") or 0) for i in range(1, ndim + 1)]
+    except (TypeError, ValueError):
+        return ()
+    if ndim <= 1 or any(n <= 0 for n in dims):
+        return ()
+    return tuple(reversed(dims))
 
 
 def _subscans(scan_info: dict[str, Any]) -> dict[str, list[str]]:

@@ -340,10 +340,8 @@ class ScanWriter:
         stream = self.scan.streams[p.name]
         if p.spec is None:
             p.spec = plan.channel(p.name).spec(stream.dtype.name if hasattr(stream.dtype, "name") else str(stream.dtype),
-                                               tuple(stream.shape), plan.npoints, plan.chunk_options)
-            if any(n < 0 for n in p.spec.detector_shape):
-                raise NotImplementedError(f"{p.name}: variable detector shape {p.spec.detector_shape} not supported yet")
-        rows_per_chunk = p.spec.chunks[0]
+                                               tuple(stream.shape), plan.npoints, plan.chunk_options, plan.grid)
+        rows_per_chunk = p.spec.rows_per_chunk
         frames = len(p.spec.detector_shape) >= 2
         if frames:
             stop = p.written + min(pending, self.tuning.rows_per_writer * self.channel.nwriters)
