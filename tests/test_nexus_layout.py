@@ -99,3 +99,28 @@ def test_separate_scan_files(services, stack, data_dir):
         link = f.get("7.1", getlink=True)
         assert isinstance(link, h5py.ExternalLink) and (link.filename, link.path) == ("scan0007/bliss_master.h5", "/7.1")
         assert f["7.1/instrument/image/data"].shape == (4, 8, 8)
+
+
+SNAPSHOT = {"Sample_name": "lysozyme", "Sample_description": "crystal A", "Sample_notes": "mounted 10:02",
+            "SamplePositioners_name": "samx samy", "SamplePositioners_value": "1.0 2.0",
+            "InstrumentSource_mode": "7/8 multibunch"}
+
+
+def test_esrf_sample_metadata(services, stack, data_dir):
+    """data_policy ESRF: the Sample* keys of the dataset metadata snapshot become NXsample (pyicat-plus);
+    other keys and the SamplePositioners_* pair are not written; no ESRF policy → no sample group."""
+    proxy = services.get(2)["n2"]
+    url = stack.env["REDIS_DATA_URL"]
+    esrf = ScanSpec("n2", str(data_dir / "esrf.h5"), 1, 4, image_shape=None, mca_channels=None,
+                    extra_info={"data_policy": "ESRF", "dataset_metadata_snapshot": SNAPSHOT})
+    other = ScanSpec("n2", str(data_dir / "esrf.h5"), 2, 4, image_shape=None, mca_channels=None,
+                     extra_info={"dataset_metadata_snapshot": SNAPSHOT})
+    for spec in (esrf, other):
+        assert_file_matches(run_scan(proxy, url, spec), 4)
+    with h5py.File(esrf.filename, "r", locking=False) as f:
+        sample = f["1.1/sample"]
+        assert sample.attrs["NX_class"] == "NXsample"
+        assert sample["name"][()] == b"lysozyme" and sample["description"][()] == b"crystal A"
+        assert sample["notes"].attrs["NX_class"] == "NXnote" and sample["notes/notes"][()] == b"mounted 10:02"
+        assert not any("ositioner" in name for name in sample)
+        assert "source" not in f["1.1/instrument"] and "sample" not in f["2.1"]

@@ -143,3 +143,11 @@ def test_keepshape_plans_grid_datasets():
     assert diode.chunks == (3, 4) and diode.attrs["interpretation"] == "image"
     info["npoints2"] = 0  # a dimension unknown: written flat (spec §4.6)
     assert ScanPlan(info, SaveOptions(flat=False)).grid == ()
+
+
+def test_sample_tree_only_for_the_esrf_policy():
+    from nxpar.nexus.esrf_metadata import sample_tree
+    snapshot = {"Sample_name": "x", "SamplePositioners_name": "a", "InstrumentSource_mode": "m"}
+    assert sample_tree({"data_policy": "None", "dataset_metadata_snapshot": snapshot}) == {}
+    tree = sample_tree({"data_policy": "esrf", "dataset_metadata_snapshot": snapshot})
+    assert tree == {"sample": {"@NX_class": "NXsample", "name": "x"}}

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..steps import ArraySpec, Node
 from .chunking import ChunkOptions, dataset_layout, fill_value
+from .esrf_metadata import sample_tree
 from .mapping import ChannelMap, map_subscan, normalise
 
 MANDATORY = ("name", "filename", "scan_nb", "title", "start_time", "acquisition_chain", "devices",
@@ -189,6 +190,7 @@ class ScanPlan:
                 nodes.append(Node("value", f"{e}/instrument/name", self.instrument_info["name"], attrs=attrs))
             nodes += self._positioner_snapshots(e, ("start", "dial_start"), also_positioners=True)
             nodes += self._user_metadata(e)
+            nodes += self._sample_metadata(e)
         return nodes
 
     def failed_nodes(self, reason: str) -> list[Node]:
@@ -239,6 +241,15 @@ class ScanPlan:
                         nodes += dict_to_nodes(f"{e}/instrument/{normalise(key)}", sub, nx)
                 continue
             nodes += dict_to_nodes(f"{e}/{normalise(category)}", value)
+        return nodes
+
+    def _sample_metadata(self, e: str) -> list[Node]:
+        nodes: list[Node] = []
+        for key, value in sample_tree(self.info).items():
+            if isinstance(value, dict):
+                nodes += dict_to_nodes(f"{e}/{normalise(key)}", value)
+            else:
+                nodes.append(Node("value", f"{e}/{normalise(key)}", _scalar(value), overwrite=True))
         return nodes
 
     # -- per dataset ------------------------------------------------------------------------------
@@ -329,6 +340,7 @@ class ScanPlan:
             e = f"/{entry}"
             nodes += self._positioner_snapshots(e, ("end", "dial_end"), overwrite=True)
             nodes += self._user_metadata(e)
+            nodes += self._sample_metadata(e)
             nodes += self._plot(entry, written)
             comments = self.info.get("comments") or []
             if comments:
