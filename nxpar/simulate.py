@@ -199,10 +199,11 @@ class ScanPublisher:
                     stream.send(values)
             self.sent += n
 
-    def stop_close(self, end_reason: str = "SUCCESS") -> None:
+    def stop_close(self, end_reason: str = "SUCCESS", final_info: dict[str, Any] | None = None) -> None:
+        """final_info: keys BLISS adds or changes in the scan_info published at close."""
         if end_reason == "SUCCESS":
             self.scan.stop()
-        info = dict(self.scan.info)
+        info = {**self.scan.info, **(final_info or {})}
         info["end_time"] = datetime.datetime.now().astimezone().isoformat()
         info["end_reason"] = end_reason
         pos = dict(info["positioners"])

@@ -73,6 +73,11 @@ def apply_nodes(f: h5py.File, nodes: list[Node]) -> None:
                 del f[node.path]
             create_vds(f, node.path, node.value)
             set_attrs(f[node.path], node.attrs)
+        elif node.op in ("vds_map", "external"):
+            if f.get(node.path, getlink=True) is not None:
+                del f[node.path]
+            (create_mapped_vds if node.op == "vds_map" else create_external)(f, node.path, node.value)
+            set_attrs(f[node.path], node.attrs)
         elif node.op == "attrs":
             if exists:
                 set_attrs(f[node.path] if node.path != "/" else f, node.attrs)
@@ -93,3 +98,41 @@ def create_vds(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
         source = h5py.VirtualSource(file, data_path, shape=tuple(source_shape))
         layout[dst:dst + count] = source[src:src + count]
     f.create_virtual_dataset(path, layout, fillvalue=spec["fillvalue"])
+
+
+def create_mapped_vds(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
+    """A virtual dataset from blissdata h5map selections (start/stride/count/block per source).
+
+    Source files are not opened: each source dataspace is the smallest extent that holds its
+    selection.
+    """
+    shape = tuple(spec["shape"])
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    for src_file, src_dataset, vsel, ssel in spec["sources"]:
+        vspace = h5py.h5s.create_simple(shape)
+        _select(vspace, vsel)
+        sspace = h5py.h5s.create_simple(_extent(ssel))
+        _select(sspace, ssel)
+        dcpl.set_virtual(vspace, src_file.encode(), src_dataset.encode(), sspace)
+    tid = h5py.h5t.py_create(np.dtype(spec["dtype"]))
+    h5py.h5d.create(f.id, path.encode(), tid, h5py.h5s.create_simple(shape), dcpl=dcpl)
+
+
+def _select(space: Any, sel: dict[str, Any]) -> None:
+    space.select_hyperslab(tuple(sel["start"]), tuple(sel["count"]),
+                           tuple(sel["stride"]) if sel.get("stride") else None,
+                           tuple(sel["block"]) if sel.get("block") else None)
+
+
+def _extent(sel: dict[str, Any]) -> tuple[int, ...]:
+    n = len(sel["start"])
+    stride = sel.get("stride") or [1] * n
+    block = sel.get("block") or [1] * n
+    return tuple(s + (c - 1) * st + b if c else s + b
+                 for s, c, st, b in zip(sel["start"], sel["count"], stride, block))
+
+
+def create_external(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
+    """A dataset whose raw data stays in other (non-HDF5) files, e.g. EDF frames: nothing is copied."""
+    files = [(name, offset, h5py.h5f.UNLIMITED if size is None else size) for name, offset, size in spec["files"]]
+    f.create_dataset(path, shape=tuple(spec["shape"]), dtype=np.dtype(spec["dtype"]), external=files)

@@ -159,13 +159,14 @@ class ScanPlan:
         return [f"{self.filename}::/{e}" for e in self.entry_names]
 
     # -- file initialisation ---------------------------------------------------------------------
+    stream_kinds = ("array", "lima", "scan")
+
+    def wants(self, stream_name: str) -> bool:
+        """Every stream of the scan is written (an unknown one is an error, see channel())."""
+        return True
+
     def root_attrs(self) -> dict[str, Any]:
-        return {"NX_class": "NXroot", "file_time": now_iso(), "file_name": self.filename,
-                "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.version.version,
-                "creator": "blissdata", "create_version": self.blissdata_version,
-                "publisher": self.info.get("publisher", "bliss"),
-                "publisher_version": str(self.info.get("publisher_version", "")),
-                "writer": "nxpar"}
+        return root_attrs(self.info, self.filename, self.blissdata_version)
 
     def skeleton(self) -> list[Node]:
         nodes: list[Node] = []
@@ -402,6 +403,16 @@ class ScanPlan:
             links[path] = [Node("extlink", f"/{entry if level == 'dataset' else base + '_' + entry}",
                                 target=f"/{entry}", target_file=rel) for entry in self.entry_names]
         return links
+
+
+def root_attrs(scan_info: dict[str, Any], filename: str, blissdata_version: str) -> dict[str, Any]:
+    """NXroot attributes, set when a file is first created."""
+    return {"NX_class": "NXroot", "file_time": now_iso(), "file_name": filename,
+            "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.version.version,
+            "creator": "blissdata", "create_version": blissdata_version,
+            "publisher": scan_info.get("publisher", "bliss"),
+            "publisher_version": str(scan_info.get("publisher_version", "")),
+            "writer": "nxpar"}
 
 
 def scan_file(scan_info: dict[str, Any]) -> str:

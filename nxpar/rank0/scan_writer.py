@@ -20,6 +20,7 @@ from blissdata.streams.event_stream import StreamEntry
 
 from .. import steps as st
 from ..disk import free_mb
+from ..nexus.h5map_plan import H5MapPlan, has_h5map
 from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
 from ..redis_retry import call_with_backoff
 from .journal import Journal
@@ -58,6 +59,16 @@ class StreamProgress:
     last_write: float = field(default_factory=time.monotonic)
 
 
+Plan = ScanPlan | H5MapPlan
+
+
+def make_plan(info: dict[str, Any], options: SaveOptions, blissdata_version: str) -> Plan:
+    """The publisher's own file map when it sent one (newer blissdata), else the spec §4 tree."""
+    if has_h5map(info):
+        return H5MapPlan(info, options, blissdata_version)
+    return ScanPlan(info, options, blissdata_version)
+
+
 class ScanWriter:
     def __init__(self, scan: Scan, redis_url: str, options: SaveOptions, channel: WriterChannel,
                  tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None) -> None:
@@ -76,7 +87,7 @@ class ScanWriter:
         self.created = time.time()
         self.start_time: float | None = None
         self.end_time: float | None = None
-        self.plan: ScanPlan | None = None
+        self.plan: Plan | None = None
         self.streams: dict[str, StreamProgress] = {}
         self.bytes_written = 0
         self.warning = ""
@@ -153,7 +164,7 @@ class ScanWriter:
                 log.info("%s: saving is disabled", self.name)
                 final = ("OFF", REASON_DONE)
                 return
-            self.plan = plan = ScanPlan(info, self.options, self.blissdata_version)
+            self.plan = plan = make_plan(info, self.options, self.blissdata_version)
             self._check_disk(plan.filename)
             self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
             opened = True
@@ -228,20 +239,26 @@ class ScanWriter:
                 raise RuntimeError(f"Free disk space below {required:.0f} MB")
 
     # -- read loop -------------------------------------------------------------------------------
-    def _classify(self, plan: ScanPlan) -> None:
+    def _classify(self, plan: Plan) -> None:
         """array: rows written by the writer ranks; lima: VDS/references at the end; scan: child links."""
         for name, stream in self.scan.streams.items():
+            if not plan.wants(name):
+                continue  # an h5map that does not mention the stream
             plan.channel(name)  # KeyError → FAULT with a clear reason (spec §3.4)
             plugin = getattr(stream, "plugin", None)
             kind = getattr(stream, "kind", None)
             if kind == "array" and plugin in (None, "hdf5_fallback"):
-                self.streams[name] = StreamProgress(name, "array")
+                ours = "array"
             elif kind == "array" and plugin == "lima":
-                self.streams[name] = StreamProgress(name, "lima")
+                ours = "lima"
             elif kind == "scan" and plugin == "scan_sequence":
-                self.streams[name] = StreamProgress(name, "scan")
+                ours = "scan"
             else:
                 raise NotImplementedError(f"Stream not supported: {name} (kind={kind}, plugin={plugin})")
+            if ours not in plan.stream_kinds:
+                raise NotImplementedError(f"Stream {name} ({ours}) cannot be written as a dataset of the h5map: "
+                                          "map Lima frames as a virtual or external dataset")
+            self.streams[name] = StreamProgress(name, ours)
 
     def _reference_lengths(self) -> None:
         """Lima (frames reported so far) and scan-sequence streams: nothing to copy, just follow them."""
@@ -254,7 +271,7 @@ class ScanWriter:
             p.written = p.available
             p.sealed = sealed
 
-    def _reference_nodes(self, plan: ScanPlan) -> list:
+    def _reference_nodes(self, plan: Plan) -> list:
         """Finalisation: Lima frames as VDS/references, links to the children of a sequence."""
         nodes = []
         for p in self.streams.values():
@@ -296,7 +313,7 @@ class ScanWriter:
         return call_with_backoff(lambda: func(*args, **kwargs), f"scan {self.name}", self.tuning.redis_retry_s,
                                  stop_if_requested)
 
-    def _read_loop(self, plan: ScanPlan) -> None:
+    def _read_loop(self, plan: Plan) -> None:
         self._classify(plan)
         last_flush = last_disk = time.monotonic()
         dirty = False
@@ -324,7 +341,7 @@ class ScanWriter:
             if not wrote:
                 time.sleep(self.tuning.poll_period_s)
 
-    def _write_available(self, plan: ScanPlan, p: StreamProgress) -> bool:
+    def _write_available(self, plan: Plan, p: StreamProgress) -> bool:
         if p.kind != "array":
             if p.kind == "lima" and p.available and not p.linked:
                 lima_mode = plan.lima_mode(self.scan.streams[p.name].info["lima_info"])
