@@ -89,12 +89,24 @@ class StreamSource:
 
 
 @dataclass
+class FileFramesSource:
+    """Frames the writer ranks read from Lima's files (copy_non_external): refs[i] is row first_row + i.
+
+    A ref is (file format, absolute path, dataset path in the file, frame index in the file).
+    """
+
+    stream_name: str
+    first_row: int
+    refs: list[tuple[str, str, str, int]]
+
+
+@dataclass
 class WriteRows:
     """Rows [start, stop) of a stream go to rows [start, stop) of a dataset (created if needed)."""
 
     scan_id: str
     spec: ArraySpec
-    source: StreamSource
+    source: StreamSource | FileFramesSource
     start: int
     stop: int
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 import h5py
+import hdf5plugin  # noqa: F401  (bitshuffle-LZ4 frames)
 import numpy as np
 from blissdata import h5map as h5m
 
 from nxpar.simulate import ScanSpec
 from tests.conftest import start_scan, wait_scan_done
-import hdf5plugin  # noqa: F401  (bitshuffle-LZ4 frames)
 
 
 def scan_map(filename: str, raw_file: str, npoints: int, final: bool = False) -> dict:

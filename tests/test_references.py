@@ -32,14 +32,15 @@ def lima_scan(store, session: str, filename: str, nb: int, saving: dict | None, 
     return scan, info, scalars, lima
 
 
-def run_lima(scan, info, scalars, lima, n=5):
+def run_lima(scan, info, scalars, lima, n=5, saved: int | None = None):
+    """saved: Lima saved only frames 0..saved-1 (default: all)."""
     scan.info = info
     scan.prepare()
     scan.start()
     for i in range(n):
         for s in scalars.values():
             s.send(np.array([float(i)]))
-        lima.send({"last_index": i, "last_index_saved": i})
+        lima.send({"last_index": i, "last_index_saved": i if saved is None else min(i, saved - 1)})
     scan.stop()
     info = dict(scan.info)
     info["end_reason"] = "SUCCESS"
@@ -144,3 +145,86 @@ def test_scan_sequence_links_its_children(services, stack, data_dir):
             assert isinstance(link, h5py.ExternalLink) and link.filename == child_file and link.path == f"/{nb}.1"
             np.testing.assert_array_equal(f[f"{nb}.1/instrument/robx/value"][()], children[0].expected("axis:robx", 4))
         assert f["10.1/writer/status"][()] == b"SUCCEEDED"
+
+
+def write_lima_files(directory, frames: np.ndarray, per_file: int, fmt: str) -> dict:
+    """The files Lima would have saved, and the stream's saving info for them."""
+    from fabio.edfimage import EdfImage
+
+    directory.mkdir()
+    data_path = "/entry_0000/ESRF-id00/lima_simulator/data"
+    for number, lo in enumerate(range(0, len(frames), per_file)):
+        chunk = frames[lo:lo + per_file]
+        if fmt == "hdf5":
+            with h5py.File(directory / f"lima_simulator_{number:04d}.h5", "w") as f:
+                f.create_dataset(data_path, data=chunk)
+        else:
+            edf = EdfImage(data=chunk[0], header={"acq_frame_nb": str(lo)})
+            for frame in chunk[1:]:
+                edf.append_frame(data=frame)
+            edf.write(str(directory / f"lima_simulator_{number:04d}.edf"))
+    return {"file_offset": 0, "frames_per_file": per_file, "file_format": fmt,
+            "file_path": str(directory / f"lima_simulator_%04d.{'h5' if fmt == 'hdf5' else 'edf'}"),
+            "data_path": data_path if fmt == "hdf5" else None}
+
+
+def test_lima_edf_frames_become_an_external_dataset(services, stack, data_dir):
+    """enable_external_nonhdf5: the EDF frames' raw data is referenced (absolute paths, offsets past the
+    headers), not copied; reading the dataset gives the frames."""
+    from blissdata.redis_engine.store import DataStore
+
+    proxy = services.get(2, ("edfext",), enable_external_nonhdf5=True)["edfext"]
+    frames = realistic_frames(5, (32, 24))
+    saving = write_lima_files(data_dir / "scan0004", frames, 2, "edf")
+    filename = str(data_dir / "edfext.h5")
+    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), "edfext", filename, 4, saving)
+    wait_scan_exists(proxy, "4_ascan")
+    run_lima(scan, info, scalars, lima)
+    assert wait_scan_done(proxy, "4_ascan") == "OFF", proxy.scan_state_reason("4_ascan")
+    with h5py.File(filename, "r", locking=False) as f:
+        d = f["4.1/instrument/lima_simulator/image"]
+        assert d.external is not None and len(d.external) == 5 and not d.is_virtual
+        assert d.external[2][0] == str(data_dir / "scan0004" / "lima_simulator_0001.edf")
+        assert all(offset >= 512 and size == 32 * 24 * 2 for _, offset, size in d.external)
+        np.testing.assert_array_equal(d[()], frames)
+        assert f["4.1/measurement/lima_simulator"].shape == (5, 32, 24)
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "edf"])
+def test_lima_frames_are_copied_when_links_are_not_allowed(services, stack, data_dir, fmt):
+    """disable_external_hdf5 + copy_non_external: the writer ranks read the frames from Lima's files
+    and write them into the scan file (chunked per frame, compressed)."""
+    from blissdata.redis_engine.store import DataStore
+
+    proxy = services.get(3, ("limacopy",), disable_external_hdf5=True, copy_non_external=True)["limacopy"]
+    frames = realistic_frames(5, (32, 24), seed=3)
+    saving = write_lima_files(data_dir / "scan0005", frames, 2, fmt)
+    filename = str(data_dir / f"copy_{fmt}.h5")
+    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), "limacopy", filename, 5, saving)
+    wait_scan_exists(proxy, "5_ascan")
+    run_lima(scan, info, scalars, lima)
+    assert wait_scan_done(proxy, "5_ascan") == "OFF", proxy.scan_state_reason("5_ascan")
+    with h5py.File(filename, "r", locking=False) as f:
+        d = f["5.1/instrument/lima_simulator/image"]
+        assert not d.is_virtual and d.external is None and d.chunks == (1, 32, 24)
+        np.testing.assert_array_equal(d[()], frames)
+        assert f["5.1/measurement/lima_simulator"].shape == (5, 32, 24)
+
+
+def test_frames_lima_never_saved_fault_the_copy(services, stack, data_dir):
+    """5 frames reported, 3 saved: the 3 are copied, the scan FAULTs saying so (no silent truncation)."""
+    from blissdata.redis_engine.store import DataStore
+
+    proxy = services.get(3, ("limacopy",), disable_external_hdf5=True, copy_non_external=True)["limacopy"]
+    frames = realistic_frames(3, (32, 24), seed=4)
+    saving = write_lima_files(data_dir / "scan0006", frames, 2, "hdf5")
+    filename = str(data_dir / "unsaved.h5")
+    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), "limacopy", filename, 6, saving)
+    wait_scan_exists(proxy, "6_ascan")
+    run_lima(scan, info, scalars, lima, saved=3)
+    assert wait_scan_done(proxy, "6_ascan") == "FAULT"
+    assert proxy.scan_state_reason("6_ascan") == ("lima_simulator:image: Lima reported 5 frames but saved only 3: "
+                                                  "the missing frames cannot be copied")
+    with h5py.File(filename, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["6.1/instrument/lima_simulator/image"][()], frames)
+        assert f["6.1/writer/status"][()] == b"FAILED"

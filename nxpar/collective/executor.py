@@ -20,6 +20,7 @@ from mpi4py import MPI
 from .. import steps as st
 from ..compression import filter_kwargs
 from ..mpi_roles import sleepy_allreduce_max
+from ..lima_files import read_frames
 from . import layout
 from .redis_reader import StreamReader
 from .tree import apply_nodes, set_root_attrs
@@ -181,7 +182,7 @@ class CollectiveExecutor:
         error, raw = "", None
         try:
             if hi > lo:
-                raw = self.reader.read(step.source, lo, hi)
+                raw = self._read(step.source, lo, hi)
                 if not spec.variable:
                     raw = layout.as_rows(raw, spec)
         except Exception as e:
@@ -211,6 +212,11 @@ class CollectiveExecutor:
             dset.resize(shape)
         self._write_selection(dset, nscan, lo, rows, collective=spec.compression != "none")
         return step.stop
+
+    def _read(self, source: st.StreamSource | st.FileFramesSource, lo: int, hi: int):
+        if isinstance(source, st.FileFramesSource):
+            return read_frames(source.refs[lo - source.first_row:hi - source.first_row])
+        return self.reader.read(source, lo, hi)
 
     def _Flush(self, step: st.Flush) -> None:
         self._agree(self._space_error(step.scan_id, 0))

@@ -159,7 +159,7 @@ class ScanPlan:
         return [f"{self.filename}::/{e}" for e in self.entry_names]
 
     # -- file initialisation ---------------------------------------------------------------------
-    stream_kinds = ("array", "lima", "scan")
+    stream_kinds = ("array", "lima", "lima_copy", "scan")
 
     def wants(self, stream_name: str) -> bool:
         """Every stream of the scan is written (an unknown one is an error, see channel())."""
@@ -285,11 +285,18 @@ class ScanPlan:
 
     # -- Lima (spec §4.7) -------------------------------------------------------------------------
     def lima_mode(self, lima_info: dict[str, Any]) -> str:
-        """'vds', 'uris' (string references) or 'none' (not saved: empty detector group)."""
+        """How Lima frames are stored (spec §4.7): 'vds' (HDF5 files), 'external' (EDF raw data as an
+        HDF5 external dataset), 'copy' (frames copied into the scan file), 'uris' ('<file>::<index>'
+        strings) or 'none' (not saved: an empty detector group)."""
         if not lima_info.get("file_path") or not lima_info.get("frame_per_file"):
             return "none"
-        if lima_info.get("file_format") == "hdf5" and self.options.allow_external_hdf5:
+        fmt = str(lima_info.get("file_format") or "").lower()
+        if fmt.startswith("hdf5") and self.options.allow_external_hdf5:
             return "vds"
+        if fmt == "edf" and self.options.allow_external_nonhdf5:
+            return "external"
+        if (fmt.startswith("hdf5") or fmt.startswith("edf")) and self.options.copy_non_external:
+            return "copy"
         return "uris"
 
     def _relative(self, path: str) -> str:
@@ -298,14 +305,19 @@ class ScanPlan:
         return path if rel.startswith("..") else rel
 
     def lima_nodes(self, stream_name: str, refs: list[Any], dtype: str, frame_shape: tuple[int, ...],
-                   lima_info: dict[str, Any]) -> list[Node]:
-        """The frames as a VDS over the Lima files, or their '<file>::<index>' references."""
+                   lima_info: dict[str, Any], edf_blocks: list[tuple[str, int, int]] | None = None) -> list[Node]:
+        """The frames as a VDS over the Lima files, an external dataset over EDF files
+        (`edf_blocks`: file, offset, size per frame), or their '<file>::<index>' references."""
         c = self.channel(stream_name)
         path = f"/{c.entry}/{c.map.dataset}"
-        if not refs:
+        mode = self.lima_mode(lima_info)
+        if not refs or mode == "copy":
             return []
-        if self.lima_mode(lima_info) == "uris":
+        if mode == "uris":
             return [Node("value", path, [f"{self._relative(r.file_path)}::{r.index}" for r in refs], overwrite=True)]
+        if mode == "external":
+            spec = {"shape": (len(refs),) + tuple(frame_shape), "dtype": dtype, "files": list(edf_blocks or [])}
+            return [Node("external", path, spec, attrs={"interpretation": "image"})]
         sources: list[list[Any]] = []
         for target, ref in enumerate(refs):
             last = sources[-1] if sources else None

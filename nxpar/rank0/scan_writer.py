@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from blissdata.streams.event_stream import StreamEntry
 
 from .. import steps as st
 from ..disk import free_mb
+from ..lima_files import edf_blocks, edf_byteorder
 from ..nexus.h5map_plan import H5MapPlan, has_h5map
 from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
 from ..redis_retry import call_with_backoff
@@ -31,6 +33,21 @@ log = logging.getLogger("nxpar.scan")
 
 REASON_RUNNING = "Subscribed to Redis"  # same text as the session (blisswriter quirk kept)
 REASON_DONE = "Finished succesfully"  # sic: BLISS users know this string
+
+
+def lima_frames_readable(stream: Any) -> int:
+    """Frames of a Lima stream that lie in files Lima has closed (all saved ones once sealed).
+
+    blissdata's Lima client works this out from the status events and the file layout; it keeps
+    it private, hence the getattr (blissdata is pinned to 2.4.x).
+    """
+    len(stream)  # refreshes the client from the last status event
+    return int(getattr(stream._client, "_last_index_saved_and_closed", -1)) + 1
+
+
+def _frame_ref(ref: Any) -> tuple[str, str, str, int]:
+    """blissdata ImageReference → the plain tuple the writer ranks get."""
+    return (str(ref.format), str(ref.file_path), str(ref.data_path or ""), int(ref.index))
 
 
 class StopRequested(RuntimeError):
@@ -55,6 +72,7 @@ class StreamProgress:
     available: int = 0
     written: int = 0
     sealed: bool = False
+    reported: int = 0  # lima_copy: frames Lima reported (available = frames saved in closed files)
     linked: bool = False  # groups/links of its dataset written
     last_write: float = field(default_factory=time.monotonic)
 
@@ -129,7 +147,8 @@ class ScanWriter:
 
     def backlog(self) -> int:
         """Points published but not yet written (the slowest stream): back-pressure made visible."""
-        return max((p.available - p.written for p in self.streams.values() if p.kind == "array"), default=0)
+        return max((p.available - p.written for p in self.streams.values() if p.kind in ("array", "lima_copy")),
+                   default=0)
 
     def published(self) -> int:
         return max((p.available for p in self.streams.values()), default=0)
@@ -251,6 +270,8 @@ class ScanWriter:
                 ours = "array"
             elif kind == "array" and plugin == "lima":
                 ours = "lima"
+                if ours in plan.stream_kinds and plan.lima_mode(stream.info["lima_info"]) == "copy":
+                    ours = "lima_copy"
             elif kind == "scan" and plugin == "scan_sequence":
                 ours = "scan"
             else:
@@ -267,6 +288,11 @@ class ScanWriter:
                 continue
             stream = self.scan.streams[p.name]
             sealed = stream.event_stream.is_sealed()
+            if p.kind == "lima_copy":  # frames are copied once Lima closed their file
+                p.reported = len(stream)
+                p.available = lima_frames_readable(stream)
+                p.sealed = sealed
+                continue
             p.available = len(stream)
             p.written = p.available
             p.sealed = sealed
@@ -278,8 +304,12 @@ class ScanWriter:
             stream = self.scan.streams[p.name]
             if p.kind == "lima" and p.available and plan.lima_mode(stream.info["lima_info"]) != "none":
                 refs = stream.get_references(slice(0, p.available))
-                nodes += plan.lima_nodes(p.name, refs, stream.dtype.name, tuple(stream.shape),
-                                         stream.info["lima_info"])
+                dtype, blocks = stream.dtype.name, None
+                if plan.lima_mode(stream.info["lima_info"]) == "external":  # EDF: where each frame's data is
+                    shape = tuple(stream.shape)
+                    blocks = edf_blocks([_frame_ref(r) for r in refs], stream.dtype.itemsize * math.prod(shape))
+                    dtype = stream.dtype.newbyteorder(edf_byteorder(refs[0].file_path)).str
+                nodes += plan.lima_nodes(p.name, refs, dtype, tuple(stream.shape), stream.info["lima_info"], blocks)
             elif p.kind == "scan" and p.available:
                 keys = [event["key"] for event in stream.event_stream[0:p.available]]
                 children = [self.scan._data_store.load_scan(k).info for k in keys]
@@ -337,16 +367,17 @@ class ScanWriter:
             if all(p.sealed and p.written >= p.available for p in self.streams.values()):
                 if dirty:
                     self.channel.call(st.Flush(self.key))
+                self._check_all_copied()
                 return
             if not wrote:
                 time.sleep(self.tuning.poll_period_s)
 
     def _write_available(self, plan: Plan, p: StreamProgress) -> bool:
-        if p.kind != "array":
+        if p.kind not in ("array", "lima_copy"):
             if p.kind == "lima" and p.available and not p.linked:
                 lima_mode = plan.lima_mode(self.scan.streams[p.name].info["lima_info"])
                 nodes = plan.group_node(p.name) if lima_mode == "none" else \
-                    plan.dataset_nodes(p.name, measurement=lima_mode == "vds")
+                    plan.dataset_nodes(p.name, measurement=lima_mode != "uris")
                 self.channel.call(st.Tree(self.key, nodes))
                 p.linked = True
                 return True
@@ -371,7 +402,11 @@ class ScanWriter:
                 stop = aligned
             else:
                 return False
-        source = st.StreamSource(self.redis_url, self.key, p.name)
+        if p.kind == "lima_copy":
+            refs = [_frame_ref(r) for r in stream.get_references(slice(p.written, stop))]
+            source: st.StreamSource | st.FileFramesSource = st.FileFramesSource(p.name, p.written, refs)
+        else:
+            source = st.StreamSource(self.redis_url, self.key, p.name)
         self.channel.call(st.WriteRows(self.key, p.spec, source, p.written, stop))
         self.bytes_written += (stop - p.written) * p.spec.row_nbytes
         p.written = stop
@@ -380,6 +415,13 @@ class ScanWriter:
             self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
             p.linked = True
         return True
+
+    def _check_all_copied(self) -> None:
+        """Frames Lima reported but never saved cannot be copied: say so rather than truncate silently."""
+        for p in self.streams.values():
+            if p.kind == "lima_copy" and p.written < p.reported:
+                raise RuntimeError(f"{p.name}: Lima reported {p.reported} frames but saved only "
+                                   f"{p.written}: the missing frames cannot be copied")
 
     def _report_backlog(self) -> None:
         behind = self.backlog()
