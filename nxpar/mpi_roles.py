@@ -12,7 +12,18 @@ from mpi4py import MPI
 
 STEP_TAG = 11
 RESULT_TAG = 12
-POLL_SLEEP_S = 0.0005  # waiting ranks sleep between probes instead of spinning in MPI
+# Waiting ranks sleep between probes instead of spinning in MPI. Each probe runs MPICH's progress
+# engine, which is not free: the sleep doubles from POLL_MIN_S to POLL_MAX_S while nothing comes, so a
+# long wait costs ~200 probes/s and a short one adds well under a millisecond of latency.
+POLL_MIN_S = 0.0001
+POLL_MAX_S = 0.002
+
+
+def _backoff(sleep_s: float) -> float:
+    import time
+
+    time.sleep(sleep_s)
+    return min(sleep_s * 2, POLL_MAX_S)
 
 
 def world() -> MPI.Intracomm:
@@ -31,12 +42,11 @@ def writer_comm() -> MPI.Intracomm | None:
 
 def wait_for_message(comm: MPI.Intracomm, source: int, tag: int, stop=lambda: False) -> bool:
     """Sleep-poll for a message (MPICH's blocking receive spins a core; we share 2 cores)."""
-    import time
-
+    sleep_s = POLL_MIN_S
     while not comm.Iprobe(source=source, tag=tag):
         if stop():
             return False
-        time.sleep(POLL_SLEEP_S)
+        sleep_s = _backoff(sleep_s)
     return True
 
 
@@ -54,8 +64,9 @@ def sleepy_allreduce_max(comm: MPI.Intracomm, value: int, timeout: float | None 
     recv = np.zeros(1, dtype=np.int64)
     req = comm.Iallreduce(send, recv, op=MPI.MAX)
     deadline = None if timeout is None else time.monotonic() + timeout
+    sleep_s = POLL_MIN_S
     while not req.Test():
         if deadline is not None and time.monotonic() > deadline:
             raise CollectiveTimeout(f"the other ranks did not answer within {timeout:.0f} s")
-        time.sleep(POLL_SLEEP_S)
+        sleep_s = _backoff(sleep_s)
     return int(recv[0])

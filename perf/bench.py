@@ -6,6 +6,11 @@ Baselines (single process, this machine, now):
   redis-read    reading the frame stream back from Redis (8 frames per request), one process
   publish       BLISS's side: publishing the frames into Redis (the writer cannot beat it)
   disk          raw bytes to the data directory: page cache, and with fdatasync
+  live relay    publishing while another process follows the stream (no HDF5): the live ceiling of any
+                Redis-fed writer here, publisher, Redis and reader sharing the cores
+  live single-process writer
+                the same follower writing every frame with h5py + the filter: blisswriter's design,
+                the single-process baseline for live mode
 
 Results go to perf/out/bench.jsonl and a markdown table on stdout (pasted into perf/RESULTS.md).
 """
@@ -82,6 +87,65 @@ def bench_redis(url: str, frames: np.ndarray, n: int) -> tuple[float, float]:
     return publish, read
 
 
+def _follow(url: str, key: str, n: int, scheme: str | None, path: str, done) -> None:
+    """Child process: follow a live frame stream (8 frames per request at most), optionally writing
+    each frame with h5py + the filter (a single-process live writer, blisswriter's design)."""
+    from blissdata.redis_engine.store import DataStore
+
+    stream = DataStore(url).load_scan(key).streams["cam:image"].event_stream
+    dset = None
+    if scheme:
+        import h5py
+
+        from nxpar.compression import filter_kwargs
+        f = h5py.File(path, "w")
+        dset = f.create_dataset("data", shape=(n,) + tuple(stream.shape), dtype=stream.dtype,
+                                chunks=(1,) + tuple(stream.shape), **filter_kwargs(scheme))
+    got = 0
+    while got < n:
+        available = len(stream)
+        if available <= got:
+            time.sleep(0.001)
+            continue
+        rows = stream[got:min(available, got + 8)]
+        if dset is not None:
+            for i, row in enumerate(rows):
+                dset[got + i] = row
+        got += len(rows)
+    if dset is not None:
+        f.close()
+    done.put(time.time())
+
+
+def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, path: str) -> float:
+    """MB/s of a live relay: this process publishes while another follows the stream (and, with a
+    scheme, writes it with h5py as one process would). Clock: first publish → last frame handled."""
+    import multiprocessing
+
+    from blissdata.redis_engine.store import DataStore
+    from blissdata.streams.default import Stream
+
+    store = DataStore(url)
+    scan = store.create_scan({"name": "relay", "number": 1, "data_policy": "None", "session": "bench_baseline"},
+                             info={"name": "relay"})
+    stream = scan.create_stream(Stream.make_definition("cam:image", str(frames.dtype), frames.shape[1:]))
+    scan.prepare()
+    ctx = multiprocessing.get_context("spawn")
+    done = ctx.Queue()
+    follower = ctx.Process(target=_follow, args=(url, scan.key, n, scheme, path, done))
+    follower.start()
+    time.sleep(2.0)  # the follower has imported and attached
+    scan.start()
+    t0 = time.time()
+    for i in range(n):
+        stream.send(frames[i % len(frames)][None])
+    scan.stop()
+    t_end = done.get(timeout=600)
+    follower.join()
+    scan.close()
+    return mb(n * frames[0].nbytes) / (t_end - t0)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=500)
@@ -124,13 +188,21 @@ def main(argv: list[str] | None = None) -> None:
             filt = [bench_serial_h5py(pool, args.frames, scheme, "mem.h5", driver="core") for _ in range(args.repeat)]
             disk_cache = [bench_disk(pool, args.frames, str(base / "raw.bin"), False) for _ in range(args.repeat)]
             disk_sync = [bench_disk(pool, args.frames, str(base / "raw.bin"), True) for _ in range(args.repeat)]
-            pr = []
+            pr, relay, live_serial = [], [], []
             for _ in range(args.repeat):
                 pr.append(bench_redis(url, pool, args.frames))
                 free_redis()
+                if "live" in args.modes:
+                    relay.append(bench_live_reader(url, pool, args.frames, None, ""))
+                    free_redis()
+                    live_serial.append(bench_live_reader(url, pool, args.frames, scheme, str(base / "live.h5")))
+                    free_redis()
             baselines = {"h5py-serial": serial, "filter (1 core)": filt, "disk page cache": disk_cache,
                          "disk fdatasync": disk_sync, "redis publish": [a for a, _ in pr],
                          "redis read": [b for _, b in pr]}
+            if "live" in args.modes:
+                baselines["live relay (publish + follow)"] = relay
+                baselines["live single-process writer"] = live_serial
             ref = statistics.median(serial)
             # -- nxpar end to end: one service per rank count, stream data freed after each run
             for ranks in args.ranks:
@@ -154,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                         os.unlink(r.filename)
                         free_redis()
                     speeds = [r.mb_per_s for r in results]
-                    rows.append((scheme, mode, ranks, speeds, statistics.median(speeds) / ref,
+                    rows.append((scheme, mode, ranks, speeds, None,
                                  statistics.median([r.compression_ratio for r in results]),
                                  max(max(r.peak_rss_mb.values()) for r in results),
                                  statistics.median([r.close_after_end_s for r in results])))
@@ -163,20 +235,26 @@ def main(argv: list[str] | None = None) -> None:
             print("| baseline | MB/s |\n|---|---|")
             for name, values in baselines.items():
                 print(f"| {name} | {statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) |")
-            limits = {"live": statistics.median(baselines["redis publish"]),
-                      "drain": 1 / (1 / statistics.median(baselines["redis read"]) + 1 / statistics.median(filt))}
-            print(f"\nbinding limit per mode: live = redis publish ({limits['live']:.0f} MB/s); "
-                  f"drain = one core reading + compressing ({limits['drain']:.0f} MB/s per writer core)")
-            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × h5py-serial | × 1 rank | "
+            limits = {"drain": 1 / (1 / statistics.median(baselines["redis read"]) + 1 / statistics.median(filt))}
+            refs = {"drain": ref}
+            if "live" in args.modes:
+                limits["live"] = statistics.median(relay)
+                refs["live"] = statistics.median(live_serial)
+            print(f"\nbinding limit per mode: live = the live relay, publisher + one follower sharing Redis and "
+                  f"the cores ({limits.get('live', float('nan')):.0f} MB/s); drain = one core reading + compressing "
+                  f"({limits['drain']:.0f} MB/s per writer core). Single-process baseline: live = the live "
+                  f"single-process writer, drain = h5py-serial from memory.")
+            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × 1 rank | "
                   "compression ratio | peak RSS/rank MB | close after end s |")
             print("|---|---|---|---|---|---|---|---|---|")
-            for s, mode, ranks, speeds, ratio, cr, rss, close in rows:
+            for s, mode, ranks, speeds, _, cr, rss, close in rows:
                 if s != scheme:
                     continue
                 one = next((statistics.median(sp) for s2, m2, r2, sp, *_ in rows if s2 == s and m2 == mode and r2 == 1), None)
                 med = statistics.median(speeds)
                 print(f"| {mode} | {ranks} ({max(ranks - 1, 1)}) | {med:.0f} ({min(speeds):.0f}-{max(speeds):.0f}) | "
-                      f"{med / limits[mode]:.2f} | {ratio:.2f} | {med / one if one else float('nan'):.2f} | {cr:.2f} | "
+                      f"{med / limits[mode]:.2f} | {med / refs[mode]:.2f} | {med / one if one else float('nan'):.2f} | "
+                      f"{cr:.2f} | "
                       f"{rss:.0f} | {close:.2f} |")
     finally:
         stack.down()

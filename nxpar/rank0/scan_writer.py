@@ -7,11 +7,13 @@ trip for all streams) and tells the writers which rows to fetch.
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import logging
 import math
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,9 @@ def _frame_ref(ref: Any) -> tuple[str, str, str, int]:
     return (str(ref.format), str(ref.file_path), str(ref.data_path or ""), int(ref.index))
 
 
+MAX_INFLIGHT = 2  # row-writing steps of one scan submitted and not yet completed
+
+
 class StopRequested(RuntimeError):
     pass
 
@@ -71,6 +76,7 @@ class StreamProgress:
     spec: st.ArraySpec | None = None
     available: int = 0
     written: int = 0
+    submitted: int = 0  # rows sent to the writers (written once their step completed)
     sealed: bool = False
     reported: int = 0  # lima_copy: frames Lima reported (available = frames saved in closed files)
     linked: bool = False  # groups/links of its dataset written
@@ -109,6 +115,8 @@ class ScanWriter:
         self.streams: dict[str, StreamProgress] = {}
         self.bytes_written = 0
         self.warning = ""
+        self.timeline: dict[str, float] = {}
+        self._inflight: collections.deque[tuple[StreamProgress, st.WriteRows, Future]] = collections.deque()
         self._stop = threading.Event()
         self._killed = threading.Event()
         self._thread = threading.Thread(target=self._profiled_run, name=f"scan-{self.name}", daemon=True)
@@ -183,6 +191,7 @@ class ScanWriter:
                 log.info("%s: saving is disabled", self.name)
                 final = ("OFF", REASON_DONE)
                 return
+            self._mark("prepared")
             self.plan = plan = make_plan(info, self.options, self.blissdata_version)
             self._check_disk(plan.filename)
             self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
@@ -196,9 +205,12 @@ class ScanWriter:
             failure: BaseException | None = None
             try:
                 self._read_loop(plan)
+                self._mark("data written")
                 self._wait_for(ScanState.CLOSED)
+                self._mark("CLOSED")
             except BaseException as e:  # finalise whatever happened, then report it
                 failure = e
+                self._settle_writes()
             if self._killed.is_set():
                 reason = "Killed: writing stopped without finalisation, the file may be incomplete"
                 self.channel.call(st.Tree(self.key, plan.failed_nodes(reason)))  # the file says so
@@ -211,6 +223,7 @@ class ScanWriter:
                                           plan.final_nodes(self._final_info(), failure is not None, written)))
             except Exception as e:
                 failure = failure or e
+            self._mark("finalised")
             if failure is not None:
                 raise failure
         except Exception as e:
@@ -228,8 +241,21 @@ class ScanWriter:
                         final = ("FAULT", f"closing the file failed: {e}")
             if opened and self.journal is not None:
                 self.journal.remove(self.key)
+            if opened:
+                self._mark("file closed")
+                log.info("scan %s: %s", self.name, self.timeline_str())
             self.end_time = time.time()
             self._set(*final)
+
+    def _mark(self, event: str) -> None:
+        self.timeline[event] = time.monotonic()
+
+    def timeline_str(self) -> str:
+        """When each phase ended, from PREPARED: where the time between scan end and file closed goes."""
+        t0 = self.timeline.get("prepared")
+        if t0 is None:
+            return ""
+        return ", ".join(f"{event} +{t - t0:.2f}s" for event, t in self.timeline.items() if event != "prepared")
 
     def scan_info_refresh(self) -> None:
         """Non-blocking: pick up a newer scan state/info if one was published."""
@@ -294,7 +320,7 @@ class ScanWriter:
                 p.sealed = sealed
                 continue
             p.available = len(stream)
-            p.written = p.available
+            p.written = p.submitted = p.available
             p.sealed = sealed
 
     def _reference_nodes(self, plan: Plan) -> list:
@@ -350,6 +376,7 @@ class ScanWriter:
         while True:
             if self._stop.is_set():
                 raise StopRequested("Stop requested")
+            self._complete()
             self._lengths()
             self._reference_lengths()
             wrote = False
@@ -364,7 +391,8 @@ class ScanWriter:
                 self._check_disk(plan.filename)
                 self._report_backlog()
                 last_disk = now
-            if all(p.sealed and p.written >= p.available for p in self.streams.values()):
+            if all(p.sealed and p.submitted >= p.available for p in self.streams.values()):
+                self._drain_writes()
                 if dirty:
                     self.channel.call(st.Flush(self.key))
                 self._check_all_copied()
@@ -382,7 +410,7 @@ class ScanWriter:
                 p.linked = True
                 return True
             return False
-        pending = p.available - p.written
+        pending = p.available - p.submitted
         if pending <= 0:
             return False
         stream = self.scan.streams[p.name]
@@ -392,29 +420,58 @@ class ScanWriter:
         rows_per_chunk = p.spec.rows_per_chunk
         frames = len(p.spec.detector_shape) >= 2
         if frames:
-            stop = p.written + min(pending, self.tuning.rows_per_writer * self.channel.nwriters)
+            stop = p.submitted + min(pending, self.tuning.rows_per_writer * self.channel.nwriters)
         else:
             due = time.monotonic() - p.last_write >= self.tuning.small_rows_period_s
             aligned = (p.available // rows_per_chunk) * rows_per_chunk
             if p.sealed or due:
                 stop = p.available
-            elif aligned > p.written:
+            elif aligned > p.submitted:
                 stop = aligned
             else:
                 return False
         if p.kind == "lima_copy":
-            refs = [_frame_ref(r) for r in stream.get_references(slice(p.written, stop))]
-            source: st.StreamSource | st.FileFramesSource = st.FileFramesSource(p.name, p.written, refs)
+            refs = [_frame_ref(r) for r in stream.get_references(slice(p.submitted, stop))]
+            source: st.StreamSource | st.FileFramesSource = st.FileFramesSource(p.name, p.submitted, refs)
         else:
             source = st.StreamSource(self.redis_url, self.key, p.name)
-        self.channel.call(st.WriteRows(self.key, p.spec, source, p.written, stop))
-        self.bytes_written += (stop - p.written) * p.spec.row_nbytes
-        p.written = stop
+        self._submit_rows(p, st.WriteRows(self.key, p.spec, source, p.submitted, stop))
+        p.submitted = stop
         p.last_write = time.monotonic()
         if not p.linked:
             self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
             p.linked = True
         return True
+
+    def _submit_rows(self, p: StreamProgress, step: st.WriteRows) -> None:
+        """Rows are written asynchronously (the channel keeps the writers busy); at most
+        MAX_INFLIGHT steps of this scan are pending, so the scan thread never runs far ahead."""
+        while len(self._inflight) >= MAX_INFLIGHT:
+            self._complete(wait_oldest=True)
+        self._inflight.append((p, step, self.channel.submit(step)))
+
+    def _complete(self, wait_oldest: bool = False) -> None:
+        """Account for the row writes that finished, oldest first; a failed one raises StepError."""
+        while self._inflight and (wait_oldest or self._inflight[0][2].done()):
+            p, step, future = self._inflight.popleft()
+            result: st.StepResult = future.result()
+            if not result.ok:
+                raise StepError(result.error)
+            p.written = step.stop
+            self.bytes_written += (step.stop - step.start) * step.spec.row_nbytes
+            wait_oldest = False
+
+    def _settle_writes(self) -> None:
+        """After a failure: wait for the writes still pending, keeping what was written."""
+        while self._inflight:
+            try:
+                self._complete(wait_oldest=True)
+            except StepError:
+                pass
+
+    def _drain_writes(self) -> None:
+        while self._inflight:
+            self._complete(wait_oldest=True)
 
     def _check_all_copied(self) -> None:
         """Frames Lima reported but never saved cannot be copied: say so rather than truncate silently."""

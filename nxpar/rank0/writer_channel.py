@@ -1,21 +1,27 @@
 """RANK 0 ONLY: the single thread that drives the writer ranks.
 
 Scan-writer threads (one per scan, several sessions) submit steps here; this thread sends them
-to the writers one at a time, in one global order, and hands back the combined result. With
+to the writers in one global order and hands back the combined results, in the same order. Up to
+`depth` steps are in flight: the writers find the next step already queued when they finish one,
+so they never wait for rank 0 (whose polling latency is then hidden behind a whole step). With
 N == 1 it executes the steps itself on COMM_SELF. No other rank-0 thread makes MPI or HDF5 calls.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
 from mpi4py import MPI
 
 from .. import steps as st
-from ..mpi_roles import RESULT_TAG, STEP_TAG, wait_for_message
+from ..mpi_roles import POLL_MAX_S, POLL_MIN_S, RESULT_TAG, STEP_TAG
+
+DEPTH = 2  # steps in flight to the writer ranks
 
 log = logging.getLogger("nxpar.channel")
 
@@ -25,8 +31,9 @@ class StepError(RuntimeError):
 
 
 class WriterChannel:
-    def __init__(self, world: MPI.Intracomm, local_writers: MPI.Intracomm | None) -> None:
+    def __init__(self, world: MPI.Intracomm, local_writers: MPI.Intracomm | None, depth: int = DEPTH) -> None:
         self.world = world
+        self.depth = max(depth, 1)
         self.nwriters = max(world.size - 1, 1)
         self._local = None
         if world.size == 1:
@@ -63,29 +70,69 @@ class WriterChannel:
             log.warning("writer ranks did not acknowledge shutdown", exc_info=True)
 
     def _run(self) -> None:
-        while True:
-            step, future = self._queue.get()
-            try:
-                result = self._execute(step)
-            except Exception as e:  # keep the channel alive whatever happens
-                log.exception("step %s failed on rank 0", type(step).__name__)
-                result = st.StepResult(False, error=str(e))
-            future.set_result(result)
-            if isinstance(step, st.Shutdown):
-                return
-
-    def _execute(self, step: Any) -> st.StepResult:
         if self._local is not None:
-            if isinstance(step, st.Shutdown):
-                self._local.close_all()
-                return st.StepResult(True)
-            try:
-                return st.StepResult(True, value=self._local.execute(step))
-            except Exception as e:
-                return st.StepResult(False, error=str(e))
+            return self._run_local()
+        inflight: collections.deque[tuple[Any, Future]] = collections.deque()
+        sleep_s = POLL_MIN_S
+        while True:
+            if not inflight or len(inflight) < self.depth:
+                try:
+                    step, future = self._queue.get(block=not inflight)
+                except queue.Empty:
+                    pass
+                else:
+                    if isinstance(step, st.Shutdown):
+                        self._drain(inflight)
+                        self._send(step)
+                        future.set_result(st.StepResult(True))
+                        return
+                    try:
+                        self._send(step)
+                    except Exception as e:  # keep the channel alive whatever happens
+                        log.exception("sending step %s failed", type(step).__name__)
+                        future.set_result(st.StepResult(False, error=str(e)))
+                    else:
+                        inflight.append((step, future))
+                    sleep_s = POLL_MIN_S
+                    continue
+            if self.world.Iprobe(source=1, tag=RESULT_TAG):
+                self._receive(inflight)
+                sleep_s = POLL_MIN_S
+                continue
+            time.sleep(sleep_s)  # sleep-poll: MPICH's blocking receive would spin a core
+            sleep_s = min(sleep_s * 2, POLL_MAX_S)
+
+    def _send(self, step: Any) -> None:
         for rank in range(1, self.world.size):
             self.world.send(step, dest=rank, tag=STEP_TAG)
-        if isinstance(step, st.Shutdown):
-            return st.StepResult(True)
-        wait_for_message(self.world, 1, RESULT_TAG)
-        return self.world.recv(source=1, tag=RESULT_TAG)
+
+    def _receive(self, inflight: collections.deque) -> None:
+        """The writers answer in the order they got the steps: the oldest in flight."""
+        result = self.world.recv(source=1, tag=RESULT_TAG)
+        _, future = inflight.popleft()
+        future.set_result(result)
+
+    def _drain(self, inflight: collections.deque) -> None:
+        sleep_s = POLL_MIN_S
+        while inflight:
+            if self.world.Iprobe(source=1, tag=RESULT_TAG):
+                self._receive(inflight)
+                sleep_s = POLL_MIN_S
+            else:
+                time.sleep(sleep_s)
+                sleep_s = min(sleep_s * 2, POLL_MAX_S)
+
+    def _run_local(self) -> None:
+        """N == 1: rank 0 is the writer, steps run here one after the other."""
+        assert self._local is not None
+        while True:
+            step, future = self._queue.get()
+            if isinstance(step, st.Shutdown):
+                self._local.close_all()
+                future.set_result(st.StepResult(True))
+                return
+            try:
+                result = st.StepResult(True, value=self._local.execute(step))
+            except Exception as e:
+                result = st.StepResult(False, error=str(e))
+            future.set_result(result)
