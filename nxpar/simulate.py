@@ -119,8 +119,10 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
         "technique": {"@NX_class": "NXcollection", "name": "XRD"},
         "display_extra": {"plotselect": ["diode_ctrl:diode"]},
     }
-    if spec.grid:
+    if spec.grid:  # a mesh: robx fast (npoints1), roby slow (npoints2); BLISS lists the fast motor first
         n1, n2 = spec.grid
+        devices["1001:axis"]["channels"].append("axis:roby")
+        channels["axis:roby"] = {"device": "1001:axis", "dim": 0, "display_name": "roby", "unit": "mm"}
         info.update({"type": "amesh", "data_dim": 2, "npoints1": n1, "npoints2": n2,
                      "title": spec.title or f"amesh robx 0 1 {n1 - 1} roby 0 1 {n2 - 1} 0.1"})
     info.update(spec.extra_info)
@@ -148,6 +150,8 @@ class ScanPublisher:
     def _stream_defs(self) -> list[tuple[str, str, tuple[int, ...]]]:
         defs = [("axis:robx", "float64", ()), ("timer:elapsed_time", "float64", ()),
                 ("timer:epoch", "float64", ()), ("diode_ctrl:diode", "float64", ())]
+        if self.spec.grid:
+            defs.append(("axis:roby", "float64", ()))
         if self.spec.samples:
             defs.append(("diode_ctrl:diode_samples", "float64", (-1,)))
         if self.spec.mca_channels:
@@ -161,6 +165,10 @@ class ScanPublisher:
     def expected(self, name: str, n: int, start: int = 0) -> np.ndarray:
         """Points [start, n) of a channel."""
         i = np.arange(start, n)
+        if name == "axis:robx" and self.spec.grid:
+            return (i % self.spec.grid[0]) / max(self.spec.grid[0] - 1, 1)
+        if name == "axis:roby":
+            return (i // self.spec.grid[0]) / max(self.spec.grid[1] - 1, 1)
         if name == "axis:robx":
             return i / max(self.spec.npoints - 1, 1)
         if name == "timer:elapsed_time":

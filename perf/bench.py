@@ -118,8 +118,9 @@ def _follow(url: str, key: str, n: int, scheme: str | None, path: str, done) -> 
 
 
 def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, path: str) -> float:
-    """MB/s of a live relay: this process publishes while another follows the stream (and, with a
-    scheme, writes it with h5py as one process would). Clock: first publish → last frame handled."""
+    """MB/s of a live relay: this process publishes (frames and the 4 scalars, as in the nxpar runs)
+    while another follows the frame stream (and, with a scheme, writes it with h5py as one process
+    would). Clock: first publish → last frame handled."""
     import multiprocessing
 
     from blissdata.redis_engine.store import DataStore
@@ -129,6 +130,9 @@ def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, 
     scan = store.create_scan({"name": "relay", "number": 1, "data_policy": "None", "session": "bench_baseline"},
                              info={"name": "relay"})
     stream = scan.create_stream(Stream.make_definition("cam:image", str(frames.dtype), frames.shape[1:]))
+    # the scalars BLISS publishes with every frame (motor, timers, diode), as in the nxpar runs
+    scalars = [scan.create_stream(Stream.make_definition(name, "float64", ()))
+               for name in ("axis:robx", "timer:elapsed_time", "timer:epoch", "diode_ctrl:diode")]
     scan.prepare()
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Queue()
@@ -138,6 +142,8 @@ def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, 
     scan.start()
     t0 = time.time()
     for i in range(n):
+        for scalar in scalars:
+            scalar.send(np.array([float(i)]))
         stream.send(frames[i % len(frames)][None])
     scan.stop()
     t_end = done.get(timeout=600)

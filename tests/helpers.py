@@ -9,6 +9,7 @@ from nxpar.simulate import ScanPublisher
 
 PATHS = {
     "axis:robx": "instrument/robx/value",
+    "axis:roby": "instrument/roby/value",
     "timer:elapsed_time": "instrument/elapsed_time/data",
     "timer:epoch": "instrument/epoch/data",
     "diode_ctrl:diode": "instrument/diode/signal",

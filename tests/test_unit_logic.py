@@ -139,6 +139,7 @@ def test_keepshape_plans_grid_datasets():
     assert plan.grid == (3, 4)
     image = plan.channel("cam:image").spec("uint16", (8, 8), 12, plan.chunk_options, plan.grid)
     assert image.chunks == (1, 1, 8, 8) and image.scan_shape == (3, 4) and image.rows_per_chunk == 1
+    assert plan.grid_axes() == {"1.1": ["axis:roby", "axis:robx"]}  # slow dimension first
     diode = plan.channel("diode_ctrl:diode").spec("float64", (), 12, plan.chunk_options, plan.grid)
     assert diode.chunks == (3, 4) and diode.attrs["interpretation"] == "image"
     info["npoints2"] = 0  # a dimension unknown: written flat (spec §4.6)

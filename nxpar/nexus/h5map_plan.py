@@ -120,7 +120,11 @@ class H5MapPlan:
     def dataset_nodes(self, stream_name: str, measurement: bool = True) -> list[Node]:
         return []  # links are part of the static map
 
-    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str]) -> list[Node]:
+    def grid_axes(self) -> dict[str, list[str]]:
+        return {}
+
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
+                    axis_values: dict[str, np.ndarray] | None = None) -> list[Node]:
         """The map as published at the end (BLISS may complete it at close), then the status."""
         maps = (final_info or {}).get("h5maps") or {}
         root = _parse(maps[self.filename], self.filename) if self.filename in maps else self.root

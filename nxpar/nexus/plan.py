@@ -139,8 +139,8 @@ class ScanPlan:
         tops = {}
         for top, pairs in _subscans(scan_info).items():
             if pairs:
-                tops[top] = map_subscan(scan_info, top, self.config_devices,
-                                        options.multivalue_positioners, 1)
+                tops[top] = map_subscan(scan_info, top, self.config_devices,  # nD scans: no positioner groups
+                                        options.multivalue_positioners, max(len(grid_shape(scan_info)), 1))
         if not tops:
             raise ValueError("acquisition_chain has no channel to write")
         self.entries: dict[str, str] = {top: f"{self.scan_nb}.{i}" for i, top in enumerate(sorted(tops), 1)}
@@ -345,7 +345,24 @@ class ScanPlan:
         return nodes
 
     # -- finalisation -----------------------------------------------------------------------------
-    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str]) -> list[Node]:
+    def grid_axes(self) -> dict[str, list[str]]:
+        """{entry: [master positioner channel per grid dimension, slow first]} of a keepshape grid.
+
+        BLISS lists a mesh's motors fast first (master_index 0 = npoints1, the last grid dimension)."""
+        if not self.grid:
+            return {}
+        axes: dict[str, list[str]] = {}
+        for entry in self.entry_names:
+            masters = sorted((c.map.master_index, name) for name, c in self.channels.items()
+                             if c.entry == entry and c.map.is_positioner and c.map.master_index >= 0
+                             and c.map.data_type == "principal")
+            if len(masters) >= len(self.grid):
+                axes[entry] = [name for _, name in reversed(masters[:len(self.grid)])]
+        return axes
+
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
+                    axis_values: dict[str, np.ndarray] | None = None) -> list[Node]:
+        """axis_values: {positioner channel: 1D values along its grid dimension} for keepshape plots."""
         self.info = {**self.info, **final_info}
         nodes: list[Node] = []
         status = "FAILED" if failed else "SUCCEEDED"
@@ -354,7 +371,7 @@ class ScanPlan:
             nodes += self._positioner_snapshots(e, ("end", "dial_end"), overwrite=True)
             nodes += self._user_metadata(e)
             nodes += self._sample_metadata(e)
-            nodes += self._plot(entry, written)
+            nodes += self._plot(entry, written, axis_values or {})
             comments = self.info.get("comments") or []
             if comments:
                 nodes.append(Node("group", f"{e}/notes", attrs={"NX_class": "NXcollection"}))
@@ -370,7 +387,7 @@ class ScanPlan:
         nodes.append(Node("attrs", "/", attrs={"default": self.entry_names[-1]}))
         return nodes
 
-    def _plot(self, entry: str, written: set[str]) -> list[Node]:
+    def _plot(self, entry: str, written: set[str], axis_values: dict[str, np.ndarray]) -> list[Node]:
         extra = self.info.get("display_extra") or {}
         wanted = extra.get("displayed_channels") or extra.get("plotselect") or []
         if not wanted:
@@ -394,13 +411,23 @@ class ScanPlan:
         attrs: dict[str, Any] = {"NX_class": "NXdata", "signal": names[0]}
         if len(names) > 1:
             attrs["auxiliary_signals"] = names[1:]
+        grid_axes = self.grid_axes().get(entry, []) if signals[0].dim == 0 else []
+        if not all(name in axis_values for name in grid_axes):
+            grid_axes = []
         if axes:
             attrs["axes"] = [normalise(a.map.unique_name) for a in axes[:1]]
+        elif grid_axes:  # one 1D axis per grid dimension: the motor's positions averaged over the others
+            attrs["axes"] = [normalise(self.channels[name].map.unique_name) for name in grid_axes]
         nodes = [Node("group", p, attrs=attrs)]
         for s, n in zip(signals, names):
             nodes.append(Node("softlink", f"{p}/{n}", target=f"{e}/{s.map.dataset}"))
         for a in axes[:1]:
             nodes.append(Node("softlink", f"{p}/{normalise(a.map.unique_name)}", target=f"{e}/{a.map.dataset}"))
+        for name in grid_axes:
+            c = self.channels[name]
+            units = {"units": c.map.data_info["units"]} if c.map.data_info.get("units") else {}
+            nodes.append(Node("value", f"{p}/{normalise(c.map.unique_name)}", np.asarray(axis_values[name]),
+                              attrs=units, overwrite=True))
         nodes.append(Node("attrs", e, attrs={"default": "plotselect"}))
         return nodes
 

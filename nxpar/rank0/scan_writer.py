@@ -13,10 +13,12 @@ import logging
 import math
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from blissdata.exceptions import ScanNotFoundError
 from blissdata.redis_engine.scan import Scan, ScanState
 from blissdata.streams.event_stream import StreamEntry
@@ -220,7 +222,8 @@ class ScanWriter:
                     self.scan_info_refresh()
                 written = {p.name for p in self.streams.values() if p.written and p.kind != "scan"}
                 self.channel.call(st.Tree(self.key, self._reference_nodes(plan) +
-                                          plan.final_nodes(self._final_info(), failure is not None, written)))
+                                          plan.final_nodes(self._final_info(), failure is not None, written,
+                                                           self._grid_axis_values(plan))))
             except Exception as e:
                 failure = failure or e
             self._mark("finalised")
@@ -263,6 +266,31 @@ class ScanWriter:
             self.scan.update(block=False)
         except Exception:
             pass
+
+    def _grid_axis_values(self, plan: Plan) -> dict[str, Any]:
+        """keepshape plots: each mesh motor's positions averaged over the other grid dimensions
+        (small scalar streams, read here on rank 0 at finalisation). Never fails the finalisation."""
+        values: dict[str, Any] = {}
+        try:
+            self._average_positions(plan, values)
+        except Exception as e:
+            log.warning("scan %s: no plot axes: %s", self.name, e)
+        return values
+
+    def _average_positions(self, plan: Plan, values: dict[str, Any]) -> None:
+        for names in plan.grid_axes().values():
+            for dim, name in enumerate(names):
+                p = self.streams.get(name)
+                if p is None or not p.written:
+                    continue
+                grid = list(plan.grid)
+                grid[0] = max(grid[0], -(-p.written // math.prod(grid[1:])))
+                positions = np.full(math.prod(grid), np.nan)
+                positions[:p.written] = np.asarray(self.scan.streams[name][:p.written], dtype=float)
+                others = tuple(d for d in range(len(grid)) if d != dim)
+                with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of an aborted mesh
+                    values[name] = np.nanmean(positions.reshape(grid), axis=others)
 
     def _final_info(self) -> dict[str, Any]:
         return dict(self.scan.info) if self.scan.state >= ScanState.CLOSED else {}
