@@ -64,6 +64,7 @@ class SessionSubscriber:
         self._last_resource_log = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._since: str | None = None  # Redis timetag discovery starts after (see start())
         self._thread: threading.Thread | None = None
         try:
             from importlib.metadata import version
@@ -87,6 +88,12 @@ class SessionSubscriber:
             return
         self.state, self.reason = "INIT", "Starting"
         self._stop.clear()
+        # Where discovery starts, taken now: a scan created once start() returned (e.g. right after
+        # Tango Init) is never missed, however late the thread gets going.
+        try:
+            self._since = DataStore(self._url_provider()).get_last_scan_timetag()
+        except Exception:  # Redis down or not initialised: the thread reports it (FAULT)
+            self._since = None
         self._thread = threading.Thread(target=self._run, name=f"session-{self.session}", daemon=True)
         self._thread.start()
 
@@ -119,7 +126,7 @@ class SessionSubscriber:
             self._recover_interrupted()
             url = self._url_provider()
             store = DataStore(url)
-            since = store.get_last_scan_timetag()
+            since = self._since if self._since is not None else store.get_last_scan_timetag()
             self.state, self.reason = "ON", REASON_RUNNING
             errors = 0
             while not self._stop.is_set():
