@@ -242,3 +242,31 @@ def test_keepshape_writes_the_grid(services, stack, data_dir, points, batch):
         np.testing.assert_allclose(plot["robx"][()], [0, 1 / 3, 2 / 3, 1])  # averaged over the rows received
         np.testing.assert_allclose(plot["roby"][:min(slow, -(-points // 4))], np.arange(-(-points // 4)) / 2)
         assert plot["diode"].shape == (slow, 4)
+
+
+def test_stream_reader_reads_shares_that_start_inside_a_batch(stack):
+    """Writer ranks read straight from Redis: frames published 3 per event, shares cut anywhere,
+    every combination equals the published rows (real Redis, no writer service)."""
+    from blissdata.redis_engine.store import DataStore
+    from blissdata.streams.default import Stream
+
+    from nxpar.collective.redis_reader import StreamReader
+    from nxpar.steps import StreamSource
+
+    url = stack.env["REDIS_DATA_URL"]
+    scan = DataStore(url).create_scan({"name": "reader", "number": 1, "data_policy": "None", "session": "reader"},
+                                      info={"name": "reader"})
+    frames = np.arange(10 * 4 * 3, dtype="uint16").reshape(10, 4, 3)
+    stream = scan.create_stream(Stream.make_definition("cam:image", "uint16", (4, 3)))
+    scan.prepare()
+    scan.start()
+    for lo in range(0, 10, 3):
+        stream.send(frames[lo:lo + 3])
+    stream.join()
+    reader = StreamReader()
+    source = StreamSource(url, scan.key, "cam:image")
+    for start, stop in [(0, 10), (4, 8), (1, 2), (3, 6), (9, 10), (5, 10)]:
+        np.testing.assert_array_equal(reader.read(source, start, stop), frames[start:stop], err_msg=f"{start}:{stop}")
+    assert reader._read_into_buffer(source, reader._event_stream(source), 4, 8) is not None  # the direct path
+    scan.stop()
+    scan.close()
