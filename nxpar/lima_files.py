@@ -29,8 +29,6 @@ def edf_blocks(refs: Sequence[FrameRef], frame_nbytes: int, wait_s: float = GROW
     Raises when a frame is compressed or of another size than the stream says, or still missing
     after `wait_s` (a file that stopped growing).
     """
-    import fabio
-
     blocks: list[tuple[str, int, int]] = []
     frames_of: dict[str, list] = {}
     deadline = time.monotonic() + wait_s

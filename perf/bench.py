@@ -246,10 +246,12 @@ def main(argv: list[str] | None = None) -> None:
             if "live" in args.modes:
                 limits["live"] = statistics.median(relay)
                 refs["live"] = statistics.median(live_serial)
-            print(f"\nbinding limit per mode: live = the live relay, publisher + one follower sharing Redis and "
-                  f"the cores ({limits.get('live', float('nan')):.0f} MB/s); drain = one core reading + compressing "
-                  f"({limits['drain']:.0f} MB/s per writer core). Single-process baseline: live = the live "
-                  f"single-process writer, drain = h5py-serial from memory.")
+            live_limit = (f"live = the live relay, publisher + one follower sharing Redis and the cores "
+                          f"({limits['live']:.0f} MB/s); ") if "live" in limits else ""
+            print(f"\nbinding limit per mode: {live_limit}drain = one core reading + compressing "
+                  f"({limits['drain']:.0f} MB/s per writer core). Single-process baseline: "
+                  f"{'live = the live single-process writer, ' if 'live' in limits else ''}"
+                  "drain = h5py-serial from memory.")
             print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × 1 rank | "
                   "compression ratio | peak RSS/rank MB | close after end s |")
             print("|---|---|---|---|---|---|---|---|---|")
