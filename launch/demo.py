@@ -41,7 +41,8 @@ def main() -> None:
     from launch.stack import Stack
     from perf.replay_scan import replay
 
-    ranks = int(os.environ.get("DEMO_RANKS", 4))
+    # several ranks, but no more writers than cores: oversubscribed MPI ranks cost throughput (perf/RESULTS.md)
+    ranks = int(os.environ.get("DEMO_RANKS", min(4, max(3, (os.cpu_count() or 2) + 1))))
     frames = int(os.environ.get("DEMO_FRAMES", 200))
     rundir = ROOT / "run" / "demo"
     shutil.rmtree(rundir, ignore_errors=True)
