@@ -19,7 +19,8 @@ POLL_MIN_S = 0.0001
 POLL_MAX_S = 0.002
 
 
-def _backoff(sleep_s: float) -> float:
+def backoff(sleep_s: float) -> float:
+    """Sleep, then return the next (doubled, capped) sleep."""
     import time
 
     time.sleep(sleep_s)
@@ -46,7 +47,7 @@ def wait_for_message(comm: MPI.Intracomm, source: int, tag: int, stop=lambda: Fa
     while not comm.Iprobe(source=source, tag=tag):
         if stop():
             return False
-        sleep_s = _backoff(sleep_s)
+        sleep_s = backoff(sleep_s)
     return True
 
 
@@ -68,5 +69,5 @@ def sleepy_allreduce_max(comm: MPI.Intracomm, value: int, timeout: float | None 
     while not req.Test():
         if deadline is not None and time.monotonic() > deadline:
             raise CollectiveTimeout(f"the other ranks did not answer within {timeout:.0f} s")
-        sleep_s = _backoff(sleep_s)
+        sleep_s = backoff(sleep_s)
     return int(recv[0])

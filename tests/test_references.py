@@ -48,10 +48,19 @@ def run_lima(scan, info, scalars, lima, n=5, saved: int | None = None):
     scan.close()
 
 
-@pytest.mark.parametrize("ranks", [1, 3])
-def test_lima_hdf5_frames_become_a_virtual_dataset(services, stack, data_dir, ranks):
+def write_lima_scan(proxy, url: str, session: str, filename: str, nb: int, saving: dict | None,
+                    saved: int | None = None) -> str:
+    """A whole Lima scan as BLISS runs it, through the device; returns the scan's final state."""
     from blissdata.redis_engine.store import DataStore
 
+    scan, info, scalars, lima = lima_scan(DataStore(url), session, filename, nb, saving)
+    wait_scan_exists(proxy, f"{nb}_ascan")
+    run_lima(scan, info, scalars, lima, saved=saved)
+    return wait_scan_done(proxy, f"{nb}_ascan")
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_lima_hdf5_frames_become_a_virtual_dataset(services, stack, data_dir, ranks):
     session = f"n{ranks}"
     proxy = services.get(ranks)[session]
     frames = realistic_frames(5, (32, 24))
@@ -65,10 +74,8 @@ def test_lima_hdf5_frames_become_a_virtual_dataset(services, stack, data_dir, ra
               "file_path": str(lima_dir / "lima_simulator_%04d.h5"),
               "data_path": "/entry_0000/ESRF-id00/lima_simulator/data"}
     filename = str(data_dir / "lima.h5")
-    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), session, filename, 1, saving)
-    wait_scan_exists(proxy, "1_ascan")
-    run_lima(scan, info, scalars, lima)
-    assert wait_scan_done(proxy, "1_ascan") == "OFF", proxy.scan_state_reason("1_ascan")
+    state = write_lima_scan(proxy, stack.env["REDIS_DATA_URL"], session, filename, 1, saving)
+    assert state == "OFF", proxy.scan_state_reason("1_ascan")
     with h5py.File(filename, "r", locking=False) as f:
         d = f["1.1/instrument/lima_simulator/image"]
         assert d.is_virtual and d.shape == (5, 32, 24) and d.dtype == np.uint16
@@ -81,16 +88,12 @@ def test_lima_hdf5_frames_become_a_virtual_dataset(services, stack, data_dir, ra
 
 
 def test_lima_edf_frames_become_references_and_unsaved_lima_an_empty_group(services, stack, data_dir):
-    from blissdata.redis_engine.store import DataStore
-
     proxy = services.get(2)["n2"]
-    store = DataStore(stack.env["REDIS_DATA_URL"])
+    url = stack.env["REDIS_DATA_URL"]
     saving = {"file_offset": 0, "frames_per_file": 2, "file_format": "edf",
               "file_path": str(data_dir / "scan0002" / "lima_simulator_%04d.edf"), "data_path": None}
-    scan, info, scalars, lima = lima_scan(store, "n2", str(data_dir / "edf.h5"), 2, saving)
-    wait_scan_exists(proxy, "2_ascan")
-    run_lima(scan, info, scalars, lima)
-    assert wait_scan_done(proxy, "2_ascan") == "OFF", proxy.scan_state_reason("2_ascan")
+    state = write_lima_scan(proxy, url, "n2", str(data_dir / "edf.h5"), 2, saving)
+    assert state == "OFF", proxy.scan_state_reason("2_ascan")
     with h5py.File(data_dir / "edf.h5", "r", locking=False) as f:
         refs = [r.decode() for r in f["2.1/instrument/lima_simulator/image"][()]]
         assert refs == ["scan0002/lima_simulator_0000.edf::0", "scan0002/lima_simulator_0000.edf::1",
@@ -98,10 +101,8 @@ def test_lima_edf_frames_become_references_and_unsaved_lima_an_empty_group(servi
                         "scan0002/lima_simulator_0002.edf::0"]
         assert "lima_simulator" not in f["2.1/measurement"]
 
-    scan, info, scalars, lima = lima_scan(store, "n2", str(data_dir / "nosaving.h5"), 3, None)
-    wait_scan_exists(proxy, "3_ascan")
-    run_lima(scan, info, scalars, lima)
-    assert wait_scan_done(proxy, "3_ascan") == "OFF", proxy.scan_state_reason("3_ascan")
+    state = write_lima_scan(proxy, url, "n2", str(data_dir / "nosaving.h5"), 3, None)
+    assert state == "OFF", proxy.scan_state_reason("3_ascan")
     with h5py.File(data_dir / "nosaving.h5", "r", locking=False) as f:
         group = f["3.1/instrument/lima_simulator"]
         assert group.attrs["NX_class"] == "NXdetector" and list(group) == ["type"]
@@ -171,16 +172,12 @@ def write_lima_files(directory, frames: np.ndarray, per_file: int, fmt: str) -> 
 def test_lima_edf_frames_become_an_external_dataset(services, stack, data_dir):
     """enable_external_nonhdf5: the EDF frames' raw data is referenced (absolute paths, offsets past the
     headers), not copied; reading the dataset gives the frames."""
-    from blissdata.redis_engine.store import DataStore
-
     proxy = services.get(2, ("edfext",), enable_external_nonhdf5=True)["edfext"]
     frames = realistic_frames(5, (32, 24))
     saving = write_lima_files(data_dir / "scan0004", frames, 2, "edf")
     filename = str(data_dir / "edfext.h5")
-    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), "edfext", filename, 4, saving)
-    wait_scan_exists(proxy, "4_ascan")
-    run_lima(scan, info, scalars, lima)
-    assert wait_scan_done(proxy, "4_ascan") == "OFF", proxy.scan_state_reason("4_ascan")
+    state = write_lima_scan(proxy, stack.env["REDIS_DATA_URL"], "edfext", filename, 4, saving)
+    assert state == "OFF", proxy.scan_state_reason("4_ascan")
     with h5py.File(filename, "r", locking=False) as f:
         d = f["4.1/instrument/lima_simulator/image"]
         assert d.external is not None and len(d.external) == 5 and not d.is_virtual
@@ -194,16 +191,12 @@ def test_lima_edf_frames_become_an_external_dataset(services, stack, data_dir):
 def test_lima_frames_are_copied_when_links_are_not_allowed(services, stack, data_dir, fmt):
     """disable_external_hdf5 + copy_non_external: the writer ranks read the frames from Lima's files
     and write them into the scan file (chunked per frame, compressed)."""
-    from blissdata.redis_engine.store import DataStore
-
     proxy = services.get(3, ("limacopy",), disable_external_hdf5=True, copy_non_external=True)["limacopy"]
     frames = realistic_frames(5, (32, 24), seed=3)
     saving = write_lima_files(data_dir / "scan0005", frames, 2, fmt)
     filename = str(data_dir / f"copy_{fmt}.h5")
-    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), "limacopy", filename, 5, saving)
-    wait_scan_exists(proxy, "5_ascan")
-    run_lima(scan, info, scalars, lima)
-    assert wait_scan_done(proxy, "5_ascan") == "OFF", proxy.scan_state_reason("5_ascan")
+    state = write_lima_scan(proxy, stack.env["REDIS_DATA_URL"], "limacopy", filename, 5, saving)
+    assert state == "OFF", proxy.scan_state_reason("5_ascan")
     with h5py.File(filename, "r", locking=False) as f:
         d = f["5.1/instrument/lima_simulator/image"]
         assert not d.is_virtual and d.external is None and d.chunks == (1, 32, 24)
@@ -213,16 +206,11 @@ def test_lima_frames_are_copied_when_links_are_not_allowed(services, stack, data
 
 def test_frames_lima_never_saved_fault_the_copy(services, stack, data_dir):
     """5 frames reported, 3 saved: the 3 are copied, the scan FAULTs saying so (no silent truncation)."""
-    from blissdata.redis_engine.store import DataStore
-
     proxy = services.get(3, ("limacopy",), disable_external_hdf5=True, copy_non_external=True)["limacopy"]
     frames = realistic_frames(3, (32, 24), seed=4)
     saving = write_lima_files(data_dir / "scan0006", frames, 2, "hdf5")
     filename = str(data_dir / "unsaved.h5")
-    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), "limacopy", filename, 6, saving)
-    wait_scan_exists(proxy, "6_ascan")
-    run_lima(scan, info, scalars, lima, saved=3)
-    assert wait_scan_done(proxy, "6_ascan") == "FAULT"
+    assert write_lima_scan(proxy, stack.env["REDIS_DATA_URL"], "limacopy", filename, 6, saving, saved=3) == "FAULT"
     assert proxy.scan_state_reason("6_ascan") == ("lima_simulator:image: Lima reported 5 frames but saved only 3: "
                                                   "the missing frames cannot be copied")
     with h5py.File(filename, "r", locking=False) as f:

@@ -18,7 +18,7 @@ from blissdata import h5map as h5m
 
 from ..steps import ArraySpec, Node
 from .chunking import ChunkOptions, dataset_layout, fill_value
-from .plan import SaveOptions, now_iso, root_attrs, scan_file
+from .plan import SaveOptions, failed_nodes, now_iso, root_attrs, scan_file, status_nodes
 
 
 def has_h5map(scan_info: dict[str, Any]) -> bool:
@@ -110,12 +110,10 @@ class H5MapPlan:
         return {path: _static_nodes(root, "/") for path, root in self.other_files.items()}
 
     def running(self) -> list[Node]:
-        return [Node("value", f"/{e}/writer/status", "RUNNING", overwrite=True) for e in self._entries]
+        return status_nodes(self._entries, "RUNNING")
 
     def failed_nodes(self, reason: str) -> list[Node]:
-        return [n for e in self._entries for n in (
-            Node("value", f"/{e}/writer/status", "FAILED", overwrite=True),
-            Node("value", f"/{e}/writer/failure", reason, overwrite=True))]
+        return failed_nodes(self._entries, reason)
 
     def dataset_nodes(self, stream_name: str, measurement: bool = True) -> list[Node]:
         return []  # links are part of the static map
@@ -128,9 +126,7 @@ class H5MapPlan:
         """The map as published at the end (BLISS may complete it at close), then the status."""
         maps = (final_info or {}).get("h5maps") or {}
         root = _parse(maps[self.filename], self.filename) if self.filename in maps else self.root
-        status = "FAILED" if failed else "SUCCEEDED"
-        return _static_nodes(root, "/") + [Node("value", f"/{e}/writer/status", status, overwrite=True)
-                                           for e in self._entries]
+        return _static_nodes(root, "/") + status_nodes(self._entries, "FAILED" if failed else "SUCCEEDED")
 
 
 # -- h5map → nodes ---------------------------------------------------------------------------------

@@ -195,13 +195,10 @@ class ScanPlan:
         return nodes
 
     def failed_nodes(self, reason: str) -> list[Node]:
-        """Only the status: the scan stopped without finalisation (kill_scan)."""
-        return [n for e in self.entry_names for n in (
-            Node("value", f"/{e}/writer/status", "FAILED", overwrite=True),
-            Node("value", f"/{e}/writer/failure", reason, overwrite=True))]
+        return failed_nodes(self.entry_names, reason)
 
     def running(self) -> list[Node]:
-        return [Node("value", f"/{e}/writer/status", "RUNNING", overwrite=True) for e in self.entry_names]
+        return status_nodes(self.entry_names, "RUNNING")
 
     def _positioner_snapshots(self, e: str, kinds: tuple[str, ...], also_positioners: bool = False,
                               overwrite: bool = False) -> list[Node]:
@@ -442,6 +439,16 @@ class ScanPlan:
             links[path] = [Node("extlink", f"/{entry if level == 'dataset' else base + '_' + entry}",
                                 target=f"/{entry}", target_file=rel) for entry in self.entry_names]
         return links
+
+
+def status_nodes(entries: list[str], status: str) -> list[Node]:
+    return [Node("value", f"/{e}/writer/status", status, overwrite=True) for e in entries]
+
+
+def failed_nodes(entries: list[str], reason: str) -> list[Node]:
+    """Only the status: the scan stopped without finalisation (kill_scan)."""
+    return status_nodes(entries, "FAILED") + [Node("value", f"/{e}/writer/failure", reason, overwrite=True)
+                                              for e in entries]
 
 
 def root_attrs(scan_info: dict[str, Any], filename: str, blissdata_version: str) -> dict[str, Any]:

@@ -212,7 +212,7 @@ class ScanWriter:
                 self._mark("CLOSED")
             except BaseException as e:  # finalise whatever happened, then report it
                 failure = e
-                self._settle_writes()
+                self._wait_writes(ignore_errors=True)
             if self._killed.is_set():
                 reason = "Killed: writing stopped without finalisation, the file may be incomplete"
                 self.channel.call(st.Tree(self.key, plan.failed_nodes(reason)))  # the file says so
@@ -420,7 +420,7 @@ class ScanWriter:
                 self._report_backlog()
                 last_disk = now
             if all(p.sealed and p.submitted >= p.available for p in self.streams.values()):
-                self._drain_writes()
+                self._wait_writes()
                 if dirty:
                     self.channel.call(st.Flush(self.key))
                 self._check_all_copied()
@@ -489,17 +489,14 @@ class ScanWriter:
             self.bytes_written += (step.stop - step.start) * step.spec.row_nbytes
             wait_oldest = False
 
-    def _settle_writes(self) -> None:
-        """After a failure: wait for the writes still pending, keeping what was written."""
+    def _wait_writes(self, ignore_errors: bool = False) -> None:
+        """Until every pending row write completed (after a failure: ignoring theirs, keeping the rest)."""
         while self._inflight:
             try:
                 self._complete(wait_oldest=True)
             except StepError:
-                pass
-
-    def _drain_writes(self) -> None:
-        while self._inflight:
-            self._complete(wait_oldest=True)
+                if not ignore_errors:
+                    raise
 
     def _check_all_copied(self) -> None:
         """Frames Lima reported but never saved cannot be copied: say so rather than truncate silently."""

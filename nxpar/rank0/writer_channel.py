@@ -12,14 +12,13 @@ import collections
 import logging
 import queue
 import threading
-import time
 from concurrent.futures import Future
 from typing import Any
 
 from mpi4py import MPI
 
 from .. import steps as st
-from ..mpi_roles import POLL_MAX_S, POLL_MIN_S, RESULT_TAG, STEP_TAG
+from ..mpi_roles import POLL_MIN_S, RESULT_TAG, STEP_TAG, backoff, wait_for_message
 
 DEPTH = 2  # steps in flight to the writer ranks
 
@@ -75,7 +74,7 @@ class WriterChannel:
         inflight: collections.deque[tuple[Any, Future]] = collections.deque()
         sleep_s = POLL_MIN_S
         while True:
-            if not inflight or len(inflight) < self.depth:
+            if len(inflight) < self.depth:
                 try:
                     step, future = self._queue.get(block=not inflight)
                 except queue.Empty:
@@ -99,8 +98,7 @@ class WriterChannel:
                 self._receive(inflight)
                 sleep_s = POLL_MIN_S
                 continue
-            time.sleep(sleep_s)  # sleep-poll: MPICH's blocking receive would spin a core
-            sleep_s = min(sleep_s * 2, POLL_MAX_S)
+            sleep_s = backoff(sleep_s)  # sleep-poll: MPICH's blocking receive would spin a core
 
     def _send(self, step: Any) -> None:
         for rank in range(1, self.world.size):
@@ -113,14 +111,9 @@ class WriterChannel:
         future.set_result(result)
 
     def _drain(self, inflight: collections.deque) -> None:
-        sleep_s = POLL_MIN_S
         while inflight:
-            if self.world.Iprobe(source=1, tag=RESULT_TAG):
-                self._receive(inflight)
-                sleep_s = POLL_MIN_S
-            else:
-                time.sleep(sleep_s)
-                sleep_s = min(sleep_s * 2, POLL_MAX_S)
+            wait_for_message(self.world, 1, RESULT_TAG)
+            self._receive(inflight)
 
     def _run_local(self) -> None:
         """N == 1: rank 0 is the writer, steps run here one after the other."""
