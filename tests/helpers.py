@@ -49,3 +49,10 @@ def assert_file_matches(pub: ScanPublisher, npoints: int, entry: str | None = No
             assert data.dtype == expected.dtype or stream != "cam:image", (stream, data.dtype)
             np.testing.assert_array_equal(data, expected, err_msg=stream)
         assert e["writer/status"][()] == b"SUCCEEDED"
+
+
+def assert_disk_checks_refuse(proxy, name: str, required_mb: int, recommended_mb: int) -> None:
+    """The device's disk checks for scan `name`, answered before the scan starts, say the space is short."""
+    assert proxy.scan_disk_space_error(name) == f"Free disk space below {required_mb} MB"
+    assert proxy.scan_disk_space_warning(name) == f"Free disk space below {recommended_mb} MB"
+    assert proxy.scan_has_required_disk_space(name) is False

@@ -15,6 +15,7 @@ from tango import DevState
 
 from nxpar.simulate import ScanPublisher, ScanSpec
 from tests.conftest import start_scan, wait_progress, wait_scan_done, wait_scan_exists
+from tests.helpers import assert_disk_checks_refuse
 
 
 def service_ranks(instance: str) -> dict[int, psutil.Process]:
@@ -164,9 +165,7 @@ def test_disk_checks_answer_truthfully_on_a_small_disk(services, stack, small_fs
     spec = ScanSpec("n2", str(small_fs / "data.h5"), 51, 3, image_shape=None)
     pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
     wait_scan_exists(proxy, spec.name)
-    assert proxy.scan_disk_space_error(spec.name) == "Free disk space below 200 MB"
-    assert proxy.scan_disk_space_warning(spec.name) == "Free disk space below 1024 MB"
-    assert proxy.scan_has_required_disk_space(spec.name) is False
+    assert_disk_checks_refuse(proxy, spec.name, 200, 1024)
     pub.run()
     assert wait_scan_done(proxy, spec.name) == "FAULT"
     assert proxy.scan_state_reason(spec.name) == "Free disk space below 200 MB"

@@ -12,6 +12,7 @@ from tango import DevState
 from nxpar.register import find_session_writer, from_beacon_yaml, register, to_beacon_yaml
 from nxpar.simulate import ScanPublisher, ScanSpec
 from tests.conftest import run_scan, start_scan, wait_progress, wait_scan_done, wait_scan_exists
+from tests.helpers import assert_disk_checks_refuse
 
 
 def _reason(excinfo) -> str:
@@ -225,9 +226,7 @@ def test_disk_space_thresholds_are_real(services, stack, data_dir):
         spec = ScanSpec("disk", str(data_dir / "full.h5"), 1, 3, image_shape=None)
         pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
         wait_scan_exists(proxy, spec.name)
-        assert proxy.scan_disk_space_error(spec.name) == "Free disk space below 1000000000000 MB"
-        assert proxy.scan_disk_space_warning(spec.name) == "Free disk space below 2000000000000 MB"
-        assert proxy.scan_has_required_disk_space(spec.name) is False
+        assert_disk_checks_refuse(proxy, spec.name, 1000000000000, 2000000000000)
     finally:
         tango.Database().delete_device_property(name, ["required_disk_space", "recommended_disk_space"])
     proxy.start()  # the scan writer took its options when it was created: still the huge threshold

@@ -8,7 +8,6 @@ Streams the map does not mention are not written. Pure logic, like plan.py.
 """
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from blissdata import h5map as h5m
 
 from ..steps import ArraySpec, Node
 from .chunking import ChunkOptions, dataset_layout, fill_value
-from .plan import SaveOptions, failed_nodes, now_iso, root_attrs, scan_file, status_nodes
+from .plan import SaveOptions, failed_nodes, now_iso, root_attrs, scan_file, status_nodes, validate_filename
 
 
 def has_h5map(scan_info: dict[str, Any]) -> bool:
@@ -47,13 +46,9 @@ class H5MapPlan:
     stream_kinds = ("array",)  # Lima frames and scan sequences are mapped as VDS / links, not streams
 
     def __init__(self, scan_info: dict[str, Any], options: SaveOptions, blissdata_version: str = "") -> None:
-        filename = scan_info.get("filename")
-        if not isinstance(filename, str) or not os.path.isabs(filename) or ".." in filename.split(os.sep):
-            raise ValueError(f"scan_info['filename'] must be an absolute path, got {filename!r}")
+        validate_filename(scan_info.get("filename"))
         self.info = scan_info
-        self.options = options
         self.blissdata_version = blissdata_version
-        self.dataset_filename = filename
         self.filename = scan_file(scan_info)
         maps = scan_info["h5maps"]
         if self.filename not in maps:

@@ -76,18 +76,22 @@ def saving_enabled(scan_info: dict[str, Any], writer_name: str) -> bool:
     return bool(scan_info.get("save")) and scan_info.get("data_writer") == writer_name
 
 
-def validate(scan_info: dict[str, Any]) -> None:
-    """Raise ValueError naming the first problem (→ scan FAULT with that reason)."""
-    missing = [k for k in MANDATORY if k not in scan_info]
-    if missing:
-        raise ValueError(f"scan_info is missing {', '.join(repr(k) for k in missing)}")
-    filename = scan_info["filename"]
+def validate_filename(filename: Any) -> None:
+    """scan_info['filename']: a non-empty absolute path without '..' (ValueError otherwise)."""
     if not isinstance(filename, str) or not filename:
         raise ValueError(f"scan_info['filename'] must be a non-empty string, got {filename!r}")
     if not os.path.isabs(filename):
         raise ValueError(f"scan_info['filename'] must be an absolute path, got {filename!r}")
     if ".." in filename.split(os.sep):
         raise ValueError(f"scan_info['filename'] must not contain '..': {filename!r}")
+
+
+def validate(scan_info: dict[str, Any]) -> None:
+    """Raise ValueError naming the first problem (→ scan FAULT with that reason)."""
+    missing = [k for k in MANDATORY if k not in scan_info]
+    if missing:
+        raise ValueError(f"scan_info is missing {', '.join(repr(k) for k in missing)}")
+    validate_filename(scan_info.get("filename"))
     nb = scan_info["scan_nb"]
     if isinstance(nb, bool) or not isinstance(nb, int) or nb <= 0:
         raise ValueError(f"scan_info['scan_nb'] must be a positive integer, got {nb!r}")
