@@ -232,8 +232,8 @@ class ScanPublisher:
         t0 = time.perf_counter()
         while self.sent < self.spec.npoints:
             self.send(min(batch, self.spec.npoints - self.sent), batch)
-            if rate_hz:
-                time.sleep(batch / rate_hz)
+            if rate_hz:  # paced by the clock, so the time spent sending does not slow the rate
+                time.sleep(max(t0 + self.sent / rate_hz - time.perf_counter(), 0.0))
         for stream in self.streams.values():
             stream.join()
         elapsed = time.perf_counter() - t0

@@ -3,8 +3,10 @@
 A step is a small picklable description of one collective operation on one scan file.  Every
 writer rank receives the same steps in the same order (MPI point-to-point messages from one
 source are not overtaken), so every collective HDF5 call is reached by all writer ranks together.
-Bulk data never travels in a step: `WriteRows` names a Redis stream range that each writer rank
-reads its own share of.
+Bulk data never travels in a step: `WriteBatch` names Redis stream ranges that each writer rank
+reads its own share of. A batch holds the pending rows of every stream of a scan, sized by bytes
+(not rows), so a kHz scan of small rows costs a few steps a second and a step of big frames stays
+within each rank's memory budget.
 """
 from __future__ import annotations
 
@@ -104,11 +106,27 @@ class FileFramesSource:
 class WriteRows:
     """Rows [start, stop) of a stream go to rows [start, stop) of a dataset (created if needed)."""
 
-    scan_id: str
     spec: ArraySpec
     source: StreamSource | FileFramesSource
     start: int
     stop: int
+
+    @property
+    def nbytes(self) -> int:
+        return (self.stop - self.start) * self.spec.row_nbytes
+
+
+@dataclass
+class WriteBatch:
+    """Row writes of several streams of one scan in one step: one Redis round trip per writer
+    rank, one agreement, then one collective write per dataset, in list order on every rank."""
+
+    scan_id: str
+    writes: list[WriteRows]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(w.nbytes for w in self.writes)
 
 
 @dataclass

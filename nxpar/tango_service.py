@@ -93,8 +93,10 @@ class NexusWriter(Device):
                                   doc="seconds after which finished scan writers are forgotten")
     flush_period = device_property(dtype=float, default_value=0.5,
                                    doc="seconds between collective flushes (what readers see during a scan)")
-    rows_per_writer = device_property(dtype=int, default_value=8,
-                                      doc="frames each writer rank reads and writes per step (memory per rank)")
+    step_mb_per_writer = device_property(dtype=float, default_value=16.0,
+                                         doc="MB each writer rank reads and writes per step (memory per rank)")
+    max_write_delay = device_property(dtype=float, default_value=0.5,
+                                      doc="seconds rows of a partly filled chunk may wait before they are written")
 
     # -- life cycle --------------------------------------------------------------------------------
     def init_device(self) -> None:
@@ -124,7 +126,9 @@ class NexusWriter(Device):
             os.environ.setdefault("BEACON_HOST", beacon)
 
     def _tuning(self) -> Tuning:
-        return Tuning(flush_period_s=max(self.flush_period, 0.05), rows_per_writer=max(self.rows_per_writer, 1))
+        return Tuning(flush_period_s=max(self.flush_period, 0.05),
+                      step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
+                      max_delay_s=max(self.max_write_delay, 0.0))
 
     def _save_options(self) -> SaveOptions:
         return SaveOptions(flat=not self.keepshape, multivalue_positioners=self.multivalue_positioners,

@@ -117,10 +117,12 @@ def _follow(url: str, key: str, n: int, scheme: str | None, path: str, done) -> 
     done.put(time.time())
 
 
-def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, path: str) -> float:
+def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, path: str,
+                      follow: bool = True) -> float:
     """MB/s of a live relay: this process publishes (frames and the 4 scalars, as in the nxpar runs)
     while another follows the frame stream (and, with a scheme, writes it with h5py as one process
-    would). Clock: first publish → last frame handled."""
+    would). Clock: first publish → last frame handled. follow=False: the publisher alone (nobody
+    reads), first publish → last frame in Redis: the pace BLISS sets when no writer competes."""
     import multiprocessing
 
     from blissdata.redis_engine.store import DataStore
@@ -136,18 +138,23 @@ def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, 
     scan.prepare()
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Queue()
-    follower = ctx.Process(target=_follow, args=(url, scan.key, n, scheme, path, done))
-    follower.start()
-    time.sleep(2.0)  # the follower has imported and attached
+    follower = ctx.Process(target=_follow, args=(url, scan.key, n, scheme, path, done)) if follow else None
+    if follower is not None:
+        follower.start()
+        time.sleep(2.0)  # the follower has imported and attached
     scan.start()
     t0 = time.time()
     for i in range(n):
         for scalar in scalars:
             scalar.send(np.array([float(i)]))
         stream.send(frames[i % len(frames)][None])
+    for s in [stream, *scalars]:
+        s.join()
     scan.stop()
-    t_end = done.get(timeout=600)
-    follower.join()
+    t_end = time.time()
+    if follower is not None:
+        t_end = done.get(timeout=600)
+        follower.join()
     scan.close()
     return mb(n * frames[0].nbytes) / (t_end - t0)
 
@@ -194,11 +201,13 @@ def main(argv: list[str] | None = None) -> None:
             filt = [bench_serial_h5py(pool, args.frames, scheme, "mem.h5", driver="core") for _ in range(args.repeat)]
             disk_cache = [bench_disk(pool, args.frames, str(base / "raw.bin"), False) for _ in range(args.repeat)]
             disk_sync = [bench_disk(pool, args.frames, str(base / "raw.bin"), True) for _ in range(args.repeat)]
-            pr, relay, live_serial = [], [], []
+            pr, alone, relay, live_serial = [], [], [], []
             for _ in range(args.repeat):
                 pr.append(bench_redis(url, pool, args.frames))
                 free_redis()
                 if "live" in args.modes:
+                    alone.append(bench_live_reader(url, pool, args.frames, None, "", follow=False))
+                    free_redis()
                     relay.append(bench_live_reader(url, pool, args.frames, None, ""))
                     free_redis()
                     live_serial.append(bench_live_reader(url, pool, args.frames, scheme, str(base / "live.h5")))
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
                          "disk fdatasync": disk_sync, "redis publish": [a for a, _ in pr],
                          "redis read": [b for _, b in pr]}
             if "live" in args.modes:
+                baselines["live publisher alone (no reader)"] = alone
                 baselines["live relay (publish + follow)"] = relay
                 baselines["live single-process writer"] = live_serial
             ref = statistics.median(serial)
@@ -252,16 +262,19 @@ def main(argv: list[str] | None = None) -> None:
                   f"({limits['drain']:.0f} MB/s per writer core). Single-process baseline: "
                   f"{'live = the live single-process writer, ' if 'live' in limits else ''}"
                   "drain = h5py-serial from memory.")
-            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × 1 rank | "
-                  "compression ratio | peak RSS/rank MB | close after end s |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            publisher = {"live": statistics.median(alone)} if "live" in args.modes else {}
+            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × publisher alone | "
+                  "× 1 rank | compression ratio | peak RSS/rank MB | close after end s |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for s, mode, ranks, speeds, _, cr, rss, close in rows:
                 if s != scheme:
                     continue
                 one = next((statistics.median(sp) for s2, m2, r2, sp, *_ in rows if s2 == s and m2 == mode and r2 == 1), None)
                 med = statistics.median(speeds)
                 print(f"| {mode} | {ranks} ({max(ranks - 1, 1)}) | {med:.0f} ({min(speeds):.0f}-{max(speeds):.0f}) | "
-                      f"{med / limits[mode]:.2f} | {med / refs[mode]:.2f} | {med / one if one else float('nan'):.2f} | "
+                      f"{med / limits[mode]:.2f} | {med / refs[mode]:.2f} | "
+                      f"{f'{med / publisher[mode]:.2f}' if mode in publisher else '-'} | "
+                      f"{med / one if one else float('nan'):.2f} | "
                       f"{cr:.2f} | "
                       f"{rss:.0f} | {close:.2f} |")
     finally:

@@ -105,6 +105,7 @@ class CollectiveExecutor:
         self.comm = comm
         self.open_files: dict[str, SharedFile] = {}  # real path -> handle
         self.scan_files: dict[str, str] = {}  # scan id -> real path
+        self.datasets: dict[tuple[str, str], h5py.Dataset] = {}  # (scan id, path) -> open row dataset
         self.reader = StreamReader()
 
     # -- agreement --------------------------------------------------------------------------
@@ -173,25 +174,47 @@ class CollectiveExecutor:
 
     def _Tree(self, step: st.Tree) -> None:
         self._agree(self._space_error(step.scan_id, 0))
+        if any(node.op == "delete" for node in step.nodes):  # a kept dataset handle may go stale
+            self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
         apply_nodes(self._file(step.scan_id), step.nodes)
 
-    def _WriteRows(self, step: st.WriteRows) -> int:
+    def _WriteBatch(self, step: st.WriteBatch) -> int:
+        """Each rank reads its share of every write (one pipelined Redis round trip), all ranks
+        agree once (read errors, free space), then each dataset is written collectively in turn."""
         f = self._file(step.scan_id)
-        spec = step.spec
-        lo, hi = share_of_rows(step.start, step.stop, spec.rows_per_chunk, self.comm.rank, self.comm.size)
-        error, raw = "", None
+        shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
+                  for w in step.writes]
+        error, rows = "", [None] * len(step.writes)
         try:
-            if hi > lo:
-                raw = self._read(step.source, lo, hi)
-                if not spec.variable:
-                    raw = layout.as_rows(raw, spec)
+            rows = self._read_shares(step.writes, shares)
         except Exception as e:
-            error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
-        self._agree(error or self._space_error(step.scan_id, (step.stop - step.start) * spec.row_nbytes))
+            error = f"{type(e).__name__}: {e}"
+        self._agree(error or self._space_error(step.scan_id, step.nbytes))
+        for write, (lo, _), raw in zip(step.writes, shares, rows):
+            self._write_rows(step.scan_id, f, write, lo, raw)
+        return len(step.writes)
 
-        dset = f.get(spec.path)
-        if dset is None:
-            dset = self._create_array(f, spec)
+    def _read_shares(self, writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list:
+        """This rank's rows of each write (None where its share is empty), shaped as rows."""
+        redis_reads = [(i, w.source, lo, hi) for i, (w, (lo, hi)) in enumerate(zip(writes, shares))
+                       if hi > lo and isinstance(w.source, st.StreamSource)]
+        rows: list = [None] * len(writes)
+        for (i, *_), raw in zip(redis_reads, self.reader.read_many([r[1:] for r in redis_reads])):
+            rows[i] = raw
+        for i, (w, (lo, hi)) in enumerate(zip(writes, shares)):
+            if hi > lo and isinstance(w.source, st.FileFramesSource):
+                rows[i] = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
+            if rows[i] is not None and not w.spec.variable:
+                try:
+                    rows[i] = layout.as_rows(rows[i], w.spec)
+                except Exception as e:
+                    raise RuntimeError(f"{w.source.stream_name}[{lo}:{hi}]: {e}") from e
+        return rows
+
+    def _write_rows(self, scan_id: str, f: h5py.File, write: st.WriteRows, lo: int, raw) -> None:
+        """COLLECTIVE: create/resize the dataset, then each rank writes its rows."""
+        spec = write.spec
+        dset = self._dataset(scan_id, f, spec)
         nscan = spec.scan_ndim
         detector_dims = dset.shape[nscan:]
         if spec.variable:  # every rank pads to the same, agreed, detector dims
@@ -200,23 +223,29 @@ class CollectiveExecutor:
             longest = np.empty_like(local)
             self.comm.Allreduce(local, longest, op=MPI.MAX)
             detector_dims = tuple(int(max(a, b)) for a, b in zip(detector_dims, longest))
+            error, rows = "", None
             try:
                 rows = layout.as_rows(raw, spec, detector_dims) if raw is not None else None
             except Exception as e:
-                error = f"{step.source.stream_name}[{lo}:{hi}]: {type(e).__name__}: {e}"
+                error = f"{write.source.stream_name}: {type(e).__name__}: {e}"
             self._agree(error)
         else:
             rows = raw
-        shape = layout.scan_extent(spec, dset.shape[:nscan], step.stop) + tuple(detector_dims)
+        shape = layout.scan_extent(spec, dset.shape[:nscan], write.stop) + tuple(detector_dims)
         if dset.shape != shape:
             dset.resize(shape)
         self._write_selection(dset, nscan, lo, rows, collective=spec.compression != "none")
-        return step.stop
 
-    def _read(self, source: st.StreamSource | st.FileFramesSource, lo: int, hi: int):
-        if isinstance(source, st.FileFramesSource):
-            return read_frames(source.refs[lo - source.first_row:hi - source.first_row])
-        return self.reader.read(source, lo, hi)
+    def _dataset(self, scan_id: str, f: h5py.File, spec: st.ArraySpec) -> h5py.Dataset:
+        """Open datasets are kept per scan: a lookup is a collective metadata read."""
+        key = (scan_id, spec.path)
+        dset = self.datasets.get(key)
+        if dset is None:
+            dset = f.get(spec.path)
+            if dset is None:
+                dset = self._create_array(f, spec)
+            self.datasets[key] = dset
+        return dset
 
     def _Flush(self, step: st.Flush) -> None:
         self._agree(self._space_error(step.scan_id, 0))
@@ -225,6 +254,7 @@ class CollectiveExecutor:
     def _CloseFile(self, step: st.CloseFile) -> None:
         key = self.scan_files.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
+        self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
         if key is None:
             return
         shared = self.open_files[key]

@@ -17,8 +17,9 @@ class StreamReader:
     """Caches one DataStore per Redis URL and one loaded scan per scan key.
 
     Fixed-shape numeric streams are decoded straight into a buffer kept per stream (one copy of
-    each frame, into memory that is already mapped); other streams go through blissdata's decoder.
-    The rows returned are valid until the next read of the same stream.
+    each row, into memory that is already mapped); other streams go through blissdata's decoder.
+    All fixed-shape reads of a step go to Redis in one pipelined round trip. The rows returned
+    are valid until the next read of the same stream.
     """
 
     def __init__(self) -> None:
@@ -27,36 +28,51 @@ class StreamReader:
         self._buffers: dict[tuple[str, str], np.ndarray] = {}
 
     def read(self, source: StreamSource, start: int, stop: int) -> np.ndarray:
-        def read_rows() -> np.ndarray:
-            stream = self._event_stream(source)
-            rows = self._read_into_buffer(source, stream, start, stop)
-            return rows if rows is not None else stream[start:stop]  # one XRANGE for the whole share
+        return self.read_many([(source, start, stop)])[0]
 
+    def read_many(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray]:
+        """Rows [start, stop) of each source, retried with back-off on connection errors."""
+        if not requests:
+            return []
         try:
-            rows = call_with_backoff(read_rows, f"reading {source.stream_name}", RETRY_FOR_S, self._reconnect)
+            results = call_with_backoff(lambda: self._read_all(requests), "reading streams", RETRY_FOR_S,
+                                        self._reconnect)
         except IndexNoMoreThereError as e:
-            raise RuntimeError(f"rows {start}..{stop - 1} of {source.stream_name} were trimmed from Redis "
-                               "before they were written") from e
-        if len(rows) != stop - start:
-            raise RuntimeError(f"rows {start}..{stop - 1} of {source.stream_name} are not in Redis any more "
-                               f"(got {len(rows)}): Redis restarted or the data expired")
-        return rows
+            raise RuntimeError(f"rows were trimmed from Redis before they were written: {e}") from e
+        for (source, start, stop), rows in zip(requests, results):
+            if len(rows) != stop - start:
+                raise RuntimeError(f"rows {start}..{stop - 1} of {source.stream_name} are not in Redis any more "
+                                   f"(got {len(rows)}): Redis restarted or the data expired")
+        return results
 
-    def _read_into_buffer(self, source: StreamSource, stream, start: int, stop: int) -> np.ndarray | None:
-        """One XRANGE, payloads copied into the stream's buffer; None when blissdata must decode
-        (variable shapes, other encodings, or a first batch that begins before `start`)."""
-        if not isinstance(stream._encoder, NumericStreamEncoder):
-            return None
+    def _read_all(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray]:
+        streams = [self._event_stream(source) for source, _, _ in requests]
+        fast = [i for i, stream in enumerate(streams) if _fixed_numeric(stream)]
+        results: list = [None] * len(requests)
+        if fast:
+            redis = streams[fast[0]]._data_store._redis
+            pipe = redis.pipeline(transaction=False)
+            for i in fast:  # the batch holding `start`, then the batches after it
+                _, start, stop = requests[i]
+                pipe.xrevrange(streams[i].key, max=start, count=1)
+                pipe.xrange(streams[i].key, min=start + 1, max=max(stop - 1, start + 1))
+            replies = pipe.execute()
+            for n, i in enumerate(fast):
+                raw = replies[2 * n] + replies[2 * n + 1]
+                results[i] = self._decode_into_buffer(requests[i], streams[i], raw)
+        for i, (source, start, stop) in enumerate(requests):
+            if results[i] is None:  # variable shapes, other encodings, trimmed data: blissdata decodes
+                results[i] = streams[i][start:stop]
+        return results
+
+    def _decode_into_buffer(self, request: tuple[StreamSource, int, int], stream, raw: list) -> np.ndarray | None:
+        """Copy the payloads of [start, stop) into the stream's buffer; None when they are not all
+        there (trimmed), so that blissdata's decoder raises the right error."""
+        source, start, stop = request
         shape, dtype = tuple(stream.shape), np.dtype(stream.dtype)
-        if any(n < 0 for n in shape):
+        entries = [e for e in (StreamEntry.from_raw(item) for item in raw) if not e.is_seal]
+        if not entries or entries[0].id > start or entries[0].id + entries[0].length <= start:
             return None
-        redis = stream._data_store._redis
-        entries = [StreamEntry.from_raw(item) for item in redis.xrange(stream.key, min=start, max=stop - 1)]
-        if not entries or entries[0].id > start:  # `start` lies inside an earlier batch of points
-            entries[:0] = [StreamEntry.from_raw(item) for item in redis.xrevrange(stream.key, max=start, count=1)]
-        entries = [e for e in entries if not e.is_seal]
-        if not entries or entries[0].id > start:
-            return None  # trimmed: blissdata's decoder raises the right error
         key = (source.scan_key, source.stream_name)
         buf = self._buffers.get(key)
         if buf is None or buf.shape[0] < stop - start or buf.shape[1:] != shape or buf.dtype != dtype:
@@ -64,9 +80,9 @@ class StreamReader:
         out = buf[:stop - start]
         filled = 0
         for e in entries:
-            batch = np.frombuffer(e.batch.payload, dtype=dtype).reshape((e.length,) + shape)
             lo, hi = max(start - e.id, 0), min(stop - e.id, e.length)
             if hi > lo:
+                batch = np.frombuffer(e.batch.payload, dtype=dtype).reshape((e.length,) + shape)
                 out[filled:filled + hi - lo] = batch[lo:hi]
                 filled += hi - lo
         return out[:filled]
@@ -91,3 +107,7 @@ class StreamReader:
             stream = scan.streams[source.stream_name].event_stream
             self._event_streams[key] = stream
         return stream
+
+
+def _fixed_numeric(stream) -> bool:
+    return isinstance(stream._encoder, NumericStreamEncoder) and all(n >= 0 for n in stream.shape)

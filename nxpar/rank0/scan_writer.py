@@ -61,11 +61,38 @@ class StopRequested(RuntimeError):
     pass
 
 
+def rows_due(submitted: int, available: int, rows_per_chunk: int, row_nbytes: int, budget_bytes: int,
+             flush_all: bool, min_bytes: int = 0) -> int:
+    """End (exclusive) of the rows of a stream to write now, from `submitted` on.
+
+    Nothing while less than `min_bytes` is pending (a step has a fixed cost: kHz rows of a few
+    bytes are gathered for up to the max delay); at most `budget_bytes` (but at least one chunk),
+    cut at a chunk boundary when the budget cuts; a partly filled last chunk only when
+    `flush_all` (sealed stream or max delay reached): with filters every write of a partial chunk
+    recompresses it, so small rows wait for their chunk, for a bounded time.
+    """
+    if available <= submitted or (not flush_all and (available - submitted) * row_nbytes < min_bytes):
+        return submitted
+    max_rows = max(budget_bytes // max(row_nbytes, 1), 1)
+    max_rows = max(max_rows // rows_per_chunk * rows_per_chunk, rows_per_chunk)
+    limit = submitted + max_rows
+    if limit < available:
+        aligned = limit // rows_per_chunk * rows_per_chunk
+        return aligned if aligned > submitted else limit
+    if flush_all:
+        return available
+    return max(available // rows_per_chunk * rows_per_chunk, submitted)
+
+
 @dataclass
 class Tuning:
+    """How row writes are cut into steps: by bytes (memory per writer rank) and by time (how long
+    rows may wait for their chunk to fill), never by a row count that ignores what a row weighs."""
+
     flush_period_s: float = 0.5
-    rows_per_writer: int = 8  # frames fetched by each writer rank per step (memory bound)
-    small_rows_period_s: float = 1.0  # partial chunks of small data written at most this often
+    step_bytes_per_writer: int = 16 << 20  # data each writer rank reads and holds per step
+    min_step_bytes_per_writer: int = 1 << 20  # less than this waits (up to max_delay_s) for more rows
+    max_delay_s: float = 0.5  # rows of a partly filled chunk are written at least this often
     poll_period_s: float = 0.02
     disk_check_period_s: float = 3.0
     redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
@@ -118,7 +145,7 @@ class ScanWriter:
         self.bytes_written = 0
         self.warning = ""
         self.timeline: dict[str, float] = {}
-        self._inflight: collections.deque[tuple[StreamProgress, st.WriteRows, Future]] = collections.deque()
+        self._inflight: collections.deque[tuple[list[StreamProgress], st.WriteBatch, Future]] = collections.deque()
         self._stop = threading.Event()
         self._killed = threading.Event()
         self._thread = threading.Thread(target=self._profiled_run, name=f"scan-{self.name}", daemon=True)
@@ -159,6 +186,10 @@ class ScanWriter:
         """Points published but not yet written (the slowest stream): back-pressure made visible."""
         return max((p.available - p.written for p in self.streams.values() if p.kind in ("array", "lima_copy")),
                    default=0)
+
+    def backlog_bytes(self) -> int:
+        return sum((p.available - p.written) * p.spec.row_nbytes for p in self.streams.values()
+                   if p.spec is not None)
 
     def published(self) -> int:
         return max((p.available for p in self.streams.values()), default=0)
@@ -404,12 +435,11 @@ class ScanWriter:
         while True:
             if self._stop.is_set():
                 raise StopRequested("Stop requested")
-            self._complete()
+            self._wait_for_room()
             self._lengths()
             self._reference_lengths()
-            wrote = False
-            for p in self.streams.values():
-                wrote |= self._write_available(plan, p)
+            wrote = self._link_references(plan)
+            wrote |= self._submit_due(plan)
             dirty |= wrote
             now = time.monotonic()
             if dirty and now - last_flush >= self.tuning.flush_period_s:
@@ -428,65 +458,79 @@ class ScanWriter:
             if not wrote:
                 time.sleep(self.tuning.poll_period_s)
 
-    def _write_available(self, plan: Plan, p: StreamProgress) -> bool:
-        if p.kind not in ("array", "lima_copy"):
+    def _link_references(self, plan: Plan) -> bool:
+        """Lima streams: their group (and VDS placeholder links) once the first frame is reported."""
+        linked = False
+        for p in self.streams.values():
             if p.kind == "lima" and p.available and not p.linked:
                 lima_mode = plan.lima_mode(self.scan.streams[p.name].info["lima_info"])
                 nodes = plan.group_node(p.name) if lima_mode == "none" else \
                     plan.dataset_nodes(p.name, measurement=lima_mode != "uris")
                 self.channel.call(st.Tree(self.key, nodes))
+                p.linked = linked = True
+        return linked
+
+    def _submit_due(self, plan: Plan) -> bool:
+        """One WriteBatch with the rows that are due in every stream, within the byte budget.
+
+        Called only when the scan has room in the pipeline, so rows that arrived while the writers
+        were busy go together: the step count follows the writers' pace, not the point rate.
+        Streams written longest ago come first, so none starves behind big frames.
+        """
+        budget = self.tuning.step_bytes_per_writer * self.channel.nwriters
+        now = time.monotonic()
+        writes: list[tuple[StreamProgress, st.WriteRows]] = []
+        for p in sorted(self.streams.values(), key=lambda p: p.last_write):
+            if p.kind not in ("array", "lima_copy") or p.available <= p.submitted or budget <= 0:
+                continue
+            if p.spec is None:
+                p.spec = self._array_spec(plan, p.name)
+            stop = rows_due(p.submitted, p.available, p.spec.rows_per_chunk, p.spec.row_nbytes, budget,
+                            flush_all=p.sealed or now - p.last_write >= self.tuning.max_delay_s,
+                            min_bytes=self.tuning.min_step_bytes_per_writer * self.channel.nwriters)
+            if stop > p.submitted:
+                write = st.WriteRows(p.spec, self._source(p, stop), p.submitted, stop)
+                writes.append((p, write))
+                budget -= write.nbytes
+        if not writes:
+            return False
+        batch = st.WriteBatch(self.key, [w for _, w in writes])
+        self._inflight.append(([p for p, _ in writes], batch, self.channel.submit(batch)))
+        for p, write in writes:
+            p.submitted, p.last_write = write.stop, now
+        for p, _ in writes:
+            if not p.linked:
+                self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
                 p.linked = True
-                return True
-            return False
-        pending = p.available - p.submitted
-        if pending <= 0:
-            return False
-        stream = self.scan.streams[p.name]
-        if p.spec is None:
-            p.spec = plan.channel(p.name).spec(stream.dtype.name if hasattr(stream.dtype, "name") else str(stream.dtype),
-                                               tuple(stream.shape), plan.npoints, plan.chunk_options, plan.grid)
-        rows_per_chunk = p.spec.rows_per_chunk
-        frames = len(p.spec.detector_shape) >= 2
-        if frames:
-            stop = p.submitted + min(pending, self.tuning.rows_per_writer * self.channel.nwriters)
-        else:
-            due = time.monotonic() - p.last_write >= self.tuning.small_rows_period_s
-            aligned = (p.available // rows_per_chunk) * rows_per_chunk
-            if p.sealed or due:
-                stop = p.available
-            elif aligned > p.submitted:
-                stop = aligned
-            else:
-                return False
-        if p.kind == "lima_copy":
-            refs = [_frame_ref(r) for r in stream.get_references(slice(p.submitted, stop))]
-            source: st.StreamSource | st.FileFramesSource = st.FileFramesSource(p.name, p.submitted, refs)
-        else:
-            source = st.StreamSource(self.redis_url, self.key, p.name)
-        self._submit_rows(p, st.WriteRows(self.key, p.spec, source, p.submitted, stop))
-        p.submitted = stop
-        p.last_write = time.monotonic()
-        if not p.linked:
-            self.channel.call(st.Tree(self.key, plan.dataset_nodes(p.name)))
-            p.linked = True
         return True
 
-    def _submit_rows(self, p: StreamProgress, step: st.WriteRows) -> None:
-        """Rows are written asynchronously (the channel keeps the writers busy); at most
-        MAX_INFLIGHT steps of this scan are pending, so the scan thread never runs far ahead."""
+    def _array_spec(self, plan: Plan, name: str) -> st.ArraySpec:
+        stream = self.scan.streams[name]
+        dtype = stream.dtype.name if hasattr(stream.dtype, "name") else str(stream.dtype)
+        return plan.channel(name).spec(dtype, tuple(stream.shape), plan.npoints, plan.chunk_options, plan.grid)
+
+    def _source(self, p: StreamProgress, stop: int) -> st.StreamSource | st.FileFramesSource:
+        if p.kind == "lima_copy":
+            refs = [_frame_ref(r) for r in self.scan.streams[p.name].get_references(slice(p.submitted, stop))]
+            return st.FileFramesSource(p.name, p.submitted, refs)
+        return st.StreamSource(self.redis_url, self.key, p.name)
+
+    def _wait_for_room(self) -> None:
+        """At most MAX_INFLIGHT batches of this scan pending: the scan thread never runs far ahead."""
+        self._complete()
         while len(self._inflight) >= MAX_INFLIGHT:
             self._complete(wait_oldest=True)
-        self._inflight.append((p, step, self.channel.submit(step)))
 
     def _complete(self, wait_oldest: bool = False) -> None:
-        """Account for the row writes that finished, oldest first; a failed one raises StepError."""
+        """Account for the batches that finished, oldest first; a failed one raises StepError."""
         while self._inflight and (wait_oldest or self._inflight[0][2].done()):
-            p, step, future = self._inflight.popleft()
+            progress, batch, future = self._inflight.popleft()
             result: st.StepResult = future.result()
             if not result.ok:
                 raise StepError(result.error)
-            p.written = step.stop
-            self.bytes_written += (step.stop - step.start) * step.spec.row_nbytes
+            for p, write in zip(progress, batch.writes):
+                p.written = write.stop
+            self.bytes_written += batch.nbytes
             wait_oldest = False
 
     def _wait_writes(self, ignore_errors: bool = False) -> None:
@@ -507,8 +551,8 @@ class ScanWriter:
 
     def _report_backlog(self) -> None:
         behind = self.backlog()
-        step = self.tuning.rows_per_writer * self.channel.nwriters
-        if behind > 4 * step:
+        step_bytes = self.tuning.step_bytes_per_writer * self.channel.nwriters
+        if self.backlog_bytes() > 4 * step_bytes:
             self.warning = (f"writing is {behind} points behind the publisher "
                             "(data waits in Redis; add ranks or use a faster compression)")
             log.warning("scan %s: %s", self.name, self.warning)
