@@ -342,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
 
     world = MPI.COMM_WORLD
     logging_setup.configure(args, rank=world.rank)
+    if world.rank == 0:  # what the writer ranks will open the scan files with (nxpar/collective/file_access.py)
+        from .collective.file_access import log_settings, settings_from_env
+
+        log_settings(settings_from_env())
     writers = writer_comm()  # COLLECTIVE: every rank, once
     if world.rank != 0:
         from .worker import run_worker
