@@ -104,7 +104,9 @@ class NexusWriter(Device):
         sub = SUBSCRIBERS.get(self.get_name())
         if sub is None:
             assert CHANNEL is not None, "the writer channel is created before the Tango server starts"
-            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay, self._tuning())
+            instance = tango.Util.instance().get_ds_inst_name()
+            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay, self._tuning(),
+                                    instance=instance)
             SUBSCRIBERS[self.get_name()] = sub
         self._sub = sub
         self.start()
