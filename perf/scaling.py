@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -146,7 +147,8 @@ def stage_table(c: StageCosts, writers: int) -> list[str]:
             ("Redis read, server side (one Redis core for all writers)", c.redis_read_server),
             ("Redis publish, server side (live mode)", c.redis_publish_server),
             ("decode (entries → numpy rows)", c.decode), (f"filter ({c.scheme})", c.filter),
-            ("HDF5 write (mpio, collective, 1 rank; − filter)", c.hdf5_write),
+            ("HDF5 write (mpio, collective, 1 rank, to disk; − the filter's in-memory run, 0 when below it)",
+             c.hdf5_write),
             (f"collective agreement ({c.agreement_per_step * 1e3:.2f} ms CPU per step and writer)",
              c.agreement_per_gb(writers)),
             (f"rank-0 work ({c.rank0_per_step * 1e3:.2f} ms CPU per step; per GB with {writers} writers)",
@@ -160,13 +162,14 @@ def stage_table(c: StageCosts, writers: int) -> list[str]:
 
 
 def projection_table(c: StageCosts, modes: list[str], cores_here: int) -> list[str]:
-    lines = ["| cores | writers | mode | writers' limit MB/s | Redis server limit MB/s | rank-0 limit MB/s | "
-             "**projected MB/s** |", "|---" * 7 + "|"]
+    lines = ["| cores | writers | mode | writers' limit, stages | writers' limit, service | Redis server limit | "
+             "rank-0 limit | **projected MB/s** (service … stages) |", "|---" * 8 + "|"]
     for cores in sorted({cores_here, 8, 16}):
         for mode in modes:
             p = project(c, cores, live=mode == "live")
-            lines.append(f"| {cores} | {max(cores - 1, 1)} | {mode} | {p['writers']:.0f} | {p['redis server']:.0f} | "
-                         f"{p['rank 0']:.0f} | **{p['projected']:.0f}** |")
+            lines.append(f"| {cores} | {max(cores - 1, 1)} | {mode} | {p['writers (stages)']:.0f} | "
+                         f"{p['writers (service)']:.0f} | {p['redis server']:.0f} | {p['rank 0']:.0f} | "
+                         f"**{p['projected (service)']:.0f} … {p['projected (stages)']:.0f}** |")
     return lines
 
 
@@ -189,7 +192,10 @@ def plot(scheme: str, points: list[Point], base: dict[str, float], path: Path) -
         ax2.plot(xs, [p.median / one / p.writers for p in pts], "o-", label=f"nxpar {mode}")
     for i, (name, value) in enumerate(sorted(base.items())):
         ax1.axhline(value, ls="--", lw=1, color=f"C{i + 2}", label=name)
-    ax1.set(xlabel="writer ranks", ylabel="MB/s (uncompressed)", title=f"{scheme}: throughput")
+    ax1.set(xlabel="writer ranks", ylabel="MB/s (uncompressed, log scale)", title=f"{scheme}: throughput",
+            yscale="log")
+    ax1.set_xticks(sorted({p.writers for p in points}))
+    ax2.set_xticks(sorted({p.writers for p in points}))
     ax2.set(xlabel="writer ranks", ylabel="speed-up / writers", title=f"{scheme}: efficiency", ylim=(0, 1.2))
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
@@ -197,6 +203,29 @@ def plot(scheme: str, points: list[Point], base: dict[str, float], path: Path) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return ""
+
+
+def replot(out: Path) -> None:
+    """The PNGs again from OUT/runs.jsonl (e.g. with another Python that has matplotlib)."""
+    points: dict[tuple[str, str, int], Point] = {}
+    bases: dict[str, dict[str, float]] = {}
+    for line in (out / "runs.jsonl").read_text().splitlines():
+        run = json.loads(line)
+        if "baselines" in run:
+            bases[run["scheme"]] = run["baselines"]
+            continue
+        key = (run["compression"], run["mode"], run["writers"])
+        points.setdefault(key, Point(*key)).mb_per_s.append(run["mb_per_s"])
+    md_path = out / "scaling.md"
+    md = md_path.read_text() if md_path.exists() else ""
+    for scheme, base in bases.items():
+        why = plot(scheme, [p for k, p in points.items() if k[0] == scheme], base, out / f"{scheme}.png")
+        print(why or f"written: {out / f'{scheme}.png'}")
+        if not why:  # the run's note that there were no plots becomes the plot (schemes in run order)
+            md = re.sub(r"^\(matplotlib is not installed[^\n]*\)$", f"![{scheme}]({scheme}.png)", md, count=1,
+                        flags=re.M)
+    if md:
+        md_path.write_text(md)
 
 
 def machine() -> str:
@@ -220,7 +249,8 @@ def report_scheme(scheme: str, points: list[Point], base: dict[str, float], cost
            "here, each stage alone):\n"]
     md += stage_table(costs, args.max_writers)
     md += ["\n**Projection** (not a measurement): min(writers × one writer's rate, the Redis server's core, "
-           "rank 0's core), Redis and BLISS on other machines, the file system not the limit, collective costs "
+           "rank 0's core); one writer's rate from its CPU per GB in the service (1 writer, drain) … from the sum "
+           "of the stages; Redis and BLISS on other machines, the file system not the limit, collective costs "
            "per step as measured with few ranks.\n"]
     md += projection_table(costs, args.modes, os.cpu_count() or 1)
     return md
@@ -236,7 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-writers", type=int, default=max((os.cpu_count() or 2) - 1, 1))
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "perf" / "scaling")
+    p.add_argument("--replot", action="store_true", help="only redraw OUT/*.png from OUT/runs.jsonl")
     args = p.parse_args(argv)
+    if args.replot:
+        return replot(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs.jsonl").unlink(missing_ok=True)
 
@@ -264,11 +297,15 @@ def main(argv: list[str] | None = None) -> None:
 
         for scheme in args.compression:
             base = baselines(url, pool, args.frames, scheme, base_dir, "live" in args.modes, args.repeat)
+            with open(args.out / "runs.jsonl", "a") as fh:
+                fh.write(json.dumps({"scheme": scheme, "baselines": base}) + "\n")
             free_redis()
             costs = measure(url, redis_pid, pool, args.frames, scheme, base_dir, args.max_writers)
             points = [pt for w in range(1, args.max_writers + 1)
                       for pt in run_writers(stack, url, redis_pid, pool, args, scheme, w, base_dir, free_redis)]
             costs.rank0_per_step = statistics.median(s for pt in points for s in pt.rank0_per_step)
+            costs.service_writer_per_gb = next((pt.cpu_s_per_gb["writers"] for pt in points
+                                                if pt.writers == 1 and pt.mode == "drain"), math.nan)
             md += report_scheme(scheme, points, base, costs, args)
             (args.out / "scaling.md").write_text("\n".join(md) + "\n")
             print("\n".join(md[-40:]), flush=True)
