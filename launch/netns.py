@@ -12,6 +12,7 @@ the same file system (the shared file system of a cluster) and the same host nam
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -101,8 +102,6 @@ class SimulatedNodes:
         """(rx, tx) bytes of node `name`'s port on the bridge (what crossed the simulated network)."""
         out = subprocess.run(["ip", "-n", self.switch, "-s", "-j", "link", "show", f"v{name}"[:15]],
                              check=True, capture_output=True, text=True).stdout
-        import json
-
         stats = json.loads(out)[0]["stats64"]
         return stats["rx"]["bytes"], stats["tx"]["bytes"]
 
