@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -44,6 +45,7 @@ class StageCosts:
     hdf5_write: float
     agreement_per_step: float
     rank0_per_step: float = float("nan")  # filled from the service runs
+    service_writer_per_gb: float = float("nan")  # a writer rank's CPU per GB in the service (1 writer, drain)
 
     def agreement_per_gb(self, writers: int) -> float:
         """Per writer rank: each step moves ROWS_PER_WRITER frames through each writer."""
@@ -187,15 +189,22 @@ def measure(url: str, redis_pid: int, frames: np.ndarray, n: int, scheme: str, w
 
 # -- the projection --------------------------------------------------------------------------------------
 def project(c: StageCosts, cores: int, live: bool) -> dict[str, float]:
-    """MB/s that `cores` cores would give (cores − 1 writers + rank 0), from the per-stage costs.
+    """MB/s that `cores` cores would give (cores − 1 writers + rank 0), from the measured costs.
 
-    Assumes Redis and BLISS on other machines (the Redis server is one core), a file system that is
-    not the limit, and collective costs that stay per step as measured with few ranks."""
+    Two figures for the writers: from the stage costs (each stage alone: optimistic) and from a writer
+    rank's CPU per GB in the real service (per-scan costs, waiting and polling included: pessimistic on
+    short scans). Assumes Redis and BLISS on other machines (the Redis server is one core), a file system
+    that is not the limit, and collective costs that stay per step as measured with few ranks."""
     writers = max(cores - 1, 1)
-    limits = {"writers": writers / c.writer_per_gb(writers),
+    limits = {"writers (stages)": writers / c.writer_per_gb(writers),
+              "writers (service)": writers / c.service_writer_per_gb if c.service_writer_per_gb > 0 else math.inf,
               "redis server": 1 / (c.redis_read_server + (c.redis_publish_server if live else 0.0)),
-              "rank 0": 1 / c.rank0_per_gb(writers) if c.rank0_per_step > 0 else float("inf")}
-    return {k: v * 1024 for k, v in limits.items()} | {"projected": min(limits.values()) * 1024}
+              "rank 0": 1 / c.rank0_per_gb(writers) if c.rank0_per_step > 0 else math.inf}
+    shared = min(limits["redis server"], limits["rank 0"])
+    out = {k: v * 1024 for k, v in limits.items()}
+    out["projected (stages)"] = min(limits["writers (stages)"], shared) * 1024
+    out["projected (service)"] = min(limits["writers (service)"], shared) * 1024
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
