@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-scaling clean
 setup:
 	bash launch/setup.sh
 
@@ -16,6 +16,11 @@ test: setup
 
 bench: setup
 	PY=$(PY) bash perf/bench.sh
+
+# throughput vs 1 … cores-1 writer ranks (3 schemes, drain + live), per-stage CPU costs, projection:
+# perf/scaling/{scaling.md,runs.jsonl,*.png}. Long: run it on a quiet machine.
+bench-scaling: setup
+	$(PY) -m perf.scaling
 
 clean:
 	-for d in run/*/; do $(PY) -m launch.stack down --rundir $$d; done

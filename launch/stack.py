@@ -1,5 +1,6 @@
-"""Start/stop the embedded stack on 127.0.0.1: Redis (ReJSON + RediSearch), the Tango database,
-writer registration and `mpirun -n N NexusWriterService <instance>`.
+"""Start/stop the embedded stack on 127.0.0.1 (or a network namespace's own address, launch/netns.py):
+Redis (ReJSON + RediSearch), the Tango database, writer registration and
+`mpirun -n N NexusWriterService <instance>`.
 
 Everything lives in one run directory: PID files, logs, the sqlite Tango DB and `env.sh` with
 TANGO_HOST / REDIS_DATA_URL for a person's shell. Every server picks a free port and is stopped by PID.
@@ -24,9 +25,9 @@ VENV = Path(os.environ.get("NXPAR_VENV", ROOT / ".venv"))
 SSL_DIR = VENV / "lib" / "libssl1.1"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -56,6 +57,7 @@ def _wait(what: str, ready, timeout: float, proc: subprocess.Popen | None = None
 class Stack:
     rundir: Path
     env: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # the address every server binds: loopback, or a network namespace's own (launch/netns.py)
 
     def __post_init__(self) -> None:
         self.rundir = Path(self.rundir).resolve()
@@ -88,14 +90,16 @@ class Stack:
     def start_redis(self, init_db: bool = True, name: str = "redis", port: int | None = None) -> str:
         import redis
 
-        port = port or free_port()
+        port = port or free_port(self.host)
         rs = redis_stack_dir()
-        cmd = [str(rs / "bin" / "redis-server"), "--bind", "127.0.0.1", "--port", str(port),
-               "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--dir", str(self.rundir),
+        cmd = [str(rs / "bin" / "redis-server"), "--bind", self.host, "--port", str(port),
+               "--save", "", "--appendonly", "no",
+               # protected mode refuses every non-loopback client: off only on a namespace's own address
+               "--protected-mode", "yes" if self.host == "127.0.0.1" else "no", "--dir", str(self.rundir),
                "--loadmodule", str(rs / "lib" / "rejson.so"), "--loadmodule", str(rs / "lib" / "redisearch.so")]
         # libssl1.1 is given to the redis process only
         proc = self._spawn(name, cmd, env={"LD_LIBRARY_PATH": str(SSL_DIR)})
-        url = f"redis://127.0.0.1:{port}"
+        url = f"redis://{self.host}:{port}"
         _wait(name, lambda: redis.Redis.from_url(url).ping(), 30, proc, self.rundir / f"{name}.log")
         modules = {m[b"name"].decode() for m in redis.Redis.from_url(url).module_list()}
         if not {"ReJSON", "search"} <= modules:
@@ -114,16 +118,16 @@ class Stack:
     def start_tango_db(self) -> str:
         import tango
 
-        port = free_port()
-        env = {"PYTANGO_DATABASE_NAME": str(self.rundir / "tango_database.db"),
-               "ORBendPoint": "giop:tcp:127.0.0.1:"}
-        cmd = [sys.executable, "-m", "tango.databaseds.database", "--host", "127.0.0.1",
+        port = free_port(self.host)
+        endpoint = f"giop:tcp:{self.host}:"
+        env = {"PYTANGO_DATABASE_NAME": str(self.rundir / "tango_database.db"), "ORBendPoint": endpoint}
+        cmd = [sys.executable, "-m", "tango.databaseds.database", "--host", self.host,
                "--port", str(port), "2"]
         proc = self._spawn("tango_db", cmd, env=env)
-        host = f"127.0.0.1:{port}"
+        host = f"{self.host}:{port}"
         self.env["TANGO_HOST"] = host
-        self.env["ORBendPoint"] = "giop:tcp:127.0.0.1:"
-        _wait("tango database", lambda: tango.Database("127.0.0.1", port).get_db_host() is not None, 60,
+        self.env["ORBendPoint"] = endpoint
+        _wait("tango database", lambda: tango.Database(self.host, port).get_db_host() is not None, 60,
               proc, self.rundir / "tango_db.log")
         self._save_env()
         return host

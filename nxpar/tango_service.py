@@ -106,7 +106,9 @@ class NexusWriter(Device):
         sub = SUBSCRIBERS.get(self.get_name())
         if sub is None:
             assert CHANNEL is not None, "the writer channel is created before the Tango server starts"
-            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay, self._tuning())
+            instance = tango.Util.instance().get_ds_inst_name()
+            sub = SessionSubscriber(self.session, CHANNEL, self._save_options(), self.purge_delay, self._tuning(),
+                                    instance=instance)
             SUBSCRIBERS[self.get_name()] = sub
         self._sub = sub
         self.start()
@@ -346,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
 
     world = MPI.COMM_WORLD
     logging_setup.configure(args, rank=world.rank)
+    if world.rank == 0:  # what the writer ranks will open the scan files with (nxpar/collective/file_access.py)
+        from .collective.file_access import log_settings, settings_from_env
+
+        log_settings(settings_from_env())
     writers = writer_comm()  # COLLECTIVE: every rank, once
     if world.rank != 0:
         from .worker import run_worker

@@ -20,8 +20,18 @@ def test_sbatch_dry_run_prints_the_srun_command_and_hints():
     assert "srun --mpi=pmi2 --cpu-bind=cores --kill-on-bad-exit=1" in out
     assert "NexusWriterService nexuswriters --log=INFO" in out
     assert "HDF5_USE_FILE_LOCKING=FALSE" in out
-    assert "cb_buffer_size 1048576" in out and "romio_cb_write enable" in out
     assert "TANGO_HOST=tango.example:20000" in out
+    # what the script exports is what nxpar reads (nxpar/collective/file_access.py): nothing refused
+    from nxpar.collective.file_access import settings_from_env
+
+    exported = dict(item.split("=", 1) for line in out.splitlines() if line.startswith("export ")
+                    for item in line[7:].split() if item.startswith("NXPAR_"))
+    settings = settings_from_env(exported)
+    assert settings.problems == ()
+    assert (settings.alignment_threshold, settings.alignment_interval) == (1048576, 1048576)
+    assert {"romio_cb_write": "enable", "cb_buffer_size": "1048576", "striping_unit": "1048576"}.items() <= \
+        dict(settings.mpio_hints).items()
+    assert exported["NXPAR_STATE_DIR"].endswith("nxpar-state")
 
 
 def test_sbatch_requires_tango_host():

@@ -189,7 +189,7 @@ def test_collective_metadata_operations_are_enabled():
 
     from mpi4py import MPI
 
-    from nxpar.collective.executor import _hdf5_lib, ctypes_hid
+    from nxpar.collective.file_access import _hdf5_lib, ctypes_hid
 
     lib = _hdf5_lib()
     assert "hdf5" in lib._name

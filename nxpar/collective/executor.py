@@ -7,7 +7,6 @@ must call it with the same step, in the same order. Work that can fail on one ra
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -22,49 +21,11 @@ from ..compression import filter_kwargs
 from ..mpi_roles import sleepy_allreduce_max
 from ..lima_files import read_frames
 from . import layout
+from .file_access import open_collective
 from .redis_reader import StreamReader
 from .tree import apply_nodes, set_root_attrs
 
 log = logging.getLogger("nxpar.collective")
-
-
-@functools.lru_cache(maxsize=1)
-def _hdf5_lib() -> Any:
-    """The HDF5 library h5py is linked to (for the two calls h5py does not wrap): found among the
-    libraries this process has loaded, e.g. Debian's libhdf5_mpich.so.103."""
-    import ctypes
-
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            name = os.path.basename(path)
-            if name.startswith("libhdf5") and ".so" in name and "_hl" not in name and "cpp" not in name:
-                return ctypes.CDLL(path)
-    raise OSError("the HDF5 library is not loaded in this process")
-
-
-def open_collective(path: str, comm: MPI.Intracomm) -> h5py.File:
-    """COLLECTIVE: open/create with the mpio driver and collective metadata reads and writes."""
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_fapl_mpio(comm, MPI.INFO_NULL)
-    try:
-        lib = _hdf5_lib()
-        lib.H5Pset_all_coll_metadata_ops(ctypes_hid(fapl.id), 1)
-        lib.H5Pset_coll_metadata_write(ctypes_hid(fapl.id), 1)
-    except (OSError, AttributeError):
-        log.warning("collective metadata operations not available", exc_info=True)
-    name = path.encode()
-    if os.path.exists(path):
-        fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)
-    else:
-        fid = h5py.h5f.create(name, h5py.h5f.ACC_EXCL, fapl=fapl)
-    return h5py.File(fid)
-
-
-def ctypes_hid(hid: int) -> Any:
-    import ctypes
-
-    return ctypes.c_int64(hid)
 
 
 class StepFailed(RuntimeError):

@@ -1,49 +1,94 @@
-"""RANK 0 ONLY: a small on-disk journal of the scans being written, per session.
+"""RANK 0 ONLY: a small on-disk journal of the scans being written, per Tango instance and session.
 
 If the MPI job dies (a killed rank takes it down), the restarted service finds the scans that were
 in flight: it reports them FAULT with the reason (BLISS then fails those scans) and marks their
 files FAILED, so a reader never takes a partial file for a complete one.
+
+Where: `$NXPAR_STATE_DIR/<instance>/<session>.inflight.json` (default state dir `/tmp/nxpar-<uid>`).
+On a cluster NXPAR_STATE_DIR is on shared storage, so a service restarted on another node finds the
+journal; the instance in the path keeps two services (on one host or sharing the directory) apart.
+Nothing here ever raises: an unwritable state directory is a warning (the scans are still written,
+only a restart would not report them).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 log = logging.getLogger("nxpar.journal")
 
 
 def state_dir() -> Path:
     default = Path(tempfile.gettempdir()) / f"nxpar-{os.getuid()}"
-    return Path(os.environ.get("NXPAR_STATE_DIR", default))
+    return Path(os.environ.get("NXPAR_STATE_DIR") or default)
+
+
+def journal_path(instance: str, session: str, root: Path | None = None) -> Path:
+    """One file per (Tango instance, session); names quoted so that any name is one path component."""
+    return (root or state_dir()) / quote(instance or "_", safe="") / f"{quote(session, safe='')}.inflight.json"
 
 
 class Journal:
-    def __init__(self, session: str) -> None:
-        self.path = state_dir() / f"{session}.inflight.json"
+    def __init__(self, session: str, instance: str = "", root: Path | None = None) -> None:
+        self.path = journal_path(instance, session, root)
         self._lock = threading.Lock()
+        self._warned = ""
+
+    def check(self) -> str:
+        """'' if the journal can be kept, else why not (also logged as a warning)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            probe = self._tmp_path()
+            probe.write_text("")
+            probe.unlink()
+            return ""
+        except OSError as e:
+            return self._warn(e)
+
+    def _warn(self, error: OSError) -> str:
+        message = (f"journal {self.path} cannot be kept ({error}): scans are written, but a restarted "
+                   "service will not report the ones this run leaves unfinished")
+        if message != self._warned:
+            log.warning("%s", message)
+            self._warned = message
+        return message
+
+    def _tmp_path(self) -> Path:
+        # unique per writer: another node may share the directory (NFS: no O_TMPFILE, no flock)
+        return self.path.with_name(f".{self.path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
     def _load(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
         except (FileNotFoundError, ValueError):
+            return {}
+        except OSError as e:
+            self._warn(e)
             return {}
 
     def _save(self, entries: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries))
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._tmp_path()
+            tmp.write_text(json.dumps(entries))
+            os.replace(tmp, self.path)
+        except OSError as e:
+            self._warn(e)
 
     def add(self, key: str, name: str, filename: str, entries: list[str]) -> None:
         with self._lock:
             data = self._load()
-            data[key] = {"name": name, "filename": filename, "entries": entries, "since": time.time()}
+            data[key] = {"name": name, "filename": filename, "entries": entries, "since": time.time(),
+                         "host": socket.gethostname()}
             self._save(data)
 
     def remove(self, key: str) -> None:

@@ -48,7 +48,7 @@ def redis_url_for_session() -> str:
 class SessionSubscriber:
     def __init__(self, session: str, channel: WriterChannel, options: SaveOptions,
                  purge_delay_s: float = DEFAULT_PURGE_DELAY_S, tuning: Tuning | None = None,
-                 url_provider: Callable[[], str] = redis_url_for_session) -> None:
+                 url_provider: Callable[[], str] = redis_url_for_session, instance: str = "") -> None:
         self.session = session
         self.channel = channel
         self.options = options
@@ -58,7 +58,7 @@ class SessionSubscriber:
         self.state = "INIT"
         self.reason = "instantiation"
         self.writers: dict[str, ScanWriter | InterruptedScan] = {}
-        self.journal = Journal(session)
+        self.journal = Journal(session, instance)  # keyed by Tango instance and session (journal.py)
         self.notice = os.environ.get("NXPAR_RESTART_REASON", "")
         self.profiling = "OFF"  # applied to scan writers created from now on
         self._last_resource_log = 0.0
@@ -161,6 +161,7 @@ class SessionSubscriber:
 
     def _recover_interrupted(self) -> None:
         """Scans a previous (dead) run was writing: FAULT, and their files marked FAILED."""
+        self.journal.check()  # an unusable state directory is a warning, not a FAULT
         for key, item in self.journal.take_all().items():
             why = self.notice or "the writer service stopped"
             reason = (f"interrupted: {why} while this scan was being written; "
