@@ -225,7 +225,9 @@ class ScanPublisher:
     def _mesh_position(self, name: str, i: np.ndarray) -> np.ndarray:
         """Motor `name` at points i of the mesh (C order, fast motor first in spec.grid)."""
         grid, dim = self.spec.grid, MOTOR_DIM[name]
-        index = (i // int(np.prod(grid[:dim], dtype=int))) % grid[dim]
+        index = i // int(np.prod(grid[:dim], dtype=int))
+        if dim < len(grid) - 1:  # the slowest motor goes on past its last line when more points come
+            index = index % grid[dim]
         if dim == 0 and self.spec.backnforth:
             index = np.where((i // grid[0]) % 2 == 1, grid[0] - 1 - index, index)
         return index / max(grid[dim] - 1, 1)

@@ -69,6 +69,11 @@ def test_flat_mesh_is_plotted_as_the_grid(services, stack, data_dir, case, grid,
         np.testing.assert_array_equal(diode[()], expected.reshape(shape))
         for motor in motors:
             np.testing.assert_allclose(plot[motor.split(":")[1]][()], expected_axis(pub, motor, shape), atol=1e-9)
+        if case == "overrun":  # 15 points: a 4th line of roby
+            np.testing.assert_allclose(plot["roby"][()], [0, 0.5, 1, 1.5], atol=1e-9)
+        if case == "aborted":  # 7 points: the 3rd line never came, its roby extrapolated
+            np.testing.assert_allclose(plot["roby"][()], [0, 0.5, 1], atol=1e-9)
+            assert np.isnan(diode[2]).all() and np.isnan(diode[1, 3]) and not np.isnan(diode[1, 2])
         if backnforth:  # rows 0 and 2 forward, row 1 backward: robx averages to (1 + x) / 3
             np.testing.assert_allclose(plot["robx"][()], (1 + np.arange(4) / 3) / 3, atol=1e-9)
 
