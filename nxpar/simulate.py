@@ -83,7 +83,8 @@ def _mca(spec: ScanSpec, devices: dict[str, Any], channels: dict[str, Any], nxde
     """simu1: spectrum_det<i> + realtime_det<i> (+ roi_a_det<i>) per detector, as BLISS's MCA counters."""
     names = []
     for k in range(spec.mca_detectors):
-        names += [f"simu1:spectrum_det{k}", f"simu1:realtime_det{k}"] + ([f"simu1:roi_a_det{k}"] if spec.mca_rois else [])
+        names += [f"simu1:spectrum_det{k}", f"simu1:realtime_det{k}"]
+        names += [f"simu1:roi_a_det{k}"] if spec.mca_rois else []
     devices["1004:simu1"] = {"name": "simu1", "type": "mca", "channels": names}
     for ch in names:
         channels[ch] = {"device": "1004:simu1", "dim": 1 if "spectrum" in ch else 0}
@@ -152,15 +153,20 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
         "technique": {"@NX_class": "NXcollection", "name": "XRD"},
         "display_extra": {"plotselect": ["diode_ctrl:diode"]},
     }
-    if spec.timer_master:
-        info.update({"type": "loopscan", "title": spec.title or f"loopscan {spec.npoints} 0.1"})
-    if spec.grid:  # a mesh: robx fast (npoints1), roby (npoints2), robz; BLISS lists the fast motor first
-        ranges = " ".join(f"{m.split(':')[1]} 0 1 {n - 1}" for m, n in zip(spec.motors, spec.grid))
-        info.update({"type": f"a{len(spec.grid)}mesh" if len(spec.grid) > 2 else "amesh", "data_dim": len(spec.grid),
-                     **{f"npoints{i}": n for i, n in enumerate(spec.grid, 1)},
-                     "title": spec.title or f"amesh {ranges} 0.1"})
+    info.update(_scan_type(spec))
     info.update(spec.extra_info)
     return info
+
+
+def _scan_type(spec: ScanSpec) -> dict[str, Any]:
+    """What a loopscan or a mesh changes: type, title, grid (robx fast = npoints1, then roby, robz)."""
+    if spec.timer_master:
+        return {"type": "loopscan", "title": spec.title or f"loopscan {spec.npoints} 0.1"}
+    if not spec.grid:
+        return {}
+    ranges = " ".join(f"{m.split(':')[1]} 0 1 {n - 1}" for m, n in zip(spec.motors, spec.grid))
+    return {"type": f"a{len(spec.grid)}mesh" if len(spec.grid) > 2 else "amesh", "data_dim": len(spec.grid),
+            **{f"npoints{i}": n for i, n in enumerate(spec.grid, 1)}, "title": spec.title or f"amesh {ranges} 0.1"}
 
 
 class ScanPublisher:
@@ -183,7 +189,7 @@ class ScanPublisher:
 
     def _stream_defs(self) -> list[tuple[str, str, tuple[int, ...]]]:
         defs = [(m, "float64", ()) for m in self.spec.motors[:1]]
-        defs += [("timer:elapsed_time", "float64", ()), ("timer:epoch", "float64", ()), ("diode_ctrl:diode", "float64", ())]
+        defs += [(name, "float64", ()) for name in ("timer:elapsed_time", "timer:epoch", "diode_ctrl:diode")]
         defs += [(m, "float64", ()) for m in self.spec.motors[1:]]
         if self.spec.samples:
             defs.append(("diode_ctrl:diode_samples", "float64", (-1,)))

@@ -157,8 +157,10 @@ def test_loopscan_of_unnamed_detectors(services, stack, data_dir):
 @pytest.mark.parametrize("shape,npoints,options,chunks,filtered", [
     ((16, 16), 4, {}, (4, 16, 16), False),  # below compression_limit_nbytes: one chunk, no filter
     ((256, 256), 4, {"chunk_nbytes": int(0.25 * 1024 ** 2), "chunk_split": 2}, (2, 128, 128), False),
-    ((256, 256), 7, {"chunk_nbytes": 1 << 15, "chunk_split": 2, "compression_limit_nbytes": 0}, (1, 128, 128), True),  # tiles
-    ((64, 48), 11, {"chunk_nbytes": 3 * 64 * 48 * 2, "chunk_split": 1, "compression_limit_nbytes": 0}, (3, 64, 48), True),
+    ((256, 256), 7, {"chunk_nbytes": 1 << 15, "chunk_split": 2, "compression_limit_nbytes": 0}, (1, 128, 128),
+     True),  # tiles of a frame, always compressed
+    ((64, 48), 11, {"chunk_nbytes": 3 * 64 * 48 * 2, "chunk_split": 1, "compression_limit_nbytes": 0}, (3, 64, 48),
+     True),  # 3 frames per chunk
 ])
 def test_frames_follow_bliss_chunk_options(services, stack, data_dir, shape, npoints, options, chunks, filtered):
     """chunk_nbytes / chunk_split / compression_limit_nbytes as BLISS sends them: tiles of a frame or k

@@ -163,9 +163,11 @@ def test_sample_tree_only_for_the_esrf_policy():
     ((4,), (256, 256), "uint16", {"chunk_nbytes": 1 << 18, "chunk_split": 2}, (2, 128, 128), "none"),
     ((100,), (2048, 2048), "uint16", {}, (2, 512, 512), "lz4-bitshuffle"),  # frames default to bitshuffle-LZ4
     ((0,), (16, 16), "uint16", {"compression_scheme": "gzip"}, (512, 16, 16), "none"),
-    ((3, 5), (256, 256), "uint16", {"chunk_nbytes": 1 << 18, "chunk_split": 2}, (1, 1, 128, 128), "lz4-bitshuffle"),
+    ((3, 5), (256, 256), "uint16", {"chunk_nbytes": 1 << 18, "chunk_split": 2}, (1, 1, 128, 128),
+     "lz4-bitshuffle"),  # a row of 5: 1 frame per chunk (5 has no divisor 2 or 3)
     ((3, 4), (16, 16), "uint16", {}, (1, 4, 16, 16), "none"),  # keepshape: a chunk inside one grid row
-    ((3, 6), (16, 16), "uint16", {"chunk_nbytes": 2048, "chunk_split": 1, "compression_limit_nbytes": 1}, (1, 3, 16, 16), "lz4-bitshuffle"),
+    ((3, 6), (16, 16), "uint16", {"chunk_nbytes": 2048, "chunk_split": 1, "compression_limit_nbytes": 1},
+     (1, 3, 16, 16), "lz4-bitshuffle"),
 ])
 def test_frames_follow_blisswriter_chunk_options(scan_shape, detector, dtype, options, chunks, scheme):
     from nxpar.nexus.chunking import ChunkOptions, dataset_layout
@@ -176,12 +178,16 @@ def test_frames_follow_blisswriter_chunk_options(scan_shape, detector, dtype, op
 def test_k_frames_per_chunk_have_one_owner_rank():
     from nxpar.nexus.chunking import ChunkOptions, dataset_layout
     from nxpar.steps import ArraySpec
-    chunks, scheme = dataset_layout((10,), (64, 64), "uint16", ChunkOptions(chunk_nbytes=3 * 64 * 64 * 2, chunk_split=1))
+    options = ChunkOptions(chunk_nbytes=3 * 64 * 64 * 2, chunk_split=1)
+    chunks, scheme = dataset_layout((10,), (64, 64), "uint16", options)
+    assert chunks == (3, 64, 64)
     spec = ArraySpec("/x", "uint16", (64, 64), chunks, scheme, 0)
     assert spec.rows_per_chunk == 3
-    for size in (1, 2, 3):
+    for size in (1, 2, 3):  # rows 2..9 (a step starting inside a chunk): shares cut on chunk boundaries only
         shares = [share_of_rows(2, 10, spec.rows_per_chunk, r, size) for r in range(size)]
-        assert all(lo % 3 == 0 or lo == 2 for lo, hi in shares if hi > lo)  # shares start on chunk boundaries
+        assert all(lo % 3 == 0 or lo == 2 for lo, hi in shares if hi > lo)
+        assert all(hi % 3 == 0 or hi == 10 for lo, hi in shares if hi > lo)
+        assert sorted(i for lo, hi in shares for i in range(lo, hi)) == list(range(2, 10))
 
 
 def _plotted(name, device_type, shape, master=-1, dtype="float64"):
