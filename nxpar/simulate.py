@@ -55,24 +55,53 @@ class ScanSpec:
     data_writer: str = "nexus"
     extra_info: dict[str, Any] = field(default_factory=dict)
     samples: bool = False  # a sampling counter in SAMPLES mode: `diode_samples`, shape (-1,), ragged rows
-    grid: tuple[int, int] | None = None  # a mesh: (npoints1 fast axis, npoints2 slow axis), npoints = product
+    grid: tuple[int, ...] | None = None  # a mesh: (npoints1 fast axis, npoints2, [npoints3]), npoints = product
+    backnforth: bool = False  # mesh: the fast motor runs backwards on odd lines (amesh(..., backnforth=True))
+    mca_detectors: int = 1  # MCA detector channels det0, det1, ...
+    mca_rois: bool = False  # an MCA ROI counter `roi_a_det<i>` per detector
+    fakes: bool = False  # `fake_ctrl` with fake0D, fake1D (8,), fake2D (6, 5): no nexuswriter device type
+    timer_master: bool = False  # a loopscan: the timer is the top master, no motor
 
     @property
     def name(self) -> str:
         return f"{self.scan_nb}_ascan"
+
+    @property
+    def motors(self) -> list[str]:
+        """Motor channels, fast first (as BLISS lists a mesh's motors)."""
+        if self.timer_master:
+            return []
+        return [f"axis:{m}" for m in ("robx", "roby", "robz")[:max(len(self.grid or ()), 1)]]
+
+
+MOTOR_DIM = {"axis:robx": 0, "axis:roby": 1, "axis:robz": 2}
+FAKE_SHAPES = {"fake_ctrl:fake0D": ("float64", ()), "fake_ctrl:fake1D": ("float32", (8,)),
+               "fake_ctrl:fake2D": ("uint16", (6, 5))}
+
+
+def _mca(spec: ScanSpec, devices: dict[str, Any], channels: dict[str, Any], nxdevices: dict[str, Any]) -> None:
+    """simu1: spectrum_det<i> + realtime_det<i> (+ roi_a_det<i>) per detector, as BLISS's MCA counters."""
+    names = []
+    for k in range(spec.mca_detectors):
+        names += [f"simu1:spectrum_det{k}", f"simu1:realtime_det{k}"]
+        names += [f"simu1:roi_a_det{k}"] if spec.mca_rois else []
+    devices["1004:simu1"] = {"name": "simu1", "type": "mca", "channels": names}
+    for ch in names:
+        channels[ch] = {"device": "1004:simu1", "dim": 1 if "spectrum" in ch else 0}
+        nxdevices[ch] = {"device_info": {"type": "mca"}, "device_type": "mca"}
 
 
 def scan_info(spec: ScanSpec) -> dict[str, Any]:
     """scan_info as BLISS publishes it at PREPARED (spec §5.2, with a plain 2D stream)."""
     devices_in_chain = ["1001:axis", "1002:timer", "1003:diode_ctrl"]
     devices: dict[str, Any] = {
-        "1001:axis": {"name": "axis", "channels": ["axis:robx"], "triggered_devices": ["1002:timer"]},
+        "1001:axis": {"name": "axis", "channels": spec.motors, "triggered_devices": ["1002:timer"]},
         "1002:timer": {"name": "timer", "channels": ["timer:elapsed_time", "timer:epoch"],
                        "triggered_devices": ["1003:diode_ctrl"]},
         "1003:diode_ctrl": {"name": "diode_ctrl", "channels": ["diode_ctrl:diode"]},
     }
     channels: dict[str, Any] = {
-        "axis:robx": {"device": "1001:axis", "dim": 0, "display_name": "robx", "unit": "mm"},
+        **{m: {"device": "1001:axis", "dim": 0, "display_name": m.split(":")[1], "unit": "mm"} for m in spec.motors},
         "timer:elapsed_time": {"device": "1002:timer", "dim": 0, "unit": "s"},
         "timer:epoch": {"device": "1002:timer", "dim": 0, "unit": "s"},
         "diode_ctrl:diode": {"device": "1003:diode_ctrl", "dim": 0},
@@ -86,18 +115,23 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
                                                  "device_type": "samplingcounter"}
     if spec.mca_channels:
         devices_in_chain.append("1004:simu1")
-        devices["1004:simu1"] = {"name": "simu1", "type": "mca",
-                                 "channels": ["simu1:spectrum_det0", "simu1:realtime_det0"]}
-        channels["simu1:spectrum_det0"] = {"device": "1004:simu1", "dim": 1}
-        channels["simu1:realtime_det0"] = {"device": "1004:simu1", "dim": 0}
-        for ch in ("simu1:spectrum_det0", "simu1:realtime_det0"):
-            nxdevices[ch] = {"device_info": {"type": "mca"}, "device_type": "mca"}
+        _mca(spec, devices, channels, nxdevices)
         devices["1002:timer"]["triggered_devices"].append("1004:simu1")
     if spec.image_shape:
         devices_in_chain.append("1005:cam")
         devices["1005:cam"] = {"name": "cam", "channels": ["cam:image"]}
         channels["cam:image"] = {"device": "1005:cam", "dim": 2}
         devices["1002:timer"]["triggered_devices"].append("1005:cam")
+    if spec.fakes:
+        devices_in_chain.append("1006:fake_ctrl")
+        devices["1006:fake_ctrl"] = {"name": "fake_ctrl", "channels": list(FAKE_SHAPES)}
+        channels.update({ch: {"device": "1006:fake_ctrl", "dim": len(shape)} for ch, (_, shape) in FAKE_SHAPES.items()})
+        devices["1002:timer"]["triggered_devices"].append("1006:fake_ctrl")
+    top = "axis"
+    if spec.timer_master:  # loopscan: the timer is the top master (and the first trigger)
+        devices_in_chain.remove("1001:axis")
+        del devices["1001:axis"]
+        top = "timer"
     now = datetime.datetime.now().astimezone().isoformat()
     info = {
         "name": spec.name, "scan_nb": spec.scan_nb, "type": "ascan",
@@ -107,7 +141,7 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
         "writer_options": {"chunk_options": dict(spec.chunk_options), "separate_scan_files": None},
         "filename": spec.filename, "start_time": now,
         "npoints": spec.npoints if spec.publish_npoints else 0, "count_time": 0.1,
-        "acquisition_chain": {"axis": {"top_master": "1001:axis", "devices": devices_in_chain}},
+        "acquisition_chain": {top: {"top_master": devices_in_chain[0], "devices": devices_in_chain}},
         "devices": devices, "channels": channels,
         "positioners": {"positioners_start": {"robx": 0.0, "roby": 2.5},
                         "positioners_dial_start": {"robx": 0.0, "roby": 2.5},
@@ -119,14 +153,20 @@ def scan_info(spec: ScanSpec) -> dict[str, Any]:
         "technique": {"@NX_class": "NXcollection", "name": "XRD"},
         "display_extra": {"plotselect": ["diode_ctrl:diode"]},
     }
-    if spec.grid:  # a mesh: robx fast (npoints1), roby slow (npoints2); BLISS lists the fast motor first
-        n1, n2 = spec.grid
-        devices["1001:axis"]["channels"].append("axis:roby")
-        channels["axis:roby"] = {"device": "1001:axis", "dim": 0, "display_name": "roby", "unit": "mm"}
-        info.update({"type": "amesh", "data_dim": 2, "npoints1": n1, "npoints2": n2,
-                     "title": spec.title or f"amesh robx 0 1 {n1 - 1} roby 0 1 {n2 - 1} 0.1"})
+    info.update(_scan_type(spec))
     info.update(spec.extra_info)
     return info
+
+
+def _scan_type(spec: ScanSpec) -> dict[str, Any]:
+    """What a loopscan or a mesh changes: type, title, grid (robx fast = npoints1, then roby, robz)."""
+    if spec.timer_master:
+        return {"type": "loopscan", "title": spec.title or f"loopscan {spec.npoints} 0.1"}
+    if not spec.grid:
+        return {}
+    ranges = " ".join(f"{m.split(':')[1]} 0 1 {n - 1}" for m, n in zip(spec.motors, spec.grid))
+    return {"type": f"a{len(spec.grid)}mesh" if len(spec.grid) > 2 else "amesh", "data_dim": len(spec.grid),
+            **{f"npoints{i}": n for i, n in enumerate(spec.grid, 1)}, "title": spec.title or f"amesh {ranges} 0.1"}
 
 
 class ScanPublisher:
@@ -148,27 +188,25 @@ class ScanPublisher:
         self.sent = 0
 
     def _stream_defs(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        defs = [("axis:robx", "float64", ()), ("timer:elapsed_time", "float64", ()),
-                ("timer:epoch", "float64", ()), ("diode_ctrl:diode", "float64", ())]
-        if self.spec.grid:
-            defs.append(("axis:roby", "float64", ()))
+        defs = [(m, "float64", ()) for m in self.spec.motors[:1]]
+        defs += [(name, "float64", ()) for name in ("timer:elapsed_time", "timer:epoch", "diode_ctrl:diode")]
+        defs += [(m, "float64", ()) for m in self.spec.motors[1:]]
         if self.spec.samples:
             defs.append(("diode_ctrl:diode_samples", "float64", (-1,)))
-        if self.spec.mca_channels:
-            defs += [("simu1:spectrum_det0", "uint32", (self.spec.mca_channels,)),
-                     ("simu1:realtime_det0", "float64", ())]
+        for ch in self.info["devices"].get("1004:simu1", {}).get("channels", []):
+            defs.append((ch, "uint32", (self.spec.mca_channels,)) if "spectrum" in ch else (ch, "float64", ()))
         if self.spec.image_shape:
             defs.append(("cam:image", self.spec.image_dtype, tuple(self.spec.image_shape)))
+        if self.spec.fakes:
+            defs += [(ch, dtype, shape) for ch, (dtype, shape) in FAKE_SHAPES.items()]
         return defs
 
     # expected values, so tests can compare what was written with what was published
     def expected(self, name: str, n: int, start: int = 0) -> np.ndarray:
         """Points [start, n) of a channel."""
         i = np.arange(start, n)
-        if name == "axis:robx" and self.spec.grid:
-            return (i % self.spec.grid[0]) / max(self.spec.grid[0] - 1, 1)
-        if name == "axis:roby":
-            return (i // self.spec.grid[0]) / max(self.spec.grid[1] - 1, 1)
+        if name in MOTOR_DIM and self.spec.grid:
+            return self._mesh_position(name, i)
         if name == "axis:robx":
             return i / max(self.spec.npoints - 1, 1)
         if name == "timer:elapsed_time":
@@ -179,14 +217,35 @@ class ScanPublisher:
             return np.sin(i / 7.0) * 100 + 1000
         if name == "diode_ctrl:diode_samples":  # ragged: 1 to 5 samples per point
             return [k + 0.5 * np.arange(1 + (k * 7) % 5) for k in i]
-        if name == "simu1:spectrum_det0":
-            ch = np.arange(self.spec.mca_channels)
-            return ((i[:, None] * 3 + ch[None, :]) % 997).astype("uint32")
-        if name == "simu1:realtime_det0":
-            return 0.1 + i * 1e-4
+        if name.startswith("simu1:"):
+            return self._mca_expected(name, i)
+        if name in FAKE_SHAPES:
+            dtype, shape = FAKE_SHAPES[name]
+            size = int(np.prod(shape, dtype=int))
+            return (i[:, None] * 3 + np.arange(size)[None, :] + 0.5 * (dtype != "uint16")).astype(dtype).reshape(
+                (len(i),) + shape)
         if name == "cam:image":
             return self.frames[i % len(self.frames)]
         raise KeyError(name)
+
+    def _mesh_position(self, name: str, i: np.ndarray) -> np.ndarray:
+        """Motor `name` at points i of the mesh (C order, fast motor first in spec.grid)."""
+        grid, dim = self.spec.grid, MOTOR_DIM[name]
+        index = i // int(np.prod(grid[:dim], dtype=int))
+        if dim < len(grid) - 1:  # the slowest motor goes on past its last line when more points come
+            index = index % grid[dim]
+        if dim == 0 and self.spec.backnforth:
+            index = np.where((i // grid[0]) % 2 == 1, grid[0] - 1 - index, index)
+        return index / max(grid[dim] - 1, 1)
+
+    def _mca_expected(self, name: str, i: np.ndarray) -> np.ndarray:
+        k = int(name.rsplit("_det", 1)[1])
+        if "spectrum" in name:
+            ch = np.arange(self.spec.mca_channels)
+            return ((i[:, None] * 3 + ch[None, :] + 5 * k) % 997).astype("uint32")
+        if "realtime" in name:
+            return 0.1 + i * 1e-4 + k * 1e-5
+        return 2.0 * i + k  # roi_a
 
     def prepare_start(self) -> None:
         self.scan.info = {**self.info}

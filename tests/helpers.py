@@ -10,6 +10,7 @@ from nxpar.simulate import ScanPublisher
 PATHS = {
     "axis:robx": "instrument/robx/value",
     "axis:roby": "instrument/roby/value",
+    "axis:robz": "instrument/robz/value",
     "timer:elapsed_time": "instrument/elapsed_time/data",
     "timer:epoch": "instrument/epoch/data",
     "diode_ctrl:diode": "instrument/diode/signal",
@@ -17,6 +18,9 @@ PATHS = {
     "simu1:spectrum_det0": "instrument/simu1_det0/spectrum",
     "simu1:realtime_det0": "instrument/simu1_det0/elapsed_time",
     "cam:image": "instrument/image/data",
+    "fake_ctrl:fake0D": "instrument/fake0D/data",
+    "fake_ctrl:fake1D": "instrument/fake1D/data",
+    "fake_ctrl:fake2D": "instrument/fake2D/data",
 }
 
 
@@ -29,13 +33,15 @@ def padded(rows: list[np.ndarray], fill: float = np.nan) -> np.ndarray:
 
 
 def assert_file_matches(pub: ScanPublisher, npoints: int, entry: str | None = None,
-                        keepshape: bool = False) -> h5py.File:
-    """keepshape: the datasets of a mesh have the grid shape (npoints2, npoints1, ...), C order."""
+                        keepshape: bool = False, paths: dict[str, str] | None = None) -> h5py.File:
+    """keepshape: the datasets of a mesh have the grid shape (npoints2, npoints1, ...), C order.
+    paths: dataset paths of streams not in (or different from) PATHS."""
     entry = entry or f"{pub.spec.scan_nb}.1"
+    where = {**PATHS, **(paths or {})}
     with h5py.File(pub.spec.filename, "r", locking=False) as f:
         e = f[entry]
         for stream in pub.streams:
-            data = e[PATHS[stream]][()]
+            data = e[where[stream]][()]
             expected = pub.expected(stream, npoints)
             if isinstance(expected, list):
                 expected = padded(expected)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from blissdata.streams.default import Stream
 
 from nxpar.simulate import ScanPublisher, ScanSpec
@@ -16,10 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PUNX = ROOT / ".venv-punx" / "bin" / "punx"
 
 
-def test_file_passes_punx_validation(services, stack, data_dir):
-    """No ERROR but the entry name one the ESRF layout itself produces ('1.1' is not a NeXus name)."""
+PLOTS = {"display_extra": {"displayed_channels": ["simu1:spectrum_det0", "cam:image", "diode_ctrl:diode"]}}
+
+
+@pytest.mark.parametrize("kind", ["ascan", "mesh"])
+def test_file_passes_punx_validation(services, stack, data_dir, kind):
+    """No ERROR but the entry name one the ESRF layout itself produces ('1.1' is not a NeXus name);
+    mesh: plots split by detector shape, grids as virtual datasets, datadim axes."""
     proxy = services.get(2)["n2"]
-    spec = ScanSpec("n2", str(data_dir / "valid.h5"), 1, 5, image_shape=(32, 32), mca_channels=64)
+    extra = {"grid": (3, 2), "extra_info": PLOTS} if kind == "mesh" else {}
+    spec = ScanSpec("n2", str(data_dir / "valid.h5"), 1, 6 if kind == "mesh" else 5, image_shape=(32, 32),
+                    mca_channels=64, **extra)
     run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     out = subprocess.run([str(PUNX), "validate", spec.filename], capture_output=True, text=True, timeout=300,
                          cwd=data_dir).stdout

@@ -49,11 +49,11 @@ def run_lima(scan, info, scalars, lima, n=5, saved: int | None = None):
 
 
 def write_lima_scan(proxy, url: str, session: str, filename: str, nb: int, saving: dict | None,
-                    saved: int | None = None) -> str:
+                    saved: int | None = None, extra_info: dict | None = None) -> str:
     """A whole Lima scan as BLISS runs it, through the device; returns the scan's final state."""
     from blissdata.redis_engine.store import DataStore
 
-    scan, info, scalars, lima = lima_scan(DataStore(url), session, filename, nb, saving)
+    scan, info, scalars, lima = lima_scan(DataStore(url), session, filename, nb, saving, extra_info)
     wait_scan_exists(proxy, f"{nb}_ascan")
     run_lima(scan, info, scalars, lima, saved=saved)
     return wait_scan_done(proxy, f"{nb}_ascan")
@@ -74,7 +74,8 @@ def test_lima_hdf5_frames_become_a_virtual_dataset(services, stack, data_dir, ra
               "file_path": str(lima_dir / "lima_simulator_%04d.h5"),
               "data_path": "/entry_0000/ESRF-id00/lima_simulator/data"}
     filename = str(data_dir / "lima.h5")
-    state = write_lima_scan(proxy, stack.env["REDIS_DATA_URL"], session, filename, 1, saving)
+    plot = {"display_extra": {"plotselect": ["lima_simulator:image"]}}
+    state = write_lima_scan(proxy, stack.env["REDIS_DATA_URL"], session, filename, 1, saving, extra_info=plot)
     assert state == "OFF", proxy.scan_state_reason("1_ascan")
     with h5py.File(filename, "r", locking=False) as f:
         d = f["1.1/instrument/lima_simulator/image"]
@@ -85,6 +86,12 @@ def test_lima_hdf5_frames_become_a_virtual_dataset(services, stack, data_dir, ra
         assert f.get("1.1/measurement/lima_simulator", getlink=True).path == "/1.1/instrument/lima_simulator/image"
         assert f["1.1/instrument/lima_simulator/type"][()] == b"lima"
         assert f["1.1/instrument/lima_simulator"].attrs["NX_class"] == "NXdetector"
+        plot = f["1.1/plotselect"]  # the frames plotted: the VDS linked, robx and the frame dims as axes
+        assert plot.attrs["signal"] == "lima_simulator"
+        assert list(plot.attrs["axes"]) == ["robx", "datadim0", "datadim1"]
+        assert plot.get("lima_simulator", getlink=True).path == "/1.1/instrument/lima_simulator/image"
+        np.testing.assert_array_equal(plot["lima_simulator"][()], frames)
+        assert plot["datadim0"].shape == (32,) and plot["datadim1"].shape == (24,)
 
 
 def test_lima_edf_frames_become_references_and_unsaved_lima_an_empty_group(services, stack, data_dir):
@@ -92,7 +99,8 @@ def test_lima_edf_frames_become_references_and_unsaved_lima_an_empty_group(servi
     url = stack.env["REDIS_DATA_URL"]
     saving = {"file_offset": 0, "frames_per_file": 2, "file_format": "edf",
               "file_path": str(data_dir / "scan0002" / "lima_simulator_%04d.edf"), "data_path": None}
-    state = write_lima_scan(proxy, url, "n2", str(data_dir / "edf.h5"), 2, saving)
+    plot = {"display_extra": {"plotselect": ["lima_simulator:image", "diode"]}}
+    state = write_lima_scan(proxy, url, "n2", str(data_dir / "edf.h5"), 2, saving, extra_info=plot)
     assert state == "OFF", proxy.scan_state_reason("2_ascan")
     with h5py.File(data_dir / "edf.h5", "r", locking=False) as f:
         refs = [r.decode() for r in f["2.1/instrument/lima_simulator/image"][()]]
@@ -100,6 +108,7 @@ def test_lima_edf_frames_become_references_and_unsaved_lima_an_empty_group(servi
                         "scan0002/lima_simulator_0001.edf::0", "scan0002/lima_simulator_0001.edf::1",
                         "scan0002/lima_simulator_0002.edf::0"]
         assert "lima_simulator" not in f["2.1/measurement"]
+        assert f["2.1/plotselect"].attrs["signal"] == "diode" and "lima_simulator" not in f["2.1/plotselect"]
 
     state = write_lima_scan(proxy, url, "n2", str(data_dir / "nosaving.h5"), 3, None)
     assert state == "OFF", proxy.scan_state_reason("3_ascan")
@@ -146,6 +155,7 @@ def test_scan_sequence_links_its_children(services, stack, data_dir):
             assert isinstance(link, h5py.ExternalLink) and link.filename == child_file and link.path == f"/{nb}.1"
             np.testing.assert_array_equal(f[f"{nb}.1/instrument/robx/value"][()], children[0].expected("axis:robx", 4))
         assert f["10.1/writer/status"][()] == b"SUCCEEDED"
+        assert "measurement" not in f["10.1"]  # a Sequence has no data of its own: no empty measurement group
 
 
 def write_lima_files(directory, frames: np.ndarray, per_file: int, fmt: str) -> dict:
@@ -199,7 +209,7 @@ def test_lima_frames_are_copied_when_links_are_not_allowed(services, stack, data
     assert state == "OFF", proxy.scan_state_reason("5_ascan")
     with h5py.File(filename, "r", locking=False) as f:
         d = f["5.1/instrument/lima_simulator/image"]
-        assert not d.is_virtual and d.external is None and d.chunks == (1, 32, 24)
+        assert not d.is_virtual and d.external is None and d.chunks == (5, 32, 24)  # blisswriter's chunk guess
         np.testing.assert_array_equal(d[()], frames)
         assert f["5.1/measurement/lima_simulator"].shape == (5, 32, 24)
 

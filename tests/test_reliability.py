@@ -176,8 +176,10 @@ def test_disk_full_during_the_scan(services, stack, small_fs):
     proxy = services.get(3, ("full",), required_disk_space=0, recommended_disk_space=0)["full"]
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 65535, size=(8, 256, 256), dtype=np.uint16)  # incompressible
+    # one frame per chunk: parallel HDF5 allocates whole chunks as the dataset grows, and the test needs
+    # the first 10 frames to fit before the disk fills up
     spec = ScanSpec("full", str(small_fs / "full.h5"), 1, 120, image_shape=(256, 256), mca_channels=None,
-                    chunk_options={"compression_scheme": "none"})
+                    chunk_options={"compression_scheme": "none", "chunk_nbytes": 256 * 256 * 2, "chunk_split": 1})
     pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec, frames=noise)
     wait_scan_exists(proxy, spec.name)
     pub.prepare_start()

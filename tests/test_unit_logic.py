@@ -1,6 +1,7 @@
 """Pure logic (no services): mapping, chunking, row ownership, validation, formatting."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from nxpar.collective.executor import share_of_rows
@@ -134,16 +135,19 @@ def test_ragged_rows_are_padded_with_the_fill_value():
 def test_keepshape_plans_grid_datasets():
     info = scan_info(ScanSpec("s", "/tmp/x.h5", 1, 12, image_shape=(8, 8), grid=(4, 3)))
     flat = ScanPlan(info, SaveOptions())
-    assert flat.grid == ()
+    assert flat.grid == (3, 4) and flat.saved_grid == ()  # the grid is known (plots), datasets are flat
+    flat_image = flat.channel("cam:image").spec("uint16", (8, 8), 12, flat.chunk_options, flat.grid)
+    assert flat_image.scan_shape == () and flat_image.chunks == (12, 8, 8) and "interpretation" not in \
+        flat.channel("diode_ctrl:diode").spec("float64", (), 12, flat.chunk_options, flat.grid).attrs
     plan = ScanPlan(info, SaveOptions(flat=False))
-    assert plan.grid == (3, 4)
+    assert plan.grid == plan.saved_grid == (3, 4)
     image = plan.channel("cam:image").spec("uint16", (8, 8), 12, plan.chunk_options, plan.grid)
-    assert image.chunks == (1, 1, 8, 8) and image.scan_shape == (3, 4) and image.rows_per_chunk == 1
+    assert image.chunks == (1, 4, 8, 8) and image.scan_shape == (3, 4) and image.rows_per_chunk == 4
     assert plan.grid_axes() == {"1.1": ["axis:roby", "axis:robx"]}  # slow dimension first
     diode = plan.channel("diode_ctrl:diode").spec("float64", (), 12, plan.chunk_options, plan.grid)
     assert diode.chunks == (3, 4) and diode.attrs["interpretation"] == "image"
     info["npoints2"] = 0  # a dimension unknown: written flat (spec §4.6)
-    assert ScanPlan(info, SaveOptions(flat=False)).grid == ()
+    assert ScanPlan(info, SaveOptions(flat=False)).saved_grid == ()
 
 
 def test_sample_tree_only_for_the_esrf_policy():
@@ -152,3 +156,84 @@ def test_sample_tree_only_for_the_esrf_policy():
     assert sample_tree({"data_policy": "None", "dataset_metadata_snapshot": snapshot}) == {}
     tree = sample_tree({"data_policy": "esrf", "dataset_metadata_snapshot": snapshot})
     assert tree == {"sample": {"@NX_class": "NXsample", "name": "x"}}
+
+
+@pytest.mark.parametrize("scan_shape,detector,dtype,options,chunks,scheme", [
+    ((4,), (16, 16), "uint16", {}, (4, 16, 16), "none"),  # below compression_limit_nbytes: one chunk, no filter
+    ((4,), (256, 256), "uint16", {"chunk_nbytes": 1 << 18, "chunk_split": 2}, (2, 128, 128), "none"),
+    ((100,), (2048, 2048), "uint16", {}, (2, 512, 512), "lz4-bitshuffle"),  # frames default to bitshuffle-LZ4
+    ((0,), (16, 16), "uint16", {"compression_scheme": "gzip"}, (512, 16, 16), "none"),
+    ((3, 5), (256, 256), "uint16", {"chunk_nbytes": 1 << 18, "chunk_split": 2}, (1, 1, 128, 128),
+     "lz4-bitshuffle"),  # a row of 5: 1 frame per chunk (5 has no divisor 2 or 3)
+    ((3, 4), (16, 16), "uint16", {}, (1, 4, 16, 16), "none"),  # keepshape: a chunk inside one grid row
+    ((3, 6), (16, 16), "uint16", {"chunk_nbytes": 2048, "chunk_split": 1, "compression_limit_nbytes": 1},
+     (1, 3, 16, 16), "lz4-bitshuffle"),
+])
+def test_frames_follow_blisswriter_chunk_options(scan_shape, detector, dtype, options, chunks, scheme):
+    from nxpar.nexus.chunking import ChunkOptions, dataset_layout
+    opts = ChunkOptions.from_scan_info({"writer_options": {"chunk_options": options}})
+    assert dataset_layout(scan_shape, detector, dtype, opts) == (chunks, scheme)
+
+
+def test_k_frames_per_chunk_have_one_owner_rank():
+    from nxpar.nexus.chunking import ChunkOptions, dataset_layout
+    from nxpar.steps import ArraySpec
+    options = ChunkOptions(chunk_nbytes=3 * 64 * 64 * 2, chunk_split=1)
+    chunks, scheme = dataset_layout((10,), (64, 64), "uint16", options)
+    assert chunks == (3, 64, 64)
+    spec = ArraySpec("/x", "uint16", (64, 64), chunks, scheme, 0)
+    assert spec.rows_per_chunk == 3
+    for size in (1, 2, 3):  # rows 2..9 (a step starting inside a chunk): shares cut on chunk boundaries only
+        shares = [share_of_rows(2, 10, spec.rows_per_chunk, r, size) for r in range(size)]
+        assert all(lo % 3 == 0 or lo == 2 for lo, hi in shares if hi > lo)
+        assert all(hi % 3 == 0 or hi == 10 for lo, hi in shares if hi > lo)
+        assert sorted(i for lo, hi in shares for i in range(lo, hi)) == list(range(2, 10))
+
+
+def _plotted(name, device_type, shape, master=-1, dtype="float64"):
+    from nxpar.nexus.mapping import ChannelMap
+    from nxpar.nexus.plots import Plotted
+    m = ChannelMap(name, device_type=device_type, device_name=name.split(":")[-1], unique_name=name.split(":")[-1],
+                   master_index=master, data_name="value" if master >= 0 else "data")
+    return Plotted(name, m, len(shape), dtype, shape)
+
+
+def test_plots_split_by_shape_and_name_like_blisswriter():
+    """plotinit(spectrum_det0, roi_a_det1, sdiode): (scan, detector) shape groups, mca suffix repeated → index."""
+    from nxpar.nexus.plots import plot_nodes
+    items = [_plotted("axis:robz", "positioner", (), master=0), _plotted("simu:det0", "mca", (1024,)),
+             _plotted("simu:det1_roi_a", "mca", ()), _plotted("ctrl:sdiode", "samplingcounter", ())]
+    nodes = plot_nodes("1.1", items, ["simu:det0", "det1_roi_a", "sdiode"], (), False, {}, [])
+    groups = {n.path: n.attrs for n in nodes if n.op == "group"}
+    # NXdata sorted by their sorted signal names: ('det0',) < ('det1_roi_a', 'sdiode')
+    assert groups["/1.1/plotselect_mca1"] == {"NX_class": "NXdata", "signal": "det0", "axes": ["robz", "datadim0"]}
+    assert groups["/1.1/plotselect_mca2"]["signal"] == "det1_roi_a"
+    assert groups["/1.1/plotselect_mca2"]["auxiliary_signals"] == ["sdiode"]
+    assert groups["/1.1/plotselect_mca2"]["axes"] == ["robz"]
+    links = {n.path: n.target for n in nodes if n.op == "softlink"}
+    assert links["/1.1/plotselect"] == "/1.1/plotselect_mca2"  # the last one is the default
+    assert links["/1.1/plotselect_mca1/robz"] == "/1.1/instrument/robz/value"
+    datadim = next(n for n in nodes if n.path == "/1.1/plotselect_mca1/datadim0")
+    np.testing.assert_array_equal(datadim.value, np.arange(1024))
+
+
+def test_plots_of_a_flat_mesh_are_grids_even_when_incomplete():
+    """7 of 12 points of a 4x3 mesh: a (3, 4) VDS, one mapping per grid row; axes linear fits of the averages."""
+    from nxpar.nexus.plots import linear_axis, plot_nodes
+    items = [_plotted("axis:robx", "positioner", (), master=0), _plotted("axis:roby", "positioner", (), master=1),
+             _plotted("ctrl:sdiode", "samplingcounter", ())]
+    values = {"axis:robx": np.array([0, 1 / 3, 2 / 3, 1]), "axis:roby": np.array([0, 0.5, np.nan])}
+    nodes = plot_nodes("1.1", items, ["sdiode"], (3, 4), False, values, ["axis:roby", "axis:robx"])
+    vds = next(n for n in nodes if n.op == "vds_map")
+    assert vds.path == "/1.1/plotselect/sdiode" and vds.attrs == {"interpretation": "image"}
+    assert vds.value["shape"] == (3, 4) and len(vds.value["sources"]) == 3 and np.isnan(vds.value["fillvalue"])
+    assert vds.value["sources"][1] == (".", "/1.1/instrument/sdiode/data", {"start": (1, 0), "count": (1, 4)},
+                                       {"start": (4,), "count": (4,)})
+    group = next(n for n in nodes if n.op == "group")
+    assert group.attrs["axes"] == ["roby", "robx"]
+    roby = next(n for n in nodes if n.path.endswith("/roby"))
+    np.testing.assert_allclose(roby.value, [0, 0.5, 1], atol=1e-12)  # the missing row extrapolated
+    np.testing.assert_allclose(linear_axis(np.array([0.5, 0.5, 0.5])), [0.5, 0.5, 0.5], atol=1e-12)
+    grown = plot_nodes("1.1", items, ["sdiode"], (3, 4), False, {**values, "axis:roby": np.arange(4) / 2},
+                       ["axis:roby", "axis:robx"])
+    assert next(n for n in grown if n.op == "vds_map").value["shape"] == (4, 4)  # overrun: the slow axis grows

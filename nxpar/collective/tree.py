@@ -101,13 +101,16 @@ def create_vds(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
 
 
 def create_mapped_vds(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
-    """A virtual dataset from blissdata h5map selections (start/stride/count/block per source).
+    """A virtual dataset from selections (start/stride/count/block per source): blissdata h5maps,
+    and plots showing flat mesh data as the grid (spec: shape, dtype, optional fillvalue, sources).
 
     Source files are not opened: each source dataspace is the smallest extent that holds its
     selection.
     """
     shape = tuple(spec["shape"])
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    if spec.get("fillvalue") is not None:  # what unmapped points / missing source rows read as
+        dcpl.set_fill_value(np.array(spec["fillvalue"], dtype=np.dtype(spec["dtype"])))
     for src_file, src_dataset, vsel, ssel in spec["sources"]:
         vspace = h5py.h5s.create_simple(shape)
         _select(vspace, vsel)

@@ -1,8 +1,12 @@
-"""Chunk shapes and compression per dataset (spec §4.6), with nxpar's rule for 2D frames.
+"""Chunk shapes and compression per dataset (spec §4.6): blisswriter 2.0.0's chunk guesser.
 
-Frames (2D detector data) get one frame per chunk, so that every chunk has exactly one owner
-rank in a collective write, and bitshuffle-LZ4 unless the scan asks otherwise. Everything else
-follows blisswriter 2.0.0's chunk guesser.
+Every dataset follows BLISS's `chunk_nbytes`, `chunk_split` and `compression_limit_nbytes`:
+frames may be tiled or k frames to a chunk. Writer ranks share rows by whole chunks along the
+scan axis (`ArraySpec.rows_per_chunk`), so each chunk still has one owner rank in a collective
+filtered write. The one deviation: in a keepshape grid a frame chunk lies inside one grid row
+(slow scan dims chunked by 1, a divisor of the row length), so that chunks never straddle two
+ranks' point ranges.
+Frames default to bitshuffle-LZ4 when the scan names no scheme; below the limit nothing is compressed.
 """
 from __future__ import annotations
 
@@ -35,8 +39,8 @@ class ChunkOptions:
         result = cls(compression_scheme=opts.get("compression_scheme"))
         for key in ("chunk_nbytes", "compression_limit_nbytes", "chunk_split"):
             if opts.get(key) is not None:
-                value = int(opts[key])
-                if value <= 0:
+                value = int(opts[key])  # BLISS sends MB * 1024**2, possibly a float
+                if value < 0 or (value == 0 and key != "compression_limit_nbytes"):  # limit 0: always compress
                     raise ValueError(f"chunk option {key} must be > 0")
                 setattr(result, key, value)
         return result
@@ -62,12 +66,15 @@ def dataset_layout(scan_shape: tuple[int, ...], detector_shape: tuple[int, ...],
     """(chunks, compression scheme) of a dataset of the expected `scan_shape` (flat: (npoints,),
     0 = unknown; keepshape: the nD grid) times the detector shape (-1 = variable)."""
     itemsize = np.dtype(dtype).itemsize
-    if len(detector_shape) == 2 and all(n > 0 for n in detector_shape):
-        return (1,) * len(scan_shape) + tuple(detector_shape), normalise_scheme(options.compression_scheme, DEFAULT_2D)
+    frames = len(detector_shape) >= 2 and all(n > 0 for n in detector_shape)
     expected = tuple(scan_shape) + tuple(detector_shape)
     chunks = guess_chunks(expected, itemsize, options.chunk_nbytes, options.chunk_split)
+    if frames and len(scan_shape) > 1:  # grid: whole chunks inside one grid row (one owner rank)
+        nscan, fast = len(scan_shape), max(scan_shape[-1], 1)
+        k = max(d for d in range(1, chunks[nscan - 1] + 1) if fast % d == 0)
+        chunks = (1,) * (nscan - 1) + (k,) + chunks[nscan:]
     nbytes = math.prod(n if n > 0 else 512 for n in expected) * itemsize
-    scheme = normalise_scheme(options.compression_scheme, DEFAULT_OTHER)
+    scheme = normalise_scheme(options.compression_scheme, DEFAULT_2D if frames else DEFAULT_OTHER)
     return chunks, scheme if nbytes > options.compression_limit_nbytes else "none"
 
 

@@ -18,6 +18,7 @@ from ..steps import ArraySpec, Node
 from .chunking import ChunkOptions, dataset_layout, fill_value
 from .esrf_metadata import sample_tree
 from .mapping import ChannelMap, map_subscan, normalise
+from .plots import Plotted, plot_nodes, wanted_channels
 
 MANDATORY = ("name", "filename", "scan_nb", "title", "start_time", "acquisition_chain", "devices",
              "scan_meta_categories")
@@ -54,10 +55,16 @@ class ChannelPlan:
     entry: str
     map: ChannelMap
     dim: int
+    saved_grid: tuple[int, ...] = ()  # the nD grid when the scan keeps its shape (keepshape), else () = flat
+    # the dataset as planned (spec() or lima_nodes()), remembered for the plots
+    dtype: str | None = None
+    detector_shape: tuple[int, ...] | None = None
 
     def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions,
              grid: tuple[int, ...] = ()) -> ArraySpec:
-        """grid: the nD scan shape when the scan keeps its shape (keepshape), else () = flat."""
+        """grid: ignored (callers pass the plan's grid); the dataset has `saved_grid`'s shape or is flat."""
+        grid = self.saved_grid
+        self.dtype, self.detector_shape = dtype, tuple(detector_shape)
         chunks, scheme = dataset_layout(grid or (npoints,), detector_shape, dtype, options)
         attrs: dict[str, Any] = {}
         units = self.map.data_info.get("units")
@@ -130,7 +137,9 @@ class ScanPlan:
         self.filename: str = scan_file(scan_info)
         self.scan_nb: int = scan_info["scan_nb"]
         self.npoints = int(scan_info.get("npoints") or 0)
-        self.grid: tuple[int, ...] = () if options.flat else grid_shape(scan_info)
+        # the scan's nD grid (plots, averaged axes); datasets have it only with keepshape (not flat)
+        self.grid: tuple[int, ...] = grid_shape(scan_info)
+        self.saved_grid: tuple[int, ...] = () if options.flat else self.grid
         self.chunk_options = ChunkOptions.from_scan_info(scan_info)
         nxw = scan_info.get("nexuswriter") or {} if options.configurable else {}
         self.config_devices = nxw.get("devices") or {}
@@ -153,7 +162,7 @@ class ScanPlan:
         for top, maps in tops.items():
             for fullname, m in maps.items():
                 dim = int(channels_info.get(fullname, {}).get("dim", 0) or 0)
-                self.channels[fullname] = ChannelPlan(self.entries[top], m, dim)
+                self.channels[fullname] = ChannelPlan(self.entries[top], m, dim, self.saved_grid)
 
     @property
     def entry_names(self) -> list[str]:
@@ -182,8 +191,7 @@ class ScanPlan:
                       Node("group", f"{e}/writer", attrs={"NX_class": "NXnote"}),
                       Node("value", f"{e}/writer/status", "STARTING"),
                       Node("value", f"{e}/writer/date", now_iso()),
-                      Node("group", f"{e}/instrument", attrs={"NX_class": "NXinstrument"}),
-                      Node("group", f"{e}/measurement", attrs={"NX_class": "NXcollection"})]
+                      Node("group", f"{e}/instrument", attrs={"NX_class": "NXinstrument"})]
             if self.info.get("count_time"):
                 nodes += [Node("group", f"{e}/scan_parameters", attrs={"NX_class": "NXparameters"}),
                           Node("value", f"{e}/scan_parameters/count_time", float(self.info["count_time"]),
@@ -267,9 +275,10 @@ class ScanPlan:
         e = f"/{c.entry}"
         m = c.map
         nodes = self.group_node(stream_name)
-        if m.alias:
-            nodes.append(Node("softlink", f"{e}/{m.alias}", target=f"{e}/{m.dataset}"))
-        if measurement:
+        if m.alias:  # relative: the dataset next to it (spec §4.5)
+            nodes.append(Node("softlink", f"{e}/{m.alias}", target=normalise(m.data_name)))
+        if measurement:  # created with its first link, as blisswriter does (a Sequence has none)
+            nodes.append(Node("group", f"{e}/measurement", attrs={"NX_class": "NXcollection"}))
             nodes.append(Node("softlink", f"{e}/{m.measurement}", target=f"{e}/{m.dataset}"))
         if m.is_positioner:
             nodes.append(Node("softlink", f"{e}/instrument/positioners/{normalise(m.unique_name)}",
@@ -314,6 +323,8 @@ class ScanPlan:
         mode = self.lima_mode(lima_info)
         if not refs or mode == "copy":
             return []
+        if mode != "uris":  # a frame dataset the plots can show
+            c.dtype, c.detector_shape = dtype, tuple(frame_shape)
         if mode == "uris":
             return [Node("value", path, [f"{self._relative(r.file_path)}::{r.index}" for r in refs], overwrite=True)]
         if mode == "external":
@@ -347,7 +358,7 @@ class ScanPlan:
 
     # -- finalisation -----------------------------------------------------------------------------
     def grid_axes(self) -> dict[str, list[str]]:
-        """{entry: [master positioner channel per grid dimension, slow first]} of a keepshape grid.
+        """{entry: [master positioner channel per grid dimension, slow first]} of a mesh (flat or keepshape).
 
         BLISS lists a mesh's motors fast first (master_index 0 = npoints1, the last grid dimension)."""
         if not self.grid:
@@ -363,7 +374,7 @@ class ScanPlan:
 
     def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
                     axis_values: dict[str, np.ndarray] | None = None) -> list[Node]:
-        """axis_values: {positioner channel: 1D values along its grid dimension} for keepshape plots."""
+        """axis_values: {mesh motor channel: its positions averaged over the other grid dimensions}."""
         self.info = {**self.info, **final_info}
         nodes: list[Node] = []
         status = "FAILED" if failed else "SUCCEEDED"
@@ -389,48 +400,14 @@ class ScanPlan:
         return nodes
 
     def _plot(self, entry: str, written: set[str], axis_values: dict[str, np.ndarray]) -> list[Node]:
-        extra = self.info.get("display_extra") or {}
-        wanted = extra.get("displayed_channels") or extra.get("plotselect") or []
+        """The plotselect NXdata of one entry (spec §4.10, `plots.py`)."""
+        wanted = wanted_channels(self.info)
         if not wanted:
             return []
-        mine = {n: c for n, c in self.channels.items() if c.entry == entry and n in written}
-        signals: list[ChannelPlan] = []
-        for name in wanted:
-            for full in sorted(mine, key=lambda n: mine[n].map.unique_name):
-                c = mine[full]
-                if not c.map.is_positioner and _name_matches(full, name) and c not in signals:
-                    signals.append(c)
-                    break
-        if not signals:
-            return []
-        signals = [s for s in signals if s.dim == signals[0].dim]
-        axes = [c for c in mine.values() if c.map.is_positioner and c.map.master_index >= 0
-                and c.map.data_type == "principal"] if signals[0].dim == 0 and not self.grid else []
-        e = f"/{entry}"
-        p = f"{e}/plotselect"
-        names = [normalise(s.map.unique_name) for s in signals]
-        attrs: dict[str, Any] = {"NX_class": "NXdata", "signal": names[0]}
-        if len(names) > 1:
-            attrs["auxiliary_signals"] = names[1:]
-        grid_axes = self.grid_axes().get(entry, []) if signals[0].dim == 0 else []
-        if not all(name in axis_values for name in grid_axes):
-            grid_axes = []
-        if axes:
-            attrs["axes"] = [normalise(a.map.unique_name) for a in axes[:1]]
-        elif grid_axes:  # one 1D axis per grid dimension: the motor's positions averaged over the others
-            attrs["axes"] = [normalise(self.channels[name].map.unique_name) for name in grid_axes]
-        nodes = [Node("group", p, attrs=attrs)]
-        for s, n in zip(signals, names):
-            nodes.append(Node("softlink", f"{p}/{n}", target=f"{e}/{s.map.dataset}"))
-        for a in axes[:1]:
-            nodes.append(Node("softlink", f"{p}/{normalise(a.map.unique_name)}", target=f"{e}/{a.map.dataset}"))
-        for name in grid_axes:
-            c = self.channels[name]
-            units = {"units": c.map.data_info["units"]} if c.map.data_info.get("units") else {}
-            nodes.append(Node("value", f"{p}/{normalise(c.map.unique_name)}", np.asarray(axis_values[name]),
-                              attrs=units, overwrite=True))
-        nodes.append(Node("attrs", e, attrs={"default": "plotselect"}))
-        return nodes
+        items = [Plotted(name, c.map, c.dim, c.dtype, c.detector_shape) for name, c in self.channels.items()
+                 if c.entry == entry and name in written and (c.dtype is not None or c.map.is_positioner)]
+        return plot_nodes(entry, items, wanted, self.grid, bool(self.saved_grid), axis_values,
+                          self.grid_axes().get(entry, []))
 
     # -- master files -----------------------------------------------------------------------------
     def master_links(self) -> dict[str, list[Node]]:
@@ -501,13 +478,6 @@ def _subscans(scan_info: dict[str, Any]) -> dict[str, list[str]]:
     devices = scan_info["devices"]
     return {top: [ch for dev in chain.get("devices", []) for ch in devices[dev].get("channels", [])]
             for top, chain in scan_info["acquisition_chain"].items()}
-
-
-def _name_matches(fullname: str, wanted: str) -> bool:
-    import re
-
-    a, b = re.split(r"[.:]", fullname), re.split(r"[.:]", wanted)
-    return len(b) <= len(a) and all(x.endswith(y) for x, y in zip(reversed(a), reversed(b)))
 
 
 def _scalar(value: Any) -> Any:
