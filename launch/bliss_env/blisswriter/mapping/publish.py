@@ -44,7 +44,7 @@ def counter_devices(counters) -> dict[str, dict[str, Any]]:
 def fill_devices(scan) -> dict:
     from bliss import global_map
 
-    return {"devices": counter_devices(global_map.instance_iter("counters"))}
+    return {"devices": counter_devices(global_map.get_counters_iter())}
 
 
 def fill_instrument_info(scan) -> dict:
