@@ -40,3 +40,29 @@ def bliss(bliss_stack):
         yield driver
     finally:
         driver.close()
+
+
+@pytest.fixture(scope="session")
+def ran(bliss, bliss_stack):
+    """`ran(scenario)`: the scans of that scenario of scenarios.py (run once per tier run), each
+    waited for until the writer has finished it (scan state OFF or FAULT)."""
+    from tests.bliss.expect import BlissScan
+    from tests.conftest import wait_scan_done
+
+    done: dict[str, list[BlissScan]] = {}
+
+    def run(scenario: str, expect_states=("OFF",)) -> list[BlissScan]:
+        if scenario not in done:
+            scans = [BlissScan.load(r) for r in bliss.run(scenario)["scans"]]
+            for scan in scans:
+                if scan.filename:
+                    state = wait_scan_done(bliss_stack.proxy, scan.identifier, timeout=60)
+                    assert state in expect_states, bliss_stack.proxy.scan_state_reason(scan.identifier)
+            done[scenario] = scans
+        return done[scenario]
+
+    return run
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bliss: the real-BLISS tier (make test-bliss)")

@@ -38,6 +38,7 @@ def ct():
 
 
 def sct():
+    plotselect()  # nothing selected: no plot
     return [S.sct(DT, *scalars())]
 
 
@@ -203,10 +204,15 @@ def aborted():
 
 
 def two_at_once():
-    """Two scans running at the same time in one session (different counters)."""
+    """Two scans running at the same time in one session (different counters): the second starts
+    once the first (1 s long) has published its first point."""
     plotselect(g.diode_mean)
-    s1 = S.loopscan(8, 0.02, g.diode_mean, run=False)
-    s2 = S.timescan(0.03, g.sim_gauss, npoints=6, run=False)
-    tasks = [gevent.spawn(s1.run), gevent.spawn(s2.run)]
-    gevent.joinall(tasks, raise_error=True)
+    s1 = S.loopscan(20, 0.05, g.diode_mean, run=False)
+    s2 = S.timescan(0.02, g.sim_gauss, npoints=5, run=False)
+    t1 = gevent.spawn(s1.run)
+    with gevent.Timeout(30):
+        while _published(s1, "timer:elapsed_time") < 1:
+            gevent.sleep(0.01)
+    t2 = gevent.spawn(s2.run)
+    gevent.joinall([t1, t2], raise_error=True)
     return [s1, s2]
