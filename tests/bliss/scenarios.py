@@ -130,6 +130,27 @@ def fake_detectors():
     return [S.loopscan(4, DT, g.fakedet)]
 
 
+def fake_chunk_options():
+    """Frames with BLISS's chunk options set by the user (SCAN_SAVING.writer_object), reset after
+    to BLISS's defaults (its setters refuse None). A writer that refuses the options FAULTs the scan,
+    which BLISS raises: the scan is returned all the same."""
+    writer = g.SCAN_SAVING.writer_object
+    writer.chunk_size = 16384 / 1024**2  # MB → chunk_nbytes 16384
+    writer.chunk_split = 2
+    writer.compression_limit = 0  # compress whatever the size
+    writer.compression_scheme = "gzip"
+    scan = S.loopscan(6, DT, g.fakedet.counters.frame, run=False)
+    try:
+        scan.run()
+    except RuntimeError as e:
+        if "Nexus writer is in FAULT state" not in str(e):
+            raise
+    finally:
+        writer.chunk_size, writer.chunk_split, writer.compression_limit = 1, 4, 1
+        writer.compression_scheme = None
+    return [scan]
+
+
 def sequence():
     """bliss.scanning.group.Sequence: a sequence scan and two child scans."""
     from bliss.scanning.group import Sequence

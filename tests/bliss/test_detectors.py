@@ -48,14 +48,17 @@ def test_fake_1d_2d(ran):
 
 @pytest.mark.xfail(strict=False, reason="issue 12 point 2: only the first plot signal is kept (spec: one NXdata per detector shape)")
 def test_fake_plots_split_by_shape(ran):
-    """plotinit(spectrum, frame): plotselect_unknown1D and plotselect_unknown2D, plotselect → the last."""
+    """plotinit(spectrum, frame): plotselect_unknown1D and plotselect_unknown2D with datadim axes;
+    plotselect links to the NXdata whose signal names sort last (blisswriter: ('frame',) < ('spectrum',))."""
     (scan,) = ran("fake_detectors")
     with scan.open() as f:
         e = f[scan.entry]
         assert {k for k in e if k.startswith("plotselect")} == {"plotselect", "plotselect_unknown1D", "plotselect_unknown2D"}
-        assert e.get("plotselect", getlink=True).path == f"/{scan.entry}/plotselect_unknown2D"
+        assert e.get("plotselect", getlink=True).path == f"/{scan.entry}/plotselect_unknown1D"
         assert text(e["plotselect_unknown1D"].attrs["signal"]) == "spectrum"
         assert text(e["plotselect_unknown2D"].attrs["signal"]) == "frame"
+        assert [text(a) for a in e["plotselect_unknown2D"].attrs["axes"]] == ["elapsed_time", "datadim0", "datadim1"]
+        assert e["plotselect_unknown2D/frame"].id == e["instrument/frame/data"].id
 
 
 @pytest.mark.xfail(strict=False, reason="issue 12 point 5: frame chunks ignore BLISS's chunk options (spec §4.6)")
@@ -67,3 +70,24 @@ def test_frame_chunks_follow_the_spec(ran):
         frame = f[f"{scan.entry}/instrument/frame/data"]
         assert frame.chunks == (scan.info["npoints"], 32, 32)
         assert not frame._filters
+
+
+def test_chunk_options_reach_the_writer(ran):
+    """SCAN_SAVING.writer_object's options travel in scan_info as spec §2.11 says."""
+    (scan,) = ran("fake_chunk_options", expect_states=("OFF", "FAULT"))
+    assert scan.info["writer_options"]["chunk_options"] == {
+        "chunk_nbytes": 16384, "chunk_split": 2, "compression_limit_nbytes": 0, "compression_scheme": "gzip"}
+
+
+@pytest.mark.xfail(strict=False, reason="issue 12 point 5: frame chunks ignore BLISS's chunk options (spec §4.6); "
+                                        "compression_limit 0 (which BLISS allows) FAULTs the scan")
+def test_frame_chunks_follow_bliss_options(ran, bliss_stack):
+    """chunk_nbytes 16384 / int64 = 2048 elements over the expected (6, 32, 32), chunk_split 2, from the
+    last dim: 16, then 16 (256 elements), then min(ceil(6/2), ceil(2048/256)) = 3; gzip above limit 0."""
+    (scan,) = ran("fake_chunk_options", expect_states=("OFF", "FAULT"))
+    assert str(bliss_stack.proxy.scan_state(scan.identifier)) == "OFF", bliss_stack.proxy.scan_state_reason(scan.identifier)
+    with scan.open() as f:
+        assert_channels(assert_entry(f, scan), scan)
+        frame = f[f"{scan.entry}/instrument/frame/data"]
+        assert frame.chunks == (3, 16, 16)
+        assert frame.compression == "gzip" and not frame.shuffle
