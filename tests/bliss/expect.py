@@ -98,6 +98,10 @@ def assert_same_values(written: np.ndarray, published: np.ndarray, what: str) ->
 
 def assert_entry(f: h5py.File, scan: BlissScan, status: str = "SUCCEEDED") -> h5py.Group:
     """§4.4 / §4.11: the NXentry with BLISS's title, times, end_reason and the writer's status."""
+    root = f.attrs  # §4.2
+    assert text(root["NX_class"]) == "NXroot" and text(root["creator"]) == "blissdata"
+    assert text(root["publisher"]) == "bliss" and text(root["publisher_version"]) == scan.info["publisher_version"]
+    assert text(root["default"]) in f
     e = f[scan.entry]
     assert text(e.attrs["NX_class"]) == "NXentry"
     assert text(e["title"][()]) == scan.report["title"]
@@ -137,6 +141,11 @@ def assert_channels(e: h5py.Group, scan: BlissScan, skip: tuple[str, ...] = ("SU
         assert exp.dataset in e, f"{channel}: no {exp.dataset} in {scan.entry}"
         ds = e[exp.dataset]
         assert_same_values(ds[()], scan.data[channel], f"{scan.entry}/{exp.dataset} ({channel})")
+        interpretation = {1: None, 2: "spectrum", 3: "image"}[ds.ndim]  # flat scans: points + detector dims
+        assert ds.attrs.get("interpretation") in (interpretation, interpretation and interpretation.encode()), exp.dataset
+        unit = scan.info["channels"].get(channel, {}).get("unit")
+        if unit and not channel.startswith("simu_mca:"):  # MCA units come from the statistic (§4.5 mca)
+            assert text(ds.attrs["units"]) == unit, exp.dataset
         nx_class = "NXpositioner" if exp.dataset.endswith("/value") else "NXdetector"
         assert text(ds.parent.attrs["NX_class"]) == nx_class, exp.dataset
         link = e.get(f"measurement/{exp.measurement}", getlink=True)
