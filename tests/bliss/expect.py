@@ -75,7 +75,8 @@ def expected(channel: str, channels: list[str]) -> Expected:
         group = f"simu_mca_{det}"
         if stat == "spectrum":
             return Expected(f"instrument/{group}/spectrum", group, f"instrument/{group}/data")
-        return Expected(f"instrument/{group}/{MCA_NAMES[stat]}", f"{group}_{MCA_NAMES[stat]}")
+        name = MCA_NAMES.get(stat, stat)  # ROIs keep their name
+        return Expected(f"instrument/{group}/{name}", f"{group}_{name}")
     return Expected(f"instrument/{name}/data", name)
 
 

@@ -121,6 +121,8 @@ def pointscan():
 
 
 def mca():
+    """SimulatedMCA (4 detectors, statistics) with one ROI."""
+    g.simu_mca.rois.set("roi_a", 100, 300)
     plotinit(g.simu_mca.counters.spectrum_det0)
     return [S.loopscan(3, DT, g.simu_mca, g.diode_mean)]
 

@@ -21,6 +21,7 @@ def test_mca(ran):
             assert text(group["spectrum"].attrs["interpretation"]) == "spectrum"
             assert text(group["trigger_count_rate"].attrs["units"]) == "hertz"
             assert text(group["live_time"].attrs["units"]) == "s"
+            assert group["roi_a"].shape == (len(scan.data["timer:elapsed_time"]),)
         plot = e["plotselect"]  # plotinit(spectrum_det0)
         assert text(plot.attrs["signal"]) == "simu_mca_det0"
         assert plot["simu_mca_det0"].id == e["instrument/simu_mca_det0/spectrum"].id
