@@ -42,6 +42,8 @@ def scan_report(scan, outdir: Path) -> dict:
     return {"identifier": identifier, "scan_nb": info.get("scan_nb"), "name": scan.name,
             "filename": info.get("filename"), "title": info.get("title"), "state": scan.state.name,
             "end_reason": info.get("end_reason"), "npz": str(npz),
+            # where BLISS's HDF5 fallback (Hdf5BackedStream) will read each channel once Redis is trimmed
+            "data_paths": {name: s.info.get("data_path") for name, s in scan.streams.items()},
             "scan_info": json.loads(json.dumps(dict(info), default=str))}
 
 

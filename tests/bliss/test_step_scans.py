@@ -55,6 +55,9 @@ def test_step_scan(ran, scenario):
         npoints = {"sct": 1, "loopscan": 5, "timescan_bounded": 6, "ascan": 6, "dscan": 5, "a2scan": 6,
                    "lookupscan": 3, "pointscan": 4}[scenario]
         assert len(scan.data["timer:elapsed_time"]) == npoints
+        # every channel has its HDF5 fallback path (BLISS, spec §4.5), checked against the file above
+        assert all(scan.report["data_paths"][c] == f"{scan.entry}/{expected(c, list(scan.data)).dataset}"
+                   for c in scan.data)
         plot = STEP_SCANS[scenario]
         if plot:
             assert_plot(e, *plot)
