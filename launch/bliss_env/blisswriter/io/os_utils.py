@@ -16,7 +16,7 @@ def has_write_permissions(path: str) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
 
 
-def has_required_disk_space(path: str, required_disk_space: float, dirname=None) -> bool:
+def has_required_disk_space(path: str, required_disk_space: float) -> bool:
     """Free space (MB) at `path`'s first existing parent is at least `required_disk_space`."""
     path = os.path.abspath(path)
     while not os.path.exists(path):
