@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from tests.bliss.expect import assert_channels, assert_entry, assert_positioners
+from tests.bliss.expect import assert_channels, assert_entry, assert_plot, assert_positioners
 
 pytestmark = pytest.mark.bliss
 
@@ -29,6 +29,7 @@ def test_scan_ended_early(ran, scenario, state, reason):
         e = assert_entry(f, scan)  # end_reason from BLISS, writer status SUCCEEDED
         assert_positioners(e, scan)
         assert_channels(e, scan)  # exactly the points BLISS published, per channel
+        assert_plot(e, ["diode_mean", "sim_gauss"], ["robx" if scenario == "aborted" else "elapsed_time"])
 
 
 def test_two_scans_at_once(ran):
@@ -41,3 +42,4 @@ def test_two_scans_at_once(ran):
     with s1.open() as f:
         for scan in (s1, s2):
             assert_channels(assert_entry(f, scan), scan)
+        assert_plot(f[s1.entry], ["diode_mean"], ["elapsed_time"])

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.bliss.expect import assert_channels, assert_entry, text
+from tests.bliss.expect import assert_channels, assert_entry, assert_plot, text
 
 pytestmark = pytest.mark.bliss
 
@@ -18,9 +18,11 @@ def test_sequence(ran):
     with seq.open() as f:
         e = assert_entry(f, seq)
         assert not [k for k in e["instrument"] if k not in ("name",) and not k.startswith("positioners")]
-        for child in children:
+        for child, axis in zip(children, ["elapsed_time", "robx"]):
             ce = assert_entry(f, child)
             assert_channels(ce, child)
+            signals = ["diode_mean", "sim_gauss"] if "sim_gauss" in ce["instrument"] else ["diode_mean"]
+            assert_plot(ce, signals, [axis])
         assert all(not isinstance(f.get(k, getlink=True), (h5py.ExternalLink, h5py.SoftLink)) for k in f)
 
 
