@@ -11,7 +11,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${NXPAR_BLISS_VENV:-$ROOT/.venv-bliss}
-PYTHON=${PYTHON:-python3}
+# bliss 2.4.0 needs numpy<2, which has no wheels (nor builds) beyond Python 3.12: take a 3.11/3.12.
+pick_python() {
+    for py in ${NXPAR_BLISS_PYTHON:-} python3.12 python3.11 python3; do
+        command -v "$py" >/dev/null && "$py" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' 2>/dev/null \
+            && { echo "$py"; return; }
+    done
+    echo "[setup-bliss] bliss 2.4.0 needs Python 3.11 or 3.12 (numpy<2); none found:" \
+         "set NXPAR_BLISS_PYTHON to one" >&2
+    return 1
+}
 PINS=requirements/bliss.txt
 STAMP=$VENV/.nxpar-bliss-stamp
 log() { printf '[setup-bliss] %s\n' "$*"; }
@@ -28,6 +37,7 @@ for tool in ip unshare; do
 done
 
 if [[ ! -x $VENV/bin/python ]]; then
+    PYTHON=$(pick_python)
     log "creating $VENV with $($PYTHON --version)"
     $PYTHON -m venv "$VENV"
 fi
