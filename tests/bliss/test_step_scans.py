@@ -9,7 +9,7 @@ import pytest
 
 from tests.bliss.expect import assert_alias_relative, assert_channels, assert_entry, assert_plot, \
     assert_positioners, expected, text
-from tests.conftest import wait_scan_done
+from tests.conftest import wait_scan_done, wait_scan_exists
 
 pytestmark = pytest.mark.bliss
 
@@ -40,6 +40,7 @@ def test_ct_is_not_written(ran, bliss_stack):
     before = entries()
     (scan,) = ran("ct")
     assert scan.report["filename"] is None and scan.info["save"] is False
+    wait_scan_exists(bliss_stack.proxy, scan.identifier)  # BLISS does not wait for the writer here
     assert wait_scan_done(bliss_stack.proxy, scan.identifier, timeout=30) == "OFF"
     assert entries() == before
 
