@@ -85,6 +85,7 @@ class BlissDriver:
         self.stack = stack
         self.outdir = stack.rundir / "scenarios"
         self.outdir.mkdir(exist_ok=True)
+        self.requests = 0
         log = open(stack.rundir / "bliss_driver.log", "ab")
         self.proc = subprocess.Popen(
             [str(BLISS_VENV / "bin" / "python"), str(Path(__file__).with_name("driver.py")), SESSION,
@@ -93,7 +94,7 @@ class BlissDriver:
         (stack.rundir / "bliss_driver.pid").write_text(str(self.proc.pid))
         self._expect("ready", timeout=180)
 
-    def _expect(self, what: str, timeout: float) -> dict:
+    def _expect(self, what: str, timeout: float, request_id: int | None = None) -> dict:
         import json
         import selectors
 
@@ -108,7 +109,7 @@ class BlissDriver:
                 raise RuntimeError(f"BLISS driver exited ({self.proc.poll()}): {self.log_tail()}")
             if line.startswith("NXBLISS "):
                 msg = json.loads(line[8:])
-                if msg.get("event") == what:
+                if msg.get("event") == what and msg.get("id") == request_id:  # not a late answer
                     return msg
         raise TimeoutError(f"BLISS driver: no {what!r} after {timeout}s: {self.log_tail()}")
 
@@ -120,9 +121,10 @@ class BlissDriver:
         """Run one scenario of driver.py; returns its report (scans, BLISS's data saved as .npz)."""
         import json
 
-        self.proc.stdin.write(json.dumps({"scenario": scenario}) + "\n")
+        self.requests += 1
+        self.proc.stdin.write(json.dumps({"id": self.requests, "scenario": scenario}) + "\n")
         self.proc.stdin.flush()
-        msg = self._expect("done", timeout)
+        msg = self._expect("done", timeout, self.requests)
         if msg.get("error"):
             raise RuntimeError(f"scenario {scenario} failed in BLISS: {msg['error']}\n{self.log_tail()}")
         return msg

@@ -3,8 +3,8 @@
     driver.py SESSION OUTDIR      (BEACON_HOST, TANGO_HOST, NXBLISS_DATA set by bliss_stack.py)
 
 Sets the session up as `bliss -s SESSION` would, prints `NXBLISS {"event": "ready"}`, then reads one
-JSON request per line on stdin (`{"scenario": NAME}`), runs that scenario of `scenarios.py` and
-answers `NXBLISS {"event": "done", "scans": [...]}`. For every scan it reports what BLISS knows
+JSON request per line on stdin (`{"id": N, "scenario": NAME}`), runs that scenario of `scenarios.py`
+and answers `NXBLISS {"event": "done", "id": N, "scans": [...]}`. For every scan it reports what BLISS knows
 (number, identifier, file, end state, scan_info) and saves the data BLISS published
 (`scan.streams[name][:]`, read back from Redis through blissdata) in OUTDIR/<identifier>.npz, so the
 tests compare the file with BLISS's own values.
@@ -71,9 +71,9 @@ def main() -> None:
         request = json.loads(line)
         try:
             scans = getattr(scenarios, request["scenario"])()
-            say(event="done", scans=[scan_report(s, outdir) for s in scans])
+            say(event="done", id=request["id"], scans=[scan_report(s, outdir) for s in scans])
         except BaseException as e:  # report, keep serving the next tests
-            say(event="done", error=f"{e!r}\n{traceback.format_exc()}")
+            say(event="done", id=request["id"], error=f"{e!r}\n{traceback.format_exc()}")
     session.close()
 
 
