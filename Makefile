@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench bench-scaling clean
+.PHONY: setup setup-bliss demo test test-bliss bench bench-scaling clean
 setup:
 	bash launch/setup.sh
 
@@ -13,6 +13,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -v
+
+# The real-BLISS tier (tests/bliss/, BLISS 2.4.0 in .venv-bliss), in its own network namespace.
+setup-bliss:
+	bash launch/setup_bliss.sh
+
+test-bliss: setup          # bliss_tier.sh runs setup_bliss.sh (cached) itself
+	bash launch/bliss_tier.sh
 
 bench: setup
 	PY=$(PY) bash perf/bench.sh
