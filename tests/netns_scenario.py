@@ -30,6 +30,10 @@ FILE_ACCESS = {"NXPAR_ALIGNMENT": "65536", "NXPAR_ALIGNMENT_THRESHOLD": "1024",
                "NXPAR_MPIO_HINTS": "romio_cb_write=enable,cb_nodes=2"}
 
 
+# one chunk per frame, so that both writer ranks (one per node) own frames of the small scan
+ONE_FRAME_PER_CHUNK = {"chunk_nbytes": 64 * 64 * 2, "chunk_split": 1}
+
+
 def start_service(stack: Stack, nodes: SimulatedNodes, ranks: dict[str, int], restart_reason: str = "") -> None:
     """The MPI job across nodes; rank 0 (first node of `ranks`) serves Tango on that node's address."""
     program = [str(VENV / "bin" / "NexusWriterService"), INSTANCE, "--log=INFO"]
@@ -70,7 +74,8 @@ def scenario(stack: Stack, nodes: SimulatedNodes, data: Path, result: dict) -> N
     dev = stack.register(SESSION, INSTANCE)
     start_service(stack, nodes, {"a": 2, "b": 1})
     proxy = stack.wait_device(dev, timeout=120)
-    pub = run_scan(proxy, url, ScanSpec(SESSION, str(data / "scan1.h5"), 1, 24, image_shape=(64, 64)), batch=4)
+    pub = run_scan(proxy, url, ScanSpec(SESSION, str(data / "scan1.h5"), 1, 24, image_shape=(64, 64),
+                                          chunk_options=ONE_FRAME_PER_CHUNK), batch=4)
     assert_file_matches(pub, 24)
     result["run1"] = {"ranks": placement(nodes), "scan1": str(proxy.scan_state(pub.spec.name))}
 

@@ -128,7 +128,8 @@ def test_service_logs_its_settings_and_aligns_the_frames(stack, data_dir):
     stack.start_service("w_aligned", 3, extra_env=env)
     try:
         proxy = stack.wait_device(dev)
-        spec = ScanSpec("aligned", str(data_dir / "aligned.h5"), 1, 6, image_shape=(200, 200), mca_channels=None)
+        spec = ScanSpec("aligned", str(data_dir / "aligned.h5"), 1, 6, image_shape=(200, 200), mca_channels=None,
+                        chunk_options={"chunk_nbytes": 200 * 200 * 2, "chunk_split": 1})  # a chunk per frame
         run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
         with h5py.File(spec.filename, "r", locking=False) as f:
             frames = f["1.1/instrument/image/data"]
