@@ -27,7 +27,6 @@ def test_mca(ran):
         assert plot["simu_mca_det0"].id == e["instrument/simu_mca_det0/spectrum"].id
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 2: detector plots (axes of a spectrum plot: the master, datadim0)")
 def test_mca_plot_axes(ran):
     (scan,) = ran("mca")
     with scan.open() as f:
@@ -47,7 +46,6 @@ def test_fake_1d_2d(ran):
         assert frame.dtype == scan.data["fakedet:frame"].dtype
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 2: only the first plot signal is kept (spec: one NXdata per detector shape)")
 def test_fake_plots_split_by_shape(ran):
     """plotinit(spectrum, frame): plotselect_unknown1D and plotselect_unknown2D with datadim axes;
     plotselect links to the NXdata whose signal names sort last (blisswriter: ('frame',) < ('spectrum',))."""
@@ -62,7 +60,6 @@ def test_fake_plots_split_by_shape(ran):
         assert e["plotselect_unknown2D/frame"].id == e["instrument/frame/data"].id
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 5: frame chunks ignore BLISS's chunk options (spec §4.6)")
 def test_frame_chunks_follow_the_spec(ran):
     """Frames of 32×32 int64, npoints frames: below chunk_nbytes (1 MiB) the whole expected shape is
     one chunk and nothing is compressed (below compression_limit_nbytes)."""
@@ -80,8 +77,6 @@ def test_chunk_options_reach_the_writer(ran):
         "chunk_nbytes": 16384, "chunk_split": 2, "compression_limit_nbytes": 0, "compression_scheme": "gzip"}
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 5: frame chunks ignore BLISS's chunk options (spec §4.6); "
-                                        "compression_limit 0 (which BLISS allows) FAULTs the scan")
 def test_frame_chunks_follow_bliss_options(ran, bliss_stack):
     """chunk_nbytes 16384 / int64 = 2048 elements over the expected (6, 32, 32), chunk_split 2, from the
     last dim: 16, then 16 (256 elements), then min(ceil(6/2), ceil(2048/256)) = 3; gzip above limit 0."""

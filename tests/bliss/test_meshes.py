@@ -30,7 +30,6 @@ def test_mesh_data(ran, scenario):
         assert text(e.attrs["default"]) == "plotselect" and text(e["plotselect"].attrs["signal"]) == "diode_mean"
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 1: mesh plots are flat (spec: the grid, one axis per dim)")
 @pytest.mark.parametrize("scenario", list(MESHES))
 def test_mesh_plot_is_the_grid(ran, scenario):
     (scan,) = ran(scenario)

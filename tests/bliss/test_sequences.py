@@ -26,7 +26,6 @@ def test_sequence(ran):
         assert all(not isinstance(f.get(k, getlink=True), (h5py.ExternalLink, h5py.SoftLink)) for k in f)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 4: a Sequence entry gets an empty measurement group")
 def test_sequence_without_channels_has_no_measurement(ran):
     seq, *_ = ran("sequence")
     with seq.open() as f:

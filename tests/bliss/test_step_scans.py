@@ -95,7 +95,6 @@ def test_sampling_modes(ran):
         assert "type" not in inst["idiode"]  # an integrating counter is a plain detector
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 point 3: alias links are absolute (spec: relative)")
 def test_alias_links_are_relative(ran):
     (scan,) = ran("ascan")
     with scan.open() as f:
