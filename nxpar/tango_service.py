@@ -128,9 +128,11 @@ class NexusWriter(Device):
             os.environ.setdefault("BEACON_HOST", beacon)
 
     def _tuning(self) -> Tuning:
-        return Tuning(flush_period_s=max(self.flush_period, 0.05),
-                      step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
-                      max_delay_s=max(self.max_write_delay, 0.0))
+        tuning = Tuning(flush_period_s=max(self.flush_period, 0.05),
+                        step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
+                        max_delay_s=max(self.max_write_delay, 0.0))
+        log.info("%s: %s", self.session, tuning.describe())
+        return tuning
 
     def _save_options(self) -> SaveOptions:
         return SaveOptions(flat=not self.keepshape, multivalue_positioners=self.multivalue_positioners,

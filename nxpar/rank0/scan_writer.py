@@ -92,10 +92,18 @@ class Tuning:
     flush_period_s: float = 0.5
     step_bytes_per_writer: int = 16 << 20  # data each writer rank reads and holds per step
     min_step_bytes_per_writer: int = 1 << 20  # less than this waits (up to max_delay_s) for more rows
-    max_delay_s: float = 0.5  # rows of a partly filled chunk are written at least this often
     poll_period_s: float = 0.02
     disk_check_period_s: float = 3.0
     redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
+
+    @property
+    def min_step_bytes(self) -> int:
+        return min(self.min_step_bytes_per_writer, self.step_bytes_per_writer)
+
+    def describe(self) -> str:
+        return (f"steps of {self.step_bytes_per_writer >> 10} KiB per writer rank (at least "
+                f"{self.min_step_bytes >> 10} KiB or {self.max_delay_s:g} s), flush every {self.flush_period_s:g} s")
+    max_delay_s: float = 0.5  # rows of a partly filled chunk are written at least this often
 
 
 @dataclass
@@ -487,7 +495,7 @@ class ScanWriter:
                 p.spec = self._array_spec(plan, p.name)
             stop = rows_due(p.submitted, p.available, p.spec.rows_per_chunk, p.spec.row_nbytes, budget,
                             flush_all=p.sealed or now - p.last_write >= self.tuning.max_delay_s,
-                            min_bytes=self.tuning.min_step_bytes_per_writer * self.channel.nwriters)
+                            min_bytes=self.tuning.min_step_bytes * self.channel.nwriters)
             if stop > p.submitted:
                 write = st.WriteRows(p.spec, self._source(p, stop), p.submitted, stop)
                 writes.append((p, write))
