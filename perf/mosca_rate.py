@@ -81,7 +81,7 @@ def run_nxpar(proxy, url: str, session: str, filename: str, nb: int, npoints: in
 
     mosca = {e: {"size": CHANNELS, "saving": saving} for e in range(ELEMENTS)}
     pub = PluginScan(url, session, filename, nb, npoints, mosca=mosca, chunk_options={}).create()
-    wait_scan_exists(proxy, f"{nb}_loopscan")
+    wait_scan_exists(proxy, f"{nb}_ascan")
     pub.prepare_start()
     t0 = time.perf_counter()
     sent = 0
@@ -96,7 +96,7 @@ def run_nxpar(proxy, url: str, session: str, filename: str, nb: int, npoints: in
         s.join()
     t_end = time.perf_counter()
     pub.stop_close()
-    state = wait_scan_done(proxy, f"{nb}_loopscan", timeout=600)
+    state = wait_scan_done(proxy, f"{nb}_ascan", timeout=600)
     t_closed = time.perf_counter()
     if state == "OFF":
         import h5py
@@ -107,7 +107,7 @@ def run_nxpar(proxy, url: str, session: str, filename: str, nb: int, npoints: in
                 if not np.array_equal(f[f"{nb}.1/instrument/fx_det{e}/spectrum"][()], expected[e]):
                     state = f"BAD: element {e} differs"
     else:
-        state = f"{state}: {proxy.scan_state_reason(f'{nb}_loopscan')}"
+        state = f"{state}: {proxy.scan_state_reason(f'{nb}_ascan')}"
     return Run(mode, "nxpar", ranks, expected.nbytes / 1e6 / (t_closed - t0), t_closed - t_end, state)
 
 

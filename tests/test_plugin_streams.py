@@ -123,12 +123,12 @@ def test_lima2_linked_and_mosca_copied(services, stack, data_dir):
                      mosca={0: {"size": SPECTRUM, "saving": saving}, 3: {"size": SPECTRUM, "saving": saving}},
                      conductor_port=conductor.port).create()
     try:
-        wait_scan_exists(proxy, "1_loopscan")
+        wait_scan_exists(proxy, "1_ascan")
         pub.prepare_start()
         pub.points(0, 5)
         pub.lima2_progress(0, 0, 2, 2, 5)  # one count per poll: repeats and jumps, the last one counts
         pub.mosca_status(4, 3)
-        wait_progress(proxy, "1_loopscan", "pts-5pts")
+        wait_progress(proxy, "1_ascan", "pts-5pts")
         shape = wait_for("a 5-frame VDS during the scan",
                          lambda: (read_during_scan(filename, "1.1/instrument/eiger/frame") or ((0,), 0))[0][0] == 5
                          and read_during_scan(filename, "1.1/instrument/eiger/frame"))
@@ -139,7 +139,7 @@ def test_lima2_linked_and_mosca_copied(services, stack, data_dir):
         pub.lima2_progress(7, 7)
         pub.mosca_status(6, 5)  # the last event: one point fewer saved than read
         pub.stop_close()
-        assert wait_scan_done(proxy, "1_loopscan") == "OFF", proxy.scan_state_reason("1_loopscan")
+        assert wait_scan_done(proxy, "1_ascan") == "OFF", proxy.scan_state_reason("1_ascan")
     finally:
         conductor.stop()
     with h5py.File(filename, "r", locking=False) as f:
@@ -175,13 +175,13 @@ def test_lima2_conductor_unreachable_is_a_warning_not_a_fault(services, stack, d
     pub = PluginScan(stack.env["REDIS_DATA_URL"], "plug", filename, 2, 4, lima2=lima2,
                      conductor_port=conductor.port).create()
     conductor.stop()  # before PREPARED: the writer's blissdata cannot load the Lima2 stream
-    wait_scan_exists(proxy, "2_loopscan")
+    wait_scan_exists(proxy, "2_ascan")
     pub.prepare_start()
     pub.points(0, 4)
     pub.lima2_progress(1, 4)
     wait_for("the warning in scan_info", lambda: any("eiger:frame" in row and "lima2" in row for row in proxy.scan_info))
     pub.stop_close()
-    assert wait_scan_done(proxy, "2_loopscan") == "OFF", proxy.scan_state_reason("2_loopscan")
+    assert wait_scan_done(proxy, "2_ascan") == "OFF", proxy.scan_state_reason("2_ascan")
     with h5py.File(filename, "r", locking=False) as f:
         np.testing.assert_array_equal(f["2.1/instrument/eiger/frame"][()], frames["eiger:frame"])
 
@@ -202,14 +202,14 @@ def test_plugins_missing_frames_copied_and_mosca_vds(services, stack, data_dir):
     pub = PluginScan(stack.env["REDIS_DATA_URL"], "noplug", filename, 3, 9, lima2=lima2,
                      mosca={2: {"size": SPECTRUM, "saving": saving}}, conductor_port=conductor.port).create()
     try:
-        wait_scan_exists(proxy, "3_loopscan")
+        wait_scan_exists(proxy, "3_ascan")
         pub.prepare_start()
         pub.points(0, 9)
         pub.lima2_progress(3, 6)
         pub.mosca_status(8, 7)
         wait_for("the warning in scan_info", lambda: any("not installed" in row for row in proxy.scan_info))
         pub.stop_close()
-        assert wait_scan_done(proxy, "3_loopscan") == "OFF", proxy.scan_state_reason("3_loopscan")
+        assert wait_scan_done(proxy, "3_ascan") == "OFF", proxy.scan_state_reason("3_ascan")
     finally:
         conductor.stop()
     with h5py.File(filename, "r", locking=False) as f:

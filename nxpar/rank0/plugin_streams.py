@@ -159,8 +159,8 @@ class PluginStreams:
         if now - ch.checked_at >= MASTER_CHECK_PERIOD_S:
             ch.checked_at = now
             if ch.reported and lima2_master_ready(ch.lima2.master, ch.reported):
-                return ch.reported
-        return 0
+                ch.extra["copyable"] = ch.reported
+        return ch.extra.get("copyable", 0)
 
     def _mosca_saved(self, ch: PluginChannel, sealed: bool) -> int:
         """Points in files Mosca closed (or that its events say are saved); all of them once sealed."""
@@ -210,7 +210,7 @@ class PluginStreams:
             c.dtype, c.detector_shape = str(ch.info["dtype"]), shape
             node = mosca_vds_node(path, plan.filename, ch.mosca.runs(0, p.available), c.dtype, shape[0],
                                   ch.mosca.points_per_file)
-        return ([node] + plan.dataset_nodes(ch.name)) if first else [node]
+        return (plan.dataset_nodes(ch.name) + [node]) if first else [node]
 
     # -- copies (_submit_due) ------------------------------------------------------------------
     def spec(self, plan: ScanPlan, name: str) -> st.ArraySpec:
