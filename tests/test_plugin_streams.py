@@ -180,6 +180,8 @@ def test_lima2_conductor_unreachable_is_a_warning_not_a_fault(services, stack, d
     pub.points(0, 4)
     pub.lima2_progress(1, 4)
     wait_for("the warning in scan_info", lambda: any("eiger:frame" in row and "lima2" in row for row in proxy.scan_info))
+    wait_for("the warning in scan_progress", lambda: any(row.startswith("2_ascan:") and "WARNING" in row
+                                                          and "eiger:frame" in row for row in proxy.scan_progress))
     pub.stop_close()
     assert wait_scan_done(proxy, "2_ascan") == "OFF", proxy.scan_state_reason("2_ascan")
     with h5py.File(filename, "r", locking=False) as f:
