@@ -83,7 +83,11 @@ class PluginStreams:
             self._warn(name, f"{name}: blissdata plugin '{plugin}' "
                        f"{'is not installed' if 'missing' in type(stream).__name__.lower() else 'cannot load the stream'}"
                        f" ({stream._exception}); written from its events and files only")
-        ch = self._lima2(name, info, plan) if plugin == "lima2" else self._mosca(name, info, plan)
+        try:
+            ch = self._lima2(name, info, plan) if plugin == "lima2" else self._mosca(name, info, plan)
+        except (KeyError, TypeError, ValueError) as e:  # malformed stream info: this channel only
+            ch = PluginChannel(name, plugin, PluginMode.GROUP_ONLY, info)
+            self._warn(name, f"{name}: unusable {plugin} stream info ({type(e).__name__}: {e}): not written")
         self.channels[name] = ch
         return ch.mode.value
 
@@ -121,7 +125,10 @@ class PluginStreams:
             sealed = bool(entries) and entries[0].is_seal
             data = [e for e in entries if not e.is_seal][:1]
             if data:
-                self._event(self.channels[n], self.w.scan.streams[n].event_stream, data[0])
+                try:
+                    self._event(self.channels[n], self.w.scan.streams[n].event_stream, data[0])
+                except (KeyError, TypeError, ValueError, IndexError) as e:
+                    self._warn(n, f"{n}: unreadable {self.channels[n].plugin} event ({type(e).__name__}: {e})")
             self._progress(self.channels[n], streams[n], sealed)
 
     @staticmethod
@@ -163,7 +170,8 @@ class PluginStreams:
         return ch.extra.get("copyable", 0)
 
     def _mosca_saved(self, ch: PluginChannel, sealed: bool) -> int:
-        """Points in files Mosca closed (or that its events say are saved); all of them once sealed."""
+        """Points in files Mosca closed (the next one exists); all of them once sealed. The events'
+        saved count is not trusted during the scan: the file it points into may still be open."""
         assert ch.mosca is not None
         if sealed:
             n = ch.mosca.saved_points(ch.reported)
@@ -175,7 +183,7 @@ class PluginStreams:
         if now - ch.checked_at >= MASTER_CHECK_PERIOD_S / 4:
             ch.checked_at = now
             ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
-        return min(max(ch.saved, ch.extra.get("closed", 0)), ch.reported)
+        return min(ch.extra.get("closed", 0), ch.reported)
 
     # -- links during the scan (_read_loop) ----------------------------------------------------
     def link(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> bool:
