@@ -160,7 +160,8 @@ def table(runs: list[Run], npoints: int, nbytes: int) -> str:
     base = statistics.median(r.mb_per_s for r in runs if r.writer != "nxpar")
     lines = [f"\n### Mosca-like: {ELEMENTS} elements × {CHANNELS} uint32, {npoints} points "
              f"({nbytes / 1e6:.0f} MB), published at {RATE_HZ:.0f} Hz (paced) or at once (flat out)\n",
-             "| writer | mode | ranks | MB/s (first event → file closed) | × single-process copy | lag after end s | state |",
+             "| writer | mode | ranks | MB/s (first event → file closed) | × single-process copy | "
+             "lag after end s | state |",
              "|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str, int], list[Run]] = {}
     for r in runs:

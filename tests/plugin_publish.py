@@ -160,7 +160,8 @@ class PluginScan:
             self.spectra[det] = self.scan.create_stream(MoscaStream.make_definition(
                 f"fx:spectrum:spec_det{det:02d}", det, len(self.spectra), "uint32", (m["size"],), "id00/mosca/fx", 7,
                 saving=m["saving"]))
-            self.stats[det] = self.scan.create_stream(Stream.make_definition(f"fx:stat:icr_det{det:02d}", "float64", ()))
+            self.stats[det] = self.scan.create_stream(
+                Stream.make_definition(f"fx:stat:icr_det{det:02d}", "float64", ()))
         self.info_dict = info
         return self
 
@@ -177,7 +178,8 @@ class PluginScan:
                 info["channels"][name] = {"device": "1007:eiger", "dim": 3}
                 nxdevices[name] = {"device_info": {"type": "lima2"}, "device_type": "lima2"}
         if self.mosca:
-            names = [f"fx:spectrum:spec_det{d:02d}" for d in self.mosca] + [f"fx:stat:icr_det{d:02d}" for d in self.mosca]
+            names = [f"fx:spectrum:spec_det{d:02d}" for d in self.mosca]
+            names += [f"fx:stat:icr_det{d:02d}" for d in self.mosca]
             info["devices"]["1008:fx"] = {"name": "fx", "channels": names}
             chain.append("1008:fx")
             for name in names:

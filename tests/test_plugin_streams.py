@@ -159,7 +159,8 @@ def test_lima2_linked_and_mosca_copied(services, stack, data_dir):
             assert list(s._filters)  # compressed (bitshuffle-LZ4 by default)
             np.testing.assert_array_equal(s[()], data[i])
             assert e[f"instrument/fx_det{det}"].attrs["NX_class"] == "NXdetector"
-            np.testing.assert_array_equal(e[f"instrument/fx_det{det}/trigger_count_rate"][()], 1000.0 + np.arange(7) + det)
+            np.testing.assert_array_equal(e[f"instrument/fx_det{det}/trigger_count_rate"][()],
+                                          1000.0 + np.arange(7) + det)
             assert e.get(f"measurement/fx_det{det}", getlink=True).path == f"/1.1/instrument/fx_det{det}/spectrum"
         assert e["writer/status"][()] == b"SUCCEEDED"
 
@@ -179,7 +180,8 @@ def test_lima2_conductor_unreachable_is_a_warning_not_a_fault(services, stack, d
     pub.prepare_start()
     pub.points(0, 4)
     pub.lima2_progress(1, 4)
-    wait_for("the warning in scan_info", lambda: any("eiger:frame" in row and "lima2" in row for row in proxy.scan_info))
+    wait_for("the warning in scan_info",
+             lambda: any("eiger:frame" in row and "lima2" in row for row in proxy.scan_info))
     wait_for("the warning in scan_progress", lambda: any(row.startswith("2_ascan:") and "WARNING" in row
                                                           and "eiger:frame" in row for row in proxy.scan_progress))
     pub.stop_close()

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from blissdata.streams.default import BrokenStream
+from blissdata.streams.default import BrokenStream, MissingPluginStream
 from blissdata.streams.event_stream import StreamEntry
 
 from .. import steps as st
@@ -80,9 +80,9 @@ class PluginStreams:
             return None
         info = dict(stream.info)
         if isinstance(stream, BrokenStream):
-            self._warn(name, f"{name}: blissdata plugin '{plugin}' "
-                       f"{'is not installed' if 'missing' in type(stream).__name__.lower() else 'cannot load the stream'}"
-                       f" ({stream._exception}); written from its events and files only")
+            why = "is not installed" if isinstance(stream, MissingPluginStream) else "cannot load the stream"
+            self._warn(name, f"{name}: blissdata plugin '{plugin}' {why} ({stream._exception}); "
+                       "written from its events and files only")
         try:
             ch = self._lima2(name, info, plan) if plugin == "lima2" else self._mosca(name, info, plan)
         except (KeyError, TypeError, ValueError) as e:  # malformed stream info: this channel only
