@@ -111,7 +111,8 @@ def write_mosca_files(directory: Path, ctrl: str, spectra: np.ndarray, detectors
     numbers = range(first_file, min(first_file + (files or n), -(-n // per_file)))
     for number in numbers:
         block = spectra[:, number * per_file:(number + 1) * per_file]
-        with h5py.File(directory / f"{ctrl}_spectra_{number:04d}.h5", "w", libver=("v110", "v114")) as f:
+        # Mosca asks libver ("v110", "v114"); Debian's HDF5 1.10 knows no v114: "latest" is the same bound there
+        with h5py.File(directory / f"{ctrl}_spectra_{number:04d}.h5", "w", libver=("v110", "latest")) as f:
             for i, det in enumerate(detectors):
                 d = f.create_dataset(f"{data_path}/spectra_{det:02d}", shape=(0, size), maxshape=(per_file, size),
                                      dtype=spectra.dtype, compression=hdf5plugin.Bitshuffle(), chunks=(1, size))
