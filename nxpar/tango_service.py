@@ -86,6 +86,8 @@ class NexusWriter(Device):
     enable_external_nonhdf5 = device_property(dtype=bool, default_value=False)
     disable_external_hdf5 = device_property(dtype=bool, default_value=False)
     copy_non_external = device_property(dtype=bool, default_value=False)
+    mosca_vds = device_property(dtype=bool, default_value=False,
+                                doc="Mosca spectra as a virtual dataset over Mosca's files (default: copied)")
     noconfig = device_property(dtype=bool, default_value=False)
     required_disk_space = device_property(dtype=float, default_value=200.0, doc="MB: below it writing fails")
     recommended_disk_space = device_property(dtype=float, default_value=1024.0, doc="MB: below it a warning")
@@ -138,7 +140,8 @@ class NexusWriter(Device):
         return SaveOptions(flat=not self.keepshape, multivalue_positioners=self.multivalue_positioners,
                            allow_external_nonhdf5=self.enable_external_nonhdf5,
                            allow_external_hdf5=not self.disable_external_hdf5,
-                           copy_non_external=self.copy_non_external, configurable=not self.noconfig,
+                           copy_non_external=self.copy_non_external, mosca_vds=self.mosca_vds,
+                           configurable=not self.noconfig,
                            required_disk_space=self.required_disk_space,
                            recommended_disk_space=self.recommended_disk_space)
 
@@ -307,6 +310,9 @@ class NexusWriter(Device):
                 row = [label, f"{min(values)}pts-{max(values)}pts"]
                 if w.is_alive() and w.backlog() > 0:
                     row[-1] += f" (published {w.published()}pts)"
+                plugins = getattr(w, "plugins", None)
+                if plugins is not None and plugins.warning:  # Lima2 / Mosca channels not fully written
+                    row[-1] += f" WARNING: {plugins.warning}"
                 rows.append(row)
         return align_columns(rows)
 

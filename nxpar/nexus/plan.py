@@ -44,6 +44,7 @@ class SaveOptions:
     allow_external_nonhdf5: bool = False
     allow_external_hdf5: bool = True
     copy_non_external: bool = False
+    mosca_vds: bool = False  # Mosca spectra: a VDS over Mosca's files instead of copies
     configurable: bool = True
     required_disk_space: float = 200.0
     recommended_disk_space: float = 1024.0

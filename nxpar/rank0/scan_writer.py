@@ -30,6 +30,7 @@ from ..nexus.h5map_plan import H5MapPlan, has_h5map
 from ..nexus.plan import SaveOptions, ScanPlan, saving_enabled
 from ..redis_retry import call_with_backoff
 from .journal import Journal
+from .plugin_streams import COPIED_KINDS, PluginStreams, is_plugin_kind  # issue 13: Lima2 / Mosca
 from .profiling import PROFILER
 from .writer_channel import StepError, WriterChannel
 
@@ -157,6 +158,7 @@ class ScanWriter:
         self._stop = threading.Event()
         self._killed = threading.Event()
         self._thread = threading.Thread(target=self._profiled_run, name=f"scan-{self.name}", daemon=True)
+        self.plugins = PluginStreams(self)  # issue 13: Lima2 / Mosca channels
 
     # -- control (any thread) --------------------------------------------------------------------
     def start(self) -> None:
@@ -208,7 +210,8 @@ class ScanWriter:
         if self.plan is None:
             return out
         for p in self.streams.values():
-            if p.kind != "scan" and p.name in self.plan.channels and (p.spec is not None or p.kind == "lima"):
+            if p.kind != "scan" and p.name in self.plan.channels and (p.spec is not None or p.kind == "lima"
+                                                                      or is_plugin_kind(p.kind)):  # issue 13
                 out.setdefault(self.plan.channels[p.name].entry, {})[p.name] = p.written
         return out
 
@@ -357,6 +360,10 @@ class ScanWriter:
             if not plan.wants(name):
                 continue  # an h5map that does not mention the stream
             plan.channel(name)  # KeyError → FAULT with a clear reason (spec §3.4)
+            plugin_kind = self.plugins.classify(name, stream, plan)  # issue 13: Lima2 / Mosca
+            if plugin_kind is not None:
+                self.streams[name] = StreamProgress(name, plugin_kind)
+                continue
             plugin = getattr(stream, "plugin", None)
             kind = getattr(stream, "kind", None)
             if kind == "array" and plugin in (None, "hdf5_fallback"):
@@ -376,8 +383,9 @@ class ScanWriter:
 
     def _reference_lengths(self) -> None:
         """Lima (frames reported so far) and scan-sequence streams: nothing to copy, just follow them."""
+        self.plugins.refresh(self.streams)  # issue 13: Lima2 / Mosca, from their raw events
         for p in self.streams.values():
-            if p.kind == "array" or p.sealed:
+            if p.kind == "array" or p.sealed or p.name in self.plugins:
                 continue
             stream = self.scan.streams[p.name]
             sealed = stream.event_stream.is_sealed()
@@ -394,6 +402,8 @@ class ScanWriter:
         """Finalisation: Lima frames as VDS/references, links to the children of a sequence."""
         nodes = []
         for p in self.streams.values():
+            if p.name in self.plugins:  # issue 13
+                continue
             stream = self.scan.streams[p.name]
             if p.kind == "lima" and p.available and plan.lima_mode(stream.info["lima_info"]) != "none":
                 refs = stream.get_references(slice(0, p.available))
@@ -407,7 +417,7 @@ class ScanWriter:
                 keys = [event["key"] for event in stream.event_stream[0:p.available]]
                 children = [self.scan._data_store.load_scan(k).info for k in keys]
                 nodes += plan.sequence_nodes(children)
-        return nodes
+        return nodes + self.plugins.final_nodes(plan, self.streams)  # issue 13: Lima2 / Mosca
 
     def _lengths(self) -> None:
         """One pipelined round trip: published length and seal of every stream."""
@@ -447,6 +457,7 @@ class ScanWriter:
             self._lengths()
             self._reference_lengths()
             wrote = self._link_references(plan)
+            wrote |= self.plugins.link(plan, self.streams)  # issue 13: Lima2 / Mosca VDS
             wrote |= self._submit_due(plan)
             dirty |= wrote
             now = time.monotonic()
@@ -489,7 +500,7 @@ class ScanWriter:
         now = time.monotonic()
         writes: list[tuple[StreamProgress, st.WriteRows]] = []
         for p in sorted(self.streams.values(), key=lambda p: p.last_write):
-            if p.kind not in ("array", "lima_copy") or p.available <= p.submitted or budget <= 0:
+            if p.kind not in ("array", "lima_copy", *COPIED_KINDS) or p.available <= p.submitted or budget <= 0:
                 continue
             if p.spec is None:
                 p.spec = self._array_spec(plan, p.name)
@@ -513,11 +524,15 @@ class ScanWriter:
         return True
 
     def _array_spec(self, plan: Plan, name: str) -> st.ArraySpec:
+        if name in self.plugins:  # issue 13: Lima2 / Mosca
+            return self.plugins.spec(plan, name)
         stream = self.scan.streams[name]
         dtype = stream.dtype.name if hasattr(stream.dtype, "name") else str(stream.dtype)
         return plan.channel(name).spec(dtype, tuple(stream.shape), plan.npoints, plan.chunk_options, plan.grid)
 
-    def _source(self, p: StreamProgress, stop: int) -> st.StreamSource | st.FileFramesSource:
+    def _source(self, p: StreamProgress, stop: int) -> st.StreamSource | st.FileFramesSource | st.FileRunsSource:
+        if p.name in self.plugins:  # issue 13: Lima2 / Mosca files
+            return self.plugins.source(p, stop)
         if p.kind == "lima_copy":
             refs = [_frame_ref(r) for r in self.scan.streams[p.name].get_references(slice(p.submitted, stop))]
             return st.FileFramesSource(p.name, p.submitted, refs)
@@ -566,6 +581,7 @@ class ScanWriter:
             log.warning("scan %s: %s", self.name, self.warning)
         else:
             self.warning = ""
+        self.warning = "; ".join(w for w in (self.warning, self.plugins.warning) if w)  # issue 13
 
     # -- reporting ---------------------------------------------------------------------------------
     def start_str(self) -> str:
