@@ -168,7 +168,7 @@ def _summary(route) -> int:
         (log.warning if w.state == "FAULT" else log.info)(
             "scan %s (%s): %s %s%s", getattr(w, "name", ""), record.key, w.state, w.reason,
             "".join(f" WARNING: {m}" for m in route.warnings(record.key)))
-    log.info("%d scan(s) written, %d FAULT", len(route.records()) - failed, failed)
+    log.info("%d scan(s) OFF (written, or not to be saved), %d FAULT", len(route.records()) - failed, failed)
     return 1 if failed else 0
 
 

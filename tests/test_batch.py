@@ -63,7 +63,7 @@ def test_batch_writes_a_sessions_existing_scans(stack, tmp_path):
     assert not os.path.exists(other.spec.filename)  # another session
     assert f"scan 1_ascan ({nexus.scan.key}): OFF Finished succesfully" in log
     assert f"scan 2_ascan ({mapped.scan.key}): OFF Finished succesfully" in log
-    assert "2 scan(s) written, 0 FAULT" in log
+    assert "2 scan(s) OFF (written, or not to be saved), 0 FAULT" in log
     assert "[rank 0]" in log and "batch: writing scan 1_ascan" in log
 
 
@@ -77,7 +77,7 @@ def test_batch_reports_a_fault_in_its_exit_status(stack, tmp_path):
     log = run.stdout + run.stderr
     assert run.returncode == 1, log[-4000:]
     assert f"scan 1_ascan ({pub.scan.key}): FAULT" in log and "is not a valid blissdata h5map" in log
-    assert "0 scan(s) written, 1 FAULT" in log
+    assert "0 scan(s) OFF (written, or not to be saved), 1 FAULT" in log
 
 
 def test_batch_follows_new_scans_until_interrupted(stack, tmp_path):
@@ -103,4 +103,4 @@ def test_batch_follows_new_scans_until_interrupted(stack, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert_file_matches(new, 6)
     assert not os.path.exists(old.spec.filename)  # published before the run: not written without --existing
-    assert "1 scan(s) written, 0 FAULT" in logfile.read_text()
+    assert "1 scan(s) OFF (written, or not to be saved), 0 FAULT" in logfile.read_text()
