@@ -143,6 +143,8 @@ class BlissWriter(Device):
         except UnknownScan as e:
             _fail("BlissWriter_UnknownScan", f"Cannot load scan '{scan_key}' from Redis: {e.__cause__ or e}",
                   "SaveScan")
+        except Exception as e:  # Redis unreachable, …: this request fails, the device stays ON
+            _fail("BlissWriter_SaveScanFailed", f"Cannot save scan '{scan_key}': {type(e).__name__}: {e}", "SaveScan")
         return False
 
     @command(dtype_in=str, dtype_out="DevState")

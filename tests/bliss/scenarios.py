@@ -242,16 +242,17 @@ def two_at_once():
 
 
 def _with_writer(writer: str, run):
-    """Run scans with SCAN_SAVING.writer = `writer`, then back to the tier's "nexus"."""
+    """Run scans with SCAN_SAVING.writer = `writer` into a file of their own (the scan numbers go on:
+    no data policy), then back to the tier's "nexus" and its dataset file."""
     from bliss import current_session
 
     saving = current_session.scan_saving
-    previous = saving.writer
-    saving.writer = writer
+    previous = saving.writer, saving.data_filename
+    saving.writer, saving.data_filename = writer, f"data_{writer}"
     try:
         return run()
     finally:
-        saving.writer = previous
+        saving.writer, saving.data_filename = previous
 
 
 def mapping_scans():

@@ -23,7 +23,7 @@ def scan_info_to_h5map(scan_info, configurable=True, flat=True, multivalue_posit
     from .devices import all_devices_info, get_primary_dataset_path
 
     devices = all_devices_info(deepcopy(scan_info["nexuswriter"]["devices"]), scan_info, multivalue_positioners)
-    root = h5m.Group(attributes={"NX_class": "NXroot", "creator": "bliss (tier stand-in h5map)"}, children={})
+    root = h5m.Group(children={})  # the root attributes are the writer's
     for i, top in enumerate(scan_info["acquisition_chain"]):
         entry = f"{scan_info['scan_nb']}.{i + 1}"
         root.children[entry] = _entry(h5m, scan_info, entry, devices[top], get_primary_dataset_path)
