@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import tango
 from tango import DevState, Except
@@ -34,6 +35,16 @@ REASON_STOPPED = "Not accepting SaveScan requests (Stop); Start to accept them a
 
 def _fail(reason: str, message: str, origin: str) -> None:
     Except.throw_exception(reason, message, origin)
+
+
+def _writer_channel():
+    """The process's writer channel, made by tango_service.run_front_end before the server starts
+    (module `nxpar.tango_service`, or `__main__` under `python -m nxpar.tango_service`)."""
+    from . import tango_service
+
+    channel = tango_service.CHANNEL or getattr(sys.modules.get("__main__"), "CHANNEL", None)
+    assert channel is not None, "the writer channel is created before the Tango server starts"
+    return channel
 
 
 def stop_all_routes(timeout: float = 10) -> None:
@@ -64,11 +75,9 @@ class BlissWriter(Device):
         self._fault = ""
         route = ROUTES.get(self.get_name())
         if route is None:
-            from . import tango_service
-
-            assert tango_service.CHANNEL is not None, "the writer channel is created before the Tango server starts"
+            channel = _writer_channel()
             instance = tango.Util.instance().get_ds_inst_name()
-            route = MappingRoute(self.get_name(), tango_service.CHANNEL, self._url, self._options(), self._tuning(),
+            route = MappingRoute(self.get_name(), channel, self._url, self._options(), self._tuning(),
                                  MAPPING_ROUTE, instance=instance)
             ROUTES[self.get_name()] = route
         else:  # Tango Init: properties re-read for the scans requested from now on
