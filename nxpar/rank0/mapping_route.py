@@ -143,9 +143,13 @@ class MappingRoute:
         with self._lock:
             if key in self._records:  # a concurrent request won
                 return True
-            self._records[key] = ScanRecord(key, self._new_writer(scan))
-            self._forget_oldest()
+            self.remember(key, self._new_writer(scan))
         return True
+
+    def remember(self, key: str, writer: Any) -> None:
+        """Keep the scan's writer for scan_state & co; the oldest finished ones beyond 200 are forgotten."""
+        self._records[key] = ScanRecord(key, writer)
+        self._forget_oldest()
 
     def _new_writer(self, scan: Any) -> Any:
         info = scan.info if isinstance(scan.info, dict) else {}
@@ -219,4 +223,4 @@ class MappingRoute:
             log.error("%s: scan %s: %s", self.name, item["name"], reason)
             scan = InterruptedScan(key, item["name"], item["filename"], item["entries"], reason)
             scan.warning = ""
-            self._records[key] = ScanRecord(key, scan)
+            self.remember(key, scan)
