@@ -105,12 +105,14 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     options = SaveOptions(flat=not args.keepshape, required_disk_space=args.required_disk_space)
     route = MappingRoute("batch", channel, lambda: args.redis_url, options, tuning, ANY_ROUTE, instance="batch")
     signals = _Signals()
-    log.info("rank 0 of %d: writing %s scans of %s (%s), %s", world.size,
-             f"session {args.session!r}" if args.session else "all sessions' ", args.redis_url,
-             "existing and new" if args.existing else "new", tuning.describe())
     try:
         route.connect()
-        _discover(route, args, signals.stop)
+        store = DataStore(args.redis_url)
+        since = "0-0" if args.existing else store.get_last_scan_timetag()  # before saying we are ready
+        log.info("rank 0 of %d: writing %s scans of %s (%s), %s", world.size,
+                 f"session {args.session!r}" if args.session else "all sessions'", args.redis_url,
+                 "existing and new" if args.existing else "new", tuning.describe())
+        _discover(route, store, since, args, signals.stop)
         _wait_written(route, signals.hurry)
     finally:
         route.stop_all()
@@ -118,10 +120,9 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     return _summary(route)
 
 
-def _discover(route, args: argparse.Namespace, stop: threading.Event) -> None:
-    """Hand every scan (of the session) to the route, in creation order, until stopped (or none is left)."""
-    store = DataStore(args.redis_url)
-    since = "0-0" if args.existing else store.get_last_scan_timetag()
+def _discover(route, store: DataStore, since: str, args: argparse.Namespace, stop: threading.Event) -> None:
+    """Hand every scan (of the session) created after `since` to the route, in creation order, until
+    stopped (or, with --once, until none is left)."""
     errors = 0
     while not stop.is_set():
         try:
