@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             server_name, _, server_instance = server.partition("/")
             for name, props in devices.items():
                 domain, family, member = name.split("/")
-                extra = {k: v for k, v in props.items() if k not in ("session", "beacon_host")}
+                extra = {k: v for k, v in props.items() if k == "redis_url"} if writer_class == BLISS_WRITER_CLASS \
+                    else None
                 register(props["session"], server=server_name.lower() if server_name else "nexuswriter",
                          instance=instance, domain=domain, family=family, member=member,
                          use_existing=args.use_existing, beacon_host=props.get("beacon_host"),
