@@ -31,12 +31,8 @@ def scan_info_to_h5map(scan_info, configurable=True, flat=True, multivalue_posit
 
 
 def _entry(h5m, scan_info, entry, devices, primary_path):
-    children = {"title": h5m.Dataset(value=str(scan_info.get("title", ""))),
-                "start_time": h5m.Dataset(value=str(scan_info.get("start_time", "")))}
-    if scan_info.get("end_time"):
-        children["end_time"] = h5m.Dataset(value=str(scan_info["end_time"]))
-    if scan_info.get("end_reason"):
-        children["end_reason"] = h5m.Dataset(value=str(scan_info["end_reason"]))
+    children = {key: h5m.Dataset(value=str(scan_info[key]))
+                for key in ("title", "start_time", "end_time", "end_reason") if scan_info.get(key)}
     instrument = h5m.Group(attributes={"NX_class": "NXinstrument"}, children={})
     measurement = h5m.Group(attributes={"NX_class": "NXcollection"}, children={})
     for channel in devices:
