@@ -38,9 +38,14 @@ def devices(stack):
     nexus = stack.register(SESSION, INSTANCE)
     bliss = register_cli(SESSION, "--class", "BlissWriter", "--instance", INSTANCE, "--domain", "id00",
                          "--redis-url", stack.env["REDIS_DATA_URL"])
+    # a third device of the same server, on a Redis not initialised for blissdata
+    bare_url = stack.start_redis(init_db=False, name="redis_bare_blisswriter")
+    faulty = register_cli("bw_fault", "--class", "BlissWriter", "--instance", INSTANCE, "--domain", "id00",
+                          "--redis-url", bare_url)
     stack.start_service(INSTANCE, 3, "INFO")
     try:
-        yield {"nexus": stack.wait_device(nexus), "bliss": stack.wait_device(bliss), "names": (nexus, bliss)}
+        yield {"nexus": stack.wait_device(nexus), "bliss": stack.wait_device(bliss), "names": (nexus, bliss),
+               "faulty": stack.wait_device(faulty, states=("FAULT",)), "bare_url": bare_url}
     finally:
         stack.stop_service(INSTANCE)
 
@@ -212,3 +217,28 @@ def test_stop_refuses_and_start_accepts(devices, stack, data_dir):
     assert proxy.SaveScan(pub.scan.key) is True and proxy.SaveScan(pub.scan.key) is True  # idempotent
     pub.run()
     assert wait_scan_done(proxy, pub.scan.key) == "OFF", proxy.scan_state_reason(pub.scan.key)
+
+
+def test_device_fault_when_redis_is_unusable_and_init_recovers(devices, stack, data_dir):
+    proxy = devices["faulty"]
+    assert proxy.State() == DevState.FAULT
+    assert "Cannot use Redis" in proxy.Status() and "No blissdata protocol version found" in proxy.Status()
+    with pytest.raises(tango.DevFailed) as excinfo:
+        proxy.SaveScan("esrf:scan:any")
+    assert excinfo.value.args[0].reason == "BlissWriter_Fault" and "run Init" in excinfo.value.args[0].desc
+    assert devices["bliss"].State() in (DevState.ON, DevState.RUNNING)  # the other devices go on
+    from blissdata.redis_engine.store import DataStore
+
+    DataStore(devices["bare_url"], init_db=True)
+    proxy.init()
+    assert proxy.State() == DevState.ON, proxy.Status()
+    spec = ScanSpec("bw_fault", str(data_dir / "after_init.h5"), 1, 3, image_shape=None, data_writer="mapping",
+                    extra_info={"h5maps": {str(data_dir / "after_init.h5"): {"type": "group", "children": {
+                        "1.1": {"type": "group", "children": {"x": {"type": "dataset", "value": {
+                            "type": "stream", "stream": "axis:robx"}}}}}}}})
+    pub = ScanPublisher(devices["bare_url"], spec)
+    assert proxy.SaveScan(pub.scan.key) is True
+    pub.run()
+    assert wait_scan_done(proxy, pub.scan.key) == "OFF", proxy.scan_state_reason(pub.scan.key)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["1.1/x"][()], pub.expected("axis:robx", 3))
