@@ -242,3 +242,53 @@ def test_device_fault_when_redis_is_unusable_and_init_recovers(devices, stack, d
     assert wait_scan_done(proxy, pub.scan.key) == "OFF", proxy.scan_state_reason(pub.scan.key)
     with h5py.File(spec.filename, "r", locking=False) as f:
         np.testing.assert_array_equal(f["1.1/x"][()], pub.expected("axis:robx", 3))
+
+
+def lima_map(filename: str) -> dict:
+    """BLISS maps a Lima channel as a stream dataset like any other (blisswriter 3.0.0 makes it a VDS)."""
+    entry = h5m.Group(attributes={"NX_class": "NXentry"}, children={
+        "instrument": h5m.Group(attributes={"NX_class": "NXinstrument"}, children={
+            "lima_simulator": h5m.Group(attributes={"NX_class": "NXdetector"}, children={
+                "image": h5m.Dataset(value=h5m.Stream(stream="lima_simulator:image"),
+                                     attributes={"interpretation": "image"})}),
+            "diode": h5m.Group(attributes={"NX_class": "NXdetector"}, children={
+                "data": h5m.Dataset(value=h5m.Stream(stream="diode_ctrl:diode"))})}),
+        "measurement": h5m.Group(attributes={"NX_class": "NXcollection"}, children={
+            "lima_simulator": h5m.SoftLink(target_path="/7.1/instrument/lima_simulator/image")})})
+    root = h5m.Group(children={"7.1": entry})
+    return {filename: json.loads(json.dumps(root.model_dump(), default=lambda a: a.tolist()))}
+
+
+def test_lima_stream_of_the_h5map_becomes_a_virtual_dataset(devices, stack, data_dir):
+    from blissdata.redis_engine.store import DataStore
+
+    from nxpar.simulate import realistic_frames
+    from tests.test_references import lima_scan, run_lima
+
+    frames = realistic_frames(5, (32, 24))
+    lima_dir = data_dir / "scan0007"
+    lima_dir.mkdir()
+    for number, (lo, hi) in enumerate([(0, 3), (3, 5)]):  # 3 frames per file
+        with h5py.File(lima_dir / f"lima_simulator_{number:04d}.h5", "w") as f:
+            d = f.create_dataset("entry_0000/ESRF-id00/lima_simulator/data", shape=(3, 32, 24), dtype="uint16")
+            d[: hi - lo] = frames[lo:hi]
+    saving = {"file_offset": 0, "frames_per_file": 3, "file_format": "hdf5",
+              "file_path": str(lima_dir / "lima_simulator_%04d.h5"), "data_path": "/entry_0000/ESRF-id00/lima_simulator/data"}
+    filename = str(data_dir / "lima_mapped.h5")
+    scan, info, scalars, lima = lima_scan(DataStore(stack.env["REDIS_DATA_URL"]), SESSION, filename, 7, saving,
+                                          extra_info={"data_writer": "mapping", "h5maps": lima_map(filename)})
+    client = MappingClient(SESSION)
+    client.prepare(scan.key)
+    run_lima(scan, info, scalars, lima)
+    client.finalize()
+    proxy = devices["bliss"]
+    assert wait_scan_done(proxy, scan.key) == "OFF", proxy.scan_state_reason(scan.key)
+    with h5py.File(filename, "r", locking=False) as f:
+        d = f["7.1/instrument/lima_simulator/image"]
+        assert d.is_virtual and d.shape == (5, 32, 24) and d.dtype == np.uint16
+        assert [s.file_name for s in d.virtual_sources()] == ["scan0007/lima_simulator_0000.h5",
+                                                              "scan0007/lima_simulator_0001.h5"]
+        np.testing.assert_array_equal(d[()], frames)
+        assert d.attrs["interpretation"] == "image"
+        np.testing.assert_array_equal(f["7.1/measurement/lima_simulator"][()], frames)
+        np.testing.assert_array_equal(f["7.1/instrument/diode/data"][()], np.arange(5, dtype=float))
