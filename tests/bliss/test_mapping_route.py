@@ -9,6 +9,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from blissdata.redis_engine.store import DataStore
 from tango import DevState
 
 from tests.bliss.expect import BlissScan
@@ -27,7 +28,8 @@ def test_bliss_publishes_the_h5map_and_blisswriter_writes_it(mapped, bliss_stack
         key = scan.report["key"]
         assert scan.report["state"] == "DONE"  # BLISS's writer checks passed: SaveScan, scan ON, no FAULT
         assert scan.report["scan_info"]["data_writer"] == "mapping"
-        assert scan.filename in scan.report["scan_info"]["h5maps"]  # published by BLISS
+        published = DataStore(bliss_stack.env["REDIS_DATA_URL"]).load_scan(key).info  # what BLISS put in Redis
+        assert list(published["h5maps"]) == [scan.filename] and published["end_reason"] == "SUCCESS"
         assert wait_scan_done(writer, key, timeout=60) == "OFF", writer.scan_state_reason(key)
         assert writer.scan_state_reason(key) == "Finished succesfully"
         assert writer.GetWarningCount(key) == 0
