@@ -40,9 +40,8 @@ def _entry(h5m, scan_info, entry, devices, primary_path):
         _, device, data = path.split("/")
         group = instrument.children.setdefault(device, h5m.Group(attributes={"NX_class": "NXdetector"}, children={}))
         group.children[data] = h5m.Dataset(value=h5m.Stream(stream=channel))
-        alias = devices[channel].get("data_alias") or devices[channel].get("unique_name") or channel
-        measurement.children[str(alias).replace(":", "_").replace("/", "_")] = h5m.SoftLink(
-            target_path=f"/{entry}/{path}")
+        short = channel.split(":")[-1].replace("/", "_")  # the channel's own name: robx, diode_mean, …
+        measurement.children[short] = h5m.SoftLink(target_path=f"/{entry}/{path}")
     children["instrument"] = instrument
     children["measurement"] = measurement
     return h5m.Group(attributes={"NX_class": "NXentry"}, children=children)
