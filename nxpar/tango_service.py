@@ -380,8 +380,13 @@ def run_front_end(world, writers, args: argparse.Namespace) -> None:
     try:
         from tango.server import run
 
-        run((NexusWriter,), args=tango_args, green_mode=tango.GreenMode.Synchronous)
+        from .tango_blisswriter import BlissWriter  # BLISS's "mapping" route, same process
+
+        run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous)
     finally:
+        from .tango_blisswriter import stop_all_routes
+
+        stop_all_routes()
         for sub in SUBSCRIBERS.values():
             for w in list(sub.writers.values()):
                 if w.is_alive():

@@ -8,6 +8,7 @@ Streams the map does not mention are not written. Pure logic, like plan.py.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 from blissdata import h5map as h5m
 
 from ..steps import ArraySpec, Node
+from . import h5map_lima
 from .chunking import ChunkOptions, dataset_layout, fill_value
 from .plan import SaveOptions, failed_nodes, now_iso, root_attrs, scan_file, status_nodes, validate_filename
 
@@ -43,7 +45,7 @@ class MappedStream:
 class H5MapPlan:
     """The same interface as plan.ScanPlan, for the ScanWriter."""
 
-    stream_kinds = ("array",)  # Lima frames and scan sequences are mapped as VDS / links, not streams
+    stream_kinds = ("array", "lima")  # Lima streams: a VDS/external dataset at the end (h5map_lima.py)
 
     def __init__(self, scan_info: dict[str, Any], options: SaveOptions, blissdata_version: str = "") -> None:
         validate_filename(scan_info.get("filename"))
@@ -112,6 +114,18 @@ class H5MapPlan:
 
     def dataset_nodes(self, stream_name: str, measurement: bool = True) -> list[Node]:
         return []  # links are part of the static map
+
+    def group_node(self, stream_name: str) -> list[Node]:
+        return []  # groups too
+
+    def lima_mode(self, lima_info: dict[str, Any]) -> str:
+        return h5map_lima.lima_mode(lima_info)
+
+    def lima_nodes(self, stream_name: str, refs: list[Any], dtype: str, frame_shape: tuple[int, ...],
+                   lima_info: dict[str, Any], edf_blocks: list[tuple[str, int, int]] | None = None) -> list[Node]:
+        c = self.channel(stream_name)
+        return h5map_lima.lima_nodes(c.path, c.attrs, os.path.dirname(self.filename), refs, dtype, frame_shape,
+                                     lima_info, edf_blocks)
 
     def grid_axes(self) -> dict[str, list[str]]:
         return {}

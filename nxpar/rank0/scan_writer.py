@@ -16,7 +16,7 @@ import time
 import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from blissdata.exceptions import ScanNotFoundError
@@ -133,7 +133,8 @@ def make_plan(info: dict[str, Any], options: SaveOptions, blissdata_version: str
 
 class ScanWriter:
     def __init__(self, scan: Scan, redis_url: str, options: SaveOptions, channel: WriterChannel,
-                 tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None) -> None:
+                 tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None,
+                 plan_factory: Callable[[dict[str, Any], SaveOptions, str], Plan] | None = None) -> None:
         self.scan = scan
         self.name: str = scan.info["name"]
         self.key: str = scan.key
@@ -143,6 +144,7 @@ class ScanWriter:
         self.tuning = tuning or Tuning()
         self.blissdata_version = blissdata_version
         self.journal = journal
+        self.plan_factory = plan_factory or make_plan  # the mapping route requires an h5map (mapping_route.py)
         self.profiling = "OFF"  # resource_profiling mode when the writer was created
         self.state = "INIT"
         self.reason = "instantiation"
@@ -236,7 +238,7 @@ class ScanWriter:
                 final = ("OFF", REASON_DONE)
                 return
             self._mark("prepared")
-            self.plan = plan = make_plan(info, self.options, self.blissdata_version)
+            self.plan = plan = self.plan_factory(info, self.options, self.blissdata_version)
             self._check_disk(plan.filename)
             self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
             opened = True
