@@ -1,4 +1,4 @@
-"""Logging options shared by the console scripts (blisswriter's names, spec §1.1)."""
+"""Logging options shared by the console scripts (blisswriter's names, docs/interface.md §1.1)."""
 from __future__ import annotations
 
 import argparse

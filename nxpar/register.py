@@ -1,6 +1,6 @@
 """`RegisterNexusWriter SESSION`: register a NexusWriter device for a BLISS session in the Tango DB.
 
-Also `find_session_writer` (how BLISS finds the device, spec §2.10.1) and the Beacon-YAML form of
+Also `find_session_writer` (how BLISS finds the device, docs/interface.md §2.1) and the Beacon-YAML form of
 a registration (`--export-yaml` / `--import-yaml`).
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def default_domain() -> str:
 def register(session: str, server: str = "nexuswriter", instance: str = "", domain: str = "",
              family: str = "bliss_nxwriter", member: str = "", use_existing: bool = True,
              beacon_host: str | None = None, db: tango.Database | None = None) -> str:
-    """Register (or find) the session's writer; returns the device name (spec §1.3)."""
+    """Register (or find) the session's writer; returns the device name (docs/interface.md §1.3)."""
     db = db or tango.Database()
     instance = instance or session
     domain = (domain or default_domain()).lower()
