@@ -102,13 +102,15 @@ def from_beacon_yaml(text: str) -> tuple[str, str, dict[str, dict[str, Any]]]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="RegisterNexusWriter", description=__doc__)
     p.add_argument("session", nargs="?", help="BLISS session name")
-    p.add_argument("--server", default="nexuswriter")
-    p.add_argument("--instance", default="")
-    p.add_argument("--domain", default="")
-    p.add_argument("--family", default="bliss_nxwriter")
-    p.add_argument("--member", default="")
-    p.add_argument("--ignore_existing", dest="use_existing", action="store_false")
-    p.add_argument("--beacon-host", dest="beacon_host", default=None)
+    p.add_argument("--server", default="nexuswriter", help="Tango server name (default nexuswriter)")
+    p.add_argument("--instance", default="", help="Tango server instance (default: the session)")
+    p.add_argument("--domain", default="", help="device domain (default: $BEAMLINE, else id00)")
+    p.add_argument("--family", default="bliss_nxwriter", help="device family (default bliss_nxwriter)")
+    p.add_argument("--member", default="", help="device member (default: the session)")
+    p.add_argument("--ignore_existing", dest="use_existing", action="store_false",
+                   help="register a new device even if the session already has one")
+    p.add_argument("--beacon-host", dest="beacon_host", default=None,
+                   help="Beacon host the device must listen to (device property beacon_host)")
     p.add_argument("--export-yaml", metavar="FILE", help="write the server's registrations as Beacon YAML")
     p.add_argument("--import-yaml", metavar="FILE", help="register the writers of a Beacon YAML file")
     logging_setup.add_cli_args(p)

@@ -303,7 +303,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("instance", help="Tango server instance (e.g. nexuswriters)")
     p.add_argument("--server", default="nexuswriter", help="Tango server name")
     p.add_argument("--log_tango", default="WARNING", type=str.upper,
-                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"])
+                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"],
+                   help="verbosity of the Tango library (default WARNING)")
     p.add_argument("--patch", action="append", default=[], help="accepted and ignored (blisswriter test option)")
     logging_setup.add_cli_args(p)
     return p.parse_args(argv)

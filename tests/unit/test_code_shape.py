@@ -43,3 +43,11 @@ def test_the_readme_architecture_names_every_module():
     missing = [str(p.relative_to(NXPAR)) for p in modules()
                if p.name != "__init__.py" and p.name not in architecture]
     assert not missing
+
+
+def test_texts_cite_the_projects_own_interface_reference():
+    """Help, log messages and docstrings cite docs/interface.md, not a document outside the project."""
+    cited = [str(p.relative_to(NXPAR)) for p in modules() if "spec §" in p.read_text()]
+    readme = (NXPAR.parent / "README.md").read_text()
+    assert not cited and "spec §" not in readme and "shared/spec" not in readme
+    assert (NXPAR.parent / "docs" / "interface.md").exists()
