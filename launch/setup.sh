@@ -67,9 +67,11 @@ fi
 # Everything else from wheels; h5py/mpi4py stay the ones just built (constraints pin them).
 constraint_args=()
 [[ -f $CONSTRAINTS ]] && constraint_args=(-c "$CONSTRAINTS")
-grep -vE '^(#|$|mpi4py==|h5py==)' "$PINS" > "$VENV/.pins-wheels.txt"
+grep -vE '^(#|$|mpi4py==|h5py==|blissdata-mosca==|mosca-client==)' "$PINS" > "$VENV/.pins-wheels.txt"
 "${PIP[@]}" install -r "$VENV/.pins-wheels.txt" "${constraint_args[@]}" \
     "$(pin h5py)" "$(pin mpi4py)" --no-binary=h5py,mpi4py
+# blissdata-mosca and mosca-client declare Python <3.13 (Debian 13 has 3.13); their dependencies are pinned above.
+"${PIP[@]}" install --no-deps --ignore-requires-python "$(pin blissdata-mosca)" "$(pin mosca-client)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
 
 # --- libssl1.1 for redis-stack-server (Debian 12/13 only ship OpenSSL 3) ------------------------

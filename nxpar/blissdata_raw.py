@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from blissdata.streams.default import BrokenStream, MissingPluginStream
 from blissdata.streams.encoding.numeric import NumericStreamEncoder
 from blissdata.streams.event_stream import StreamEntry
 
@@ -55,6 +56,24 @@ def lima_frames_saved_and_closed(lima_stream: Any) -> int:
 def frame_ref(ref: Any) -> FrameRef:
     """blissdata ImageReference → the plain tuple the writer ranks get."""
     return (str(ref.format), str(ref.file_path), str(ref.data_path or ""), int(ref.index))
+
+
+def broken_plugin(stream: Any) -> str | None:
+    """Why blissdata could not load a plugin stream (None: it could)."""
+    if not isinstance(stream, BrokenStream):
+        return None
+    why = "is not installed" if isinstance(stream, MissingPluginStream) else "cannot load the stream"
+    return f"{why} ({stream._exception})"
+
+
+def raw_entries(raw: list[Any]) -> list[StreamEntry]:
+    """Raw stream entries (XRANGE/XREVRANGE items), the seal included."""
+    return [StreamEntry.from_raw(item) for item in raw]
+
+
+def decode_events(event_stream: Any, entries: list[StreamEntry]) -> list[Any]:
+    """The values of raw entries of an event stream (its own decoder)."""
+    return event_stream._decode_entries(entries)[1]
 
 
 def load_scan_info(scan: Any, key: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ class SaveOptions:
     allow_external_nonhdf5: bool = False  # EDF frames as HDF5 external datasets
     allow_external_hdf5: bool = True  # Lima HDF5 frames as a virtual dataset
     copy_non_external: bool = False  # otherwise: frames copied into the scan file
+    mosca_vds: bool = False  # Mosca spectra: a VDS over Mosca's files instead of copies
     configurable: bool = True  # not noconfig: scan_info['nexuswriter'] is applied
     required_disk_space: float = 200.0  # MB: below it the scan FAULTs
     recommended_disk_space: float = 1024.0  # MB: below it a warning
@@ -32,3 +33,11 @@ class Tuning:
     poll_period_s: float = 0.02
     disk_check_period_s: float = 3.0
     redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
+
+    @property
+    def min_step_bytes(self) -> int:
+        return min(self.min_step_bytes_per_writer, self.step_bytes_per_writer)
+
+    def describe(self) -> str:
+        return (f"steps of {self.step_bytes_per_writer >> 10} KiB per writer rank (at least "
+                f"{self.min_step_bytes >> 10} KiB or {self.max_delay_s:g} s), flush every {self.flush_period_s:g} s")

@@ -121,11 +121,22 @@ class FileFramesSource:
 
 
 @dataclass
+class FileRunsSource:
+    """Rows the writer ranks read from detector files (Lima2 master file, Mosca's spectra files):
+    runs of (absolute path, dataset path, first index in the dataset, count), consecutive from
+    row `first_row` on (see nxpar.detector_files)."""
+
+    stream_name: str
+    first_row: int
+    runs: list[tuple[str, str, int, int]]
+
+
+@dataclass
 class WriteRows:
     """Rows [start, stop) of a stream go to rows [start, stop) of a dataset (created if needed)."""
 
     spec: ArraySpec
-    source: StreamSource | FileFramesSource
+    source: StreamSource | FileFramesSource | FileRunsSource
     start: int
     stop: int
 

@@ -54,6 +54,9 @@ def progress_lines(writers: list[ScanStatus]) -> list[str]:
             row = [label, f"{min(values)}pts-{max(values)}pts"]
             if w.is_alive() and w.backlog() > 0:
                 row[-1] += f" (published {w.published()}pts)"
+            plugins = getattr(w, "plugins", None)
+            if plugins is not None and plugins.warning:  # Lima2 / Mosca channels not fully written
+                row[-1] += f" WARNING: {plugins.warning}"
             rows.append(row)
     return align_columns(rows)
 

@@ -75,6 +75,8 @@ class NexusWriter(Device):
     enable_external_nonhdf5 = device_property(dtype=bool, default_value=False)
     disable_external_hdf5 = device_property(dtype=bool, default_value=False)
     copy_non_external = device_property(dtype=bool, default_value=False)
+    mosca_vds = device_property(dtype=bool, default_value=False,
+                                doc="Mosca spectra as a virtual dataset over Mosca's files (default: copied)")
     noconfig = device_property(dtype=bool, default_value=False)
     required_disk_space = device_property(dtype=float, default_value=200.0, doc="MB: below it writing fails")
     recommended_disk_space = device_property(dtype=float, default_value=1024.0, doc="MB: below it a warning")
@@ -117,15 +119,18 @@ class NexusWriter(Device):
             os.environ.setdefault("BEACON_HOST", beacon)
 
     def _tuning(self) -> Tuning:
-        return Tuning(flush_period_s=max(self.flush_period, 0.05),
-                      step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
-                      max_delay_s=max(self.max_write_delay, 0.0))
+        tuning = Tuning(flush_period_s=max(self.flush_period, 0.05),
+                        step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
+                        max_delay_s=max(self.max_write_delay, 0.0))
+        log.info("%s: %s", self.session, tuning.describe())
+        return tuning
 
     def _save_options(self) -> SaveOptions:
         return SaveOptions(flat=not self.keepshape, multivalue_positioners=self.multivalue_positioners,
                            allow_external_nonhdf5=self.enable_external_nonhdf5,
                            allow_external_hdf5=not self.disable_external_hdf5,
-                           copy_non_external=self.copy_non_external, configurable=not self.noconfig,
+                           copy_non_external=self.copy_non_external, mosca_vds=self.mosca_vds,
+                           configurable=not self.noconfig,
                            required_disk_space=self.required_disk_space,
                            recommended_disk_space=self.recommended_disk_space)
 
@@ -345,8 +350,13 @@ def run_front_end(world, writers, args: argparse.Namespace) -> None:
     try:
         from tango.server import run
 
-        run((NexusWriter,), args=tango_args, green_mode=tango.GreenMode.Synchronous)
+        from .tango_blisswriter import BlissWriter  # BLISS's "mapping" route, same process
+
+        run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous)
     finally:
+        from .tango_blisswriter import stop_all_routes
+
+        stop_all_routes()
         for sub in SUBSCRIBERS.values():
             for w in list(sub.writers.values()):
                 if w.is_alive():

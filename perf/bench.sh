@@ -12,8 +12,11 @@ run --frames 100  --shape 2048 2048 --dtype uint32 --ranks 1 2 3 4 --repeat 2
 run --frames 300  --shape 1024 1024 --dtype uint16 --ranks 1 3 --repeat 2 --compression gzip-byteshuffle
 run --frames 300  --shape 1024 1024 --dtype uint16 --ranks 1 3 --repeat 2 --modes drain \
     --compression none gzip blosc-zstd
-# RSS per rank must not grow with scan length: 1 000 vs 10 000 frames (256x256 uint16), 3 ranks
-for n in 1000 10000; do
+# RSS per rank must not grow with scan length: 3 000 vs 20 000 frames (both past the first steps, whose buffers are still growing) (256x256 uint16), 3 ranks
+for n in 3000 20000; do
     echo "+ perf.replay_scan --ranks 3 --frames $n --shape 256 256 --batch 10" | tee -a perf/out/bench.md
     $PY -m perf.replay_scan --ranks 3 --frames "$n" --shape 256 256 --batch 10 --json perf/out/rss.jsonl | tee -a perf/out/bench.md
 done
+# kHz point rates (issue 11): small rows, lag after the scan, against a single-process writer of blisswriter's design
+echo "+ perf.point_rate --repeat 3" | tee -a perf/out/bench.md
+$PY -m perf.point_rate --repeat 3 | tee -a perf/out/bench.md

@@ -55,13 +55,14 @@ class Services:
         self.stack = stack
         self.started: dict[str, dict[str, str]] = {}
 
-    def get(self, ranks: int, sessions: tuple[str, ...] | None = None, **props) -> dict[str, "object"]:
+    def get(self, ranks: int, sessions: tuple[str, ...] | None = None, extra_env: dict | None = None,
+            **props) -> dict[str, "object"]:
 
         sessions = sessions or (f"n{ranks}",)
         instance = "w_" + "_".join(sessions)
         if instance not in self.started:
             devices = {s: self.stack.register(s, instance, **props) for s in sessions}
-            self.stack.start_service(instance, ranks, "INFO")
+            self.stack.start_service(instance, ranks, "INFO", extra_env=extra_env)
             self.started[instance] = devices
         devices = self.started[instance]
         return {s: self.stack.wait_device(d) for s, d in devices.items()} | {"_names": devices}

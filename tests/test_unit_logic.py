@@ -239,3 +239,39 @@ def test_plots_of_a_flat_mesh_are_grids_even_when_incomplete():
     grown = plot_nodes("1.1", items, ["sdiode"], (3, 4), False, {**values, "axis:roby": np.arange(4) / 2},
                        ["axis:roby", "axis:robx"])
     assert next(n for n in grown if n.op == "vds_map").value["shape"] == (4, 4)  # overrun: the slow axis grows
+
+
+# -- issue 11: steps sized by bytes and time (rows_due) ----------------------------------------------
+from nxpar.rank0.row_writes import rows_due  # noqa: E402
+
+MB = 1 << 20
+
+
+def test_small_rows_wait_for_their_chunk_then_go_in_one_step():
+    """kHz scalars: nothing while the chunk fills and the delay runs; at the delay (or seal) all of it."""
+    assert rows_due(0, 5000, 131072, 8, 16 * MB, flush_all=False) == 0
+    assert rows_due(0, 5000, 131072, 8, 16 * MB, flush_all=True) == 5000
+    assert rows_due(5000, 131072 + 10, 131072, 8, 16 * MB, flush_all=False) == 131072  # a chunk filled
+
+
+def test_rows_below_the_minimum_step_wait_unless_flushed():
+    """A step has a fixed cost: 4x4 frames (32 B, a chunk each) are gathered up to 1 MiB or the delay."""
+    assert rows_due(0, 1000, 1, 32, 16 * MB, flush_all=False, min_bytes=MB) == 0
+    assert rows_due(0, 1000, 1, 32, 16 * MB, flush_all=True, min_bytes=MB) == 1000
+    assert rows_due(0, 40000, 1, 32, 16 * MB, flush_all=False, min_bytes=MB) == 40000
+
+
+@pytest.mark.parametrize("submitted,available,chunk,row,budget,expected", [
+    (0, 100, 1, 2 * MB, 16 * MB, 8),          # big frames: the byte budget cuts, 8 frames of 2 MiB
+    (3, 100, 1, 2 * MB, 16 * MB, 11),
+    (0, 100, 8, 2 * MB, 16 * MB, 8),          # 8 frames per chunk: one chunk
+    (0, 100, 8, 2 * MB, 4 * MB, 8),           # a budget below one chunk still writes one whole chunk
+    (5, 100, 8, 2 * MB, 32 * MB, 16),         # the cut falls on a chunk boundary
+    (0, 5, 8, 2 * MB, 16 * MB, 0),            # a partial chunk waits
+])
+def test_big_rows_are_cut_by_the_byte_budget_on_chunk_boundaries(submitted, available, chunk, row, budget, expected):
+    assert rows_due(submitted, available, chunk, row, budget, flush_all=False) == expected
+
+
+def test_nothing_pending_nothing_due():
+    assert rows_due(7, 7, 1, 8, MB, flush_all=True) == 7

@@ -283,3 +283,19 @@ def test_stream_reader_reads_shares_that_start_inside_a_batch(stack):
     np.testing.assert_array_equal(got[1], np.arange(3.0, 10.0))
     scan.stop()
     scan.close()
+
+
+def test_steps_cut_by_a_small_byte_budget_keep_every_value(services, stack, data_dir):
+    """Issue 11: with 64 KiB per writer rank and step, 2 writers, chunks of 2 frames, the 200 frames go
+    in many batches cut on chunk boundaries, scalars and spectra gathered beside them: every value
+    read back equals the published one, and the device reported the budget it was given."""
+    session = "small_steps"
+    proxy = services.get(3, (session,), step_mb_per_writer=0.0625, max_write_delay=0.05)[session]
+    spec = ScanSpec(session, str(data_dir / "small.h5"), 1, 200, image_shape=(64, 64), mca_channels=256,
+                    chunk_options={"chunk_nbytes": 2 * 64 * 64 * 2, "chunk_split": 1})
+    pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=5)
+    assert_file_matches(pub, 200)
+    with h5py.File(spec.filename, "r", locking=False) as f:
+        assert f["1.1/instrument/image/data"].chunks == (2, 64, 64)
+    log = (stack.rundir / f"service_w_{session}.log").read_text()
+    assert "steps of 64 KiB per writer rank (at least 64 KiB or 0.05 s)" in log

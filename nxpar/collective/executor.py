@@ -21,6 +21,7 @@ from ..compression import filter_kwargs
 from ..disk import free_bytes
 from ..mpi_roles import sleepy_allreduce_max
 from ..lima_files import read_frames
+from ..detector_files import read_runs
 from . import layout
 from .file_access import open_collective
 from .redis_reader import StreamReader
@@ -175,6 +176,8 @@ class CollectiveExecutor:
         for i, (w, (lo, hi)) in enumerate(zip(writes, shares)):
             if hi > lo and isinstance(w.source, st.FileFramesSource):
                 rows[i] = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
+            elif hi > lo and isinstance(w.source, st.FileRunsSource):  # Lima2 / Mosca files
+                rows[i] = read_runs(w.source.runs, w.source.first_row, lo, hi)
             if rows[i] is not None and not w.spec.variable:
                 try:
                     rows[i] = layout.as_rows(rows[i], w.spec)

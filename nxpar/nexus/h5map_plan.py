@@ -8,6 +8,7 @@ Streams the map does not mention are not written. Pure logic, like plan.py.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from blissdata import h5map as h5m
 
 from ..options import SaveOptions
 from ..steps import ArraySpec, Node, NodeOp
+from . import h5map_lima
 from .chunking import ChunkOptions, dataset_layout, fill_value
 from .lima_plan import LimaMode
 from .nodes import failed_nodes, root_attrs, status_nodes
@@ -46,7 +48,8 @@ class MappedStream:
 class H5MapPlan:
     """A `FilePlan` (protocol.py): the tree of the publisher's map."""
 
-    stream_kinds = (StreamKind.ARRAY,)  # Lima frames and scan sequences are mapped as VDS / links, not streams
+    # Lima streams: a VDS/external dataset at the end (h5map_lima.py); scan sequences are links in the map
+    stream_kinds = (StreamKind.ARRAY, StreamKind.LIMA)
 
     def __init__(self, scan_info: dict[str, Any], options: SaveOptions, blissdata_version: str = "") -> None:
         self.scan = parse_common(scan_info)  # ValueError naming the key: no file is made
@@ -121,18 +124,19 @@ class H5MapPlan:
         return []  # links are part of the static map
 
     def group_node(self, stream_name: str) -> list[Node]:
-        return []  # groups are part of the static map
+        return []  # groups too
 
-    # Lima frames and scan sequences are mapped as VDS / links: never followed as streams here
     def lima_mode(self, lima_info: dict[str, Any]) -> LimaMode:
-        return LimaMode.NONE
+        return h5map_lima.lima_mode(lima_info)
 
     def lima_nodes(self, stream_name: str, refs: list[Any], dtype: str, frame_shape: tuple[int, ...],
                    lima_info: dict[str, Any], edf_blocks: list[tuple[str, int, int]] | None = None) -> list[Node]:
-        return []
+        c = self.channel(stream_name)
+        return h5map_lima.lima_nodes(c.path, c.attrs, os.path.dirname(self.filename), refs, dtype, frame_shape,
+                                     lima_info, edf_blocks)
 
     def sequence_nodes(self, children: list[dict[str, Any]]) -> list[Node]:
-        return []
+        return []  # scan sequences are links in the map
 
     def grid_axes(self) -> dict[str, list[str]]:
         return {}

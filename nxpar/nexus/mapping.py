@@ -39,6 +39,7 @@ class ChannelMap:
     single: bool | None = None
     metadata_keys: dict[str, str] = field(default_factory=dict)
     device_key: str = ""  # key in scan_info["devices"]
+    roi_channel: Any = None  # Mosca ROI counters: the config's `channel` (n, -1 or (a, b))
 
     @property
     def is_positioner(self) -> bool:
@@ -116,6 +117,7 @@ def map_subscan(scan_info: dict[str, Any], top: str, config_devices: dict[str, A
         m.data_alias = cfg.get("data_alias")
         m.data_info = dict(cfg.get("data_info") or {"units": channels.get(fullname, {}).get("unit")})
         m.unique_name = cfg.get("unique_name", fullname)
+        m.roi_channel = cfg.get("channel")
         is_pos = dev == first_trigger and channels.get(fullname, {}).get("dim", 0) == 0
         if is_pos:
             in_group = ndim <= 1 and len(dev_channels) > 1 and ":" in fullname
@@ -153,6 +155,8 @@ def _parse_type(m: ChannelMap, multivalue_positioners: bool) -> None:
         m.data_name = MCA_NAMES.get(stat, stat)
         m.data_type = "roi" if stat.startswith("roi") else MCA_TYPES.get(stat, stat)
         m.data_info["units"] = MCA_UNITS.get(m.data_type)
+    elif t == "mosca":
+        _parse_mosca(m, parts)
     elif t == "lima":
         if len(parts) == 3:
             det, kind, rest = parts
@@ -194,3 +198,30 @@ def _parse_type(m: ChannelMap, multivalue_positioners: bool) -> None:
         m.data_name, m.data_type = "value", "principal"
     else:
         m.data_name, m.data_type = "data", "principal"
+
+
+def _parse_mosca(m: ChannelMap, parts: list[str]) -> None:
+    """blisswriter 2.0.0: `<ctrl>:spectrum:spec_det00` → device `<ctrl>:det0`, `spectrum`;
+    `<ctrl>:stat:icr_det00` → `<ctrl>:det0`, `trigger_count_rate`; `<ctrl>:roi:<name>…` → the
+    ROI's `channel` from the config: (a, b) → `sum_a_b`, -1 → `sum_all`, n → `det<n>`."""
+    last = parts[-1].split("_")
+    kind = parts[-2] if len(parts) >= 2 else ""
+    if kind == "spectrum":
+        channel, stat = f"det{int(last[-1][-2:])}", "spectrum"
+    elif kind == "stat":
+        channel, stat = f"det{int(last[-1][-2:])}", "_".join(last[:-1])
+    elif kind == "roi":
+        roi = m.roi_channel
+        if isinstance(roi, (list, tuple)) and len(roi) == 2:
+            channel, stat = f"sum_{roi[0]}_{roi[1]}", "_".join(last[:-3])
+        elif roi == -1:
+            channel, stat = "sum_all", "_".join(last[:-2])
+        else:
+            channel, stat = f"det{roi}", "_".join(last[:-1])
+    else:
+        m.data_name, m.data_type = "data", "principal"
+        return
+    m.data_name = MCA_NAMES.get(stat, stat)
+    m.data_type = "roi" if kind == "roi" else MCA_TYPES.get(stat, stat)
+    m.device_name = ":".join(parts[:-2] + [channel])
+    m.data_info["units"] = MCA_UNITS.get(m.data_type)

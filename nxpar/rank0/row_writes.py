@@ -14,18 +14,20 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import steps as st
+from ..nexus.plugin_plan import COPIED_KINDS
 from ..nexus.protocol import StreamKind
 from ..options import Tuning
 from .writer_channel import StepError
 
 MAX_INFLIGHT = 2  # row-writing steps of one scan submitted and not yet completed
-ROW_KINDS = (StreamKind.ARRAY, StreamKind.LIMA_COPY)  # streams whose rows the writer ranks write
+# streams whose rows the writer ranks write (Lima2 / Mosca copies: their PluginMode, plugin_plan.py)
+ROW_KINDS = (StreamKind.ARRAY, StreamKind.LIMA_COPY, *COPIED_KINDS)
 
 
 @dataclass
 class StreamProgress:
     name: str
-    kind: StreamKind
+    kind: str  # a StreamKind, or a PluginMode for Lima2 / Mosca channels
     spec: st.ArraySpec | None = None
     available: int = 0
     written: int = 0
@@ -80,7 +82,7 @@ class RowWrites:
         return self.tuning.step_bytes_per_writer * self.nwriters
 
     def submit_due(self, streams: list[StreamProgress], spec_of: Callable[[StreamProgress], st.ArraySpec],
-                   source_of: Callable[[StreamProgress, int], st.StreamSource | st.FileFramesSource]
+                   source_of: Callable[[StreamProgress, int], st.StreamSource | st.FileFramesSource | st.FileRunsSource]
                    ) -> list[StreamProgress]:
         """One WriteBatch with the rows that are due in every stream, within the byte budget; the
         streams it wrote to.
@@ -99,7 +101,7 @@ class RowWrites:
                 p.spec = spec_of(p)
             stop = rows_due(p.submitted, p.available, p.spec.rows_per_chunk, p.spec.row_nbytes, budget,
                             flush_all=p.sealed or now - p.last_write >= self.tuning.max_delay_s,
-                            min_bytes=self.tuning.min_step_bytes_per_writer * self.nwriters)
+                            min_bytes=self.tuning.min_step_bytes * self.nwriters)
             if stop > p.submitted:
                 write = st.WriteRows(p.spec, source_of(p, stop), p.submitted, stop)
                 writes.append((p, write))

@@ -8,15 +8,15 @@ sequence, and a few small streams read back at the end. Redis errors are retried
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 from blissdata.exceptions import ScanNotFoundError
 from blissdata.redis_engine.scan import Scan, ScanState
 
-from ..blissdata_raw import (FrameRef, frame_ref, lima_frames_saved_and_closed, load_scan_info, redis_of,
-                             stream_end)
+from ..blissdata_raw import (FrameRef, broken_plugin, decode_events, frame_ref, lima_frames_saved_and_closed,
+                             load_scan_info, raw_entries, redis_of, stream_end)
 from ..redis_retry import call_with_backoff
 
 
@@ -28,6 +28,8 @@ class StreamDescription:
     kind: str | None
     plugin: str | None
     lima_info: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # the stream's info (Lima2 / Mosca: their saving)
+    broken: str | None = None  # why blissdata could not load its plugin (written from raw events then)
 
 
 class ScanGone(RuntimeError):
@@ -82,7 +84,10 @@ class ScanSource:
         for name, stream in self.scan.streams.items():
             plugin = getattr(stream, "plugin", None)
             lima_info = stream.info.get("lima_info") if plugin == "lima" else None
-            out.append(StreamDescription(name, getattr(stream, "kind", None), plugin, lima_info))
+            info = dict(stream.info or {})
+            plugin = plugin or info.get("plugin")  # a plugin stream blissdata could not load
+            out.append(StreamDescription(name, getattr(stream, "kind", None), plugin, lima_info, info,
+                                         broken_plugin(stream)))
         return out
 
     def dtype_shape(self, name: str) -> tuple[str, tuple[int, ...]]:
@@ -111,6 +116,25 @@ class ScanSource:
         stream = self.scan.streams[name]
         sealed = stream.event_stream.is_sealed()
         return len(stream), lima_frames_saved_and_closed(stream), sealed
+
+    def last_events(self, names: list[str]) -> dict[str, tuple[list[Any], bool]]:
+        """{stream: (values of its last event (0 or 1), sealed)} in one pipelined round trip, decoded
+        from the raw entries (Lima2 / Mosca, whether or not their blissdata plugin loads)."""
+        if not names:
+            return {}
+        pipe = redis_of(self.scan).pipeline(transaction=False)
+        for n in names:
+            pipe.xrevrange(self.scan.streams[n].key, count=2)
+        out = {}
+        for n, raw in zip(names, self._call(pipe.execute)):
+            entries = raw_entries(raw)
+            data = [e for e in entries if not e.is_seal][:1]
+            out[n] = (data, bool(entries) and entries[0].is_seal)
+        return out
+
+    def decode_last(self, name: str, entries: list[Any]) -> Any:
+        """The last value of the raw entries of a stream (ValueError & co when malformed)."""
+        return decode_events(self.scan.streams[name].event_stream, entries)[-1]
 
     def references(self, name: str, start: int, stop: int) -> list[Any]:
         """blissdata ImageReferences of frames [start, stop) (file_path, data_path, index, format)."""

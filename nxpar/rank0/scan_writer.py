@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any, Callable
 
 from blissdata.redis_engine.scan import ScanState
 
@@ -25,8 +26,9 @@ from ..options import SaveOptions, Tuning
 from .finalisation import grid_axis_values, reference_nodes
 from .journal import Journal
 from .plan_choice import make_plan
+from .plugin_streams import PluginStreams, is_plugin_kind
 from .profiling import PROFILER
-from .row_writes import ROW_KINDS, RowWrites, StreamProgress
+from .row_writes import RowWrites, StreamProgress
 from .scan_source import ScanGone, ScanSource, StreamDescription
 from .states import REASON_DONE, REASON_RUNNING, State
 from .writer_channel import StepError, WriterChannel
@@ -44,7 +46,8 @@ class ScanWriter:
     interrupted = False  # see journal.InterruptedScan
 
     def __init__(self, source: ScanSource, redis_url: str, options: SaveOptions, channel: WriterChannel,
-                 tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None) -> None:
+                 tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None,
+                 plan_factory: Callable[[dict[str, Any], SaveOptions, str], FilePlan] | None = None) -> None:
         self.source = source
         source.check_stop = self._check_stop  # Redis retries end when a stop is requested
         self.name: str = source.info["name"]
@@ -55,6 +58,7 @@ class ScanWriter:
         self.tuning = tuning or Tuning()
         self.blissdata_version = blissdata_version
         self.journal = journal
+        self.plan_factory = plan_factory or make_plan  # the mapping route requires an h5map (mapping_route.py)
         self.profiling = "OFF"  # resource_profiling mode when the writer was created
         self.state, self.reason = State.INIT, "instantiation"
         self.created = time.time()
@@ -69,6 +73,7 @@ class ScanWriter:
         self._stop = threading.Event()
         self._killed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"scan-{self.name}", daemon=True)
+        self.plugins = PluginStreams(source, channel, self._add_warning)  # Lima2 / Mosca channels
         self._follow = {StreamKind.LIMA: self._follow_references, StreamKind.SCAN: self._follow_references,
                         StreamKind.LIMA_COPY: self._follow_lima_copy}
 
@@ -114,7 +119,8 @@ class ScanWriter:
 
     def backlog(self) -> int:
         """Points published but not yet written (the slowest stream): back-pressure made visible."""
-        return max((p.available - p.written for p in self.streams.values() if p.kind in ROW_KINDS), default=0)
+        return max((p.available - p.written for p in self.streams.values() if p.kind in (StreamKind.ARRAY, StreamKind.LIMA_COPY)),
+                   default=0)
 
     def backlog_bytes(self) -> int:
         return sum((p.available - p.written) * p.spec.row_nbytes for p in self.streams.values()
@@ -129,7 +135,7 @@ class ScanWriter:
         if self.plan is None:
             return out
         for p in self.streams.values():
-            if p.kind != StreamKind.SCAN and (p.spec is not None or p.kind == StreamKind.LIMA):
+            if p.kind != StreamKind.SCAN and (p.spec is not None or p.kind == StreamKind.LIMA or is_plugin_kind(p.kind)):
                 out.setdefault(self.plan.entry_of(p.name), {})[p.name] = p.written
         return out
 
@@ -160,7 +166,7 @@ class ScanWriter:
             log.info("%s: saving is disabled", self.name)
             return
         self._mark("prepared")
-        plan = self.plan = make_plan(self.source.info, self.options, self.blissdata_version)
+        plan = self.plan = self.plan_factory(self.source.info, self.options, self.blissdata_version)
         self._check_disk(plan.filename)
         self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
         if self.journal is not None:
@@ -208,6 +214,7 @@ class ScanWriter:
             self.source.refresh()
         written = {p.name for p in self.streams.values() if p.written and p.kind != StreamKind.SCAN}
         nodes = reference_nodes(plan, self.source, list(self.streams.values()), self.lima_infos)
+        nodes += self.plugins.final_nodes(plan, self.streams)  # Lima2 / Mosca: last VDS, copy warnings
         nodes += plan.final_nodes(self.source.final_info(), failed, written,
                                   grid_axis_values(plan, self.source, self.streams, self.name))
         self.channel.call(st.Tree(self.key, nodes))
@@ -248,6 +255,7 @@ class ScanWriter:
             self.rows.wait_for_room()
             self._refresh_lengths()
             wrote = self._link_lima_groups(plan)
+            wrote |= self.plugins.link(plan, self.streams)  # Lima2 / Mosca groups and growing VDS
             wrote |= self._submit_rows(plan)
             dirty |= wrote
             now = time.monotonic()
@@ -273,6 +281,10 @@ class ScanWriter:
             if not plan.wants(d.name):
                 continue  # an h5map that does not mention the stream
             plan.entry_of(d.name)  # KeyError naming the stream: not in the acquisition chain
+            plugin_kind = self.plugins.classify(d, plan)  # Lima2 / Mosca (plugin_streams.py)
+            if plugin_kind is not None:
+                self.streams[d.name] = StreamProgress(d.name, plugin_kind)
+                continue
             kind = self._kind_of(d, plan)
             if kind not in plan.stream_kinds:
                 raise NotImplementedError(f"Stream {d.name} ({kind.value}) cannot be written as a dataset of the "
@@ -294,7 +306,8 @@ class ScanWriter:
         raise NotImplementedError(f"Stream not supported: {d.name} (kind={d.kind}, plugin={d.plugin})")
 
     def _refresh_lengths(self) -> None:
-        """Row streams: one pipelined round trip; the others: per kind (`_follow`)."""
+        """Row streams and Lima2 / Mosca channels: one pipelined round trip each; the others: per
+        kind (`_follow`)."""
         rows = [n for n, p in self.streams.items() if p.kind == StreamKind.ARRAY and not p.sealed]
         for name, (available, sealed) in self.source.lengths(rows).items():
             p = self.streams[name]
@@ -303,6 +316,7 @@ class ScanWriter:
                     raise ScanGone(f"the data of stream {name} is gone from Redis (Redis restarted or data expired)")
                 continue
             p.available, p.sealed = available, sealed
+        self.plugins.refresh(self.streams)
         for p in self.streams.values():
             follow = self._follow.get(p.kind)
             if follow is not None and not p.sealed:
@@ -332,6 +346,8 @@ class ScanWriter:
     def _submit_rows(self, plan: FilePlan) -> bool:
         """The due rows of every row stream in one step; a dataset's links follow its first rows."""
         def spec_of(p: StreamProgress) -> st.ArraySpec:
+            if p.name in self.plugins:
+                return self.plugins.spec(plan, p.name)
             return plan.array_spec(p.name, *self.source.dtype_shape(p.name))
 
         submitted = self.rows.submit_due(list(self.streams.values()), spec_of, self._rows_source)
@@ -341,7 +357,9 @@ class ScanWriter:
                 p.linked = True
         return bool(submitted)
 
-    def _rows_source(self, p: StreamProgress, stop: int) -> st.StreamSource | st.FileFramesSource:
+    def _rows_source(self, p: StreamProgress, stop: int) -> st.StreamSource | st.FileFramesSource | st.FileRunsSource:
+        if p.name in self.plugins:  # Lima2 / Mosca: runs of their files
+            return self.plugins.source(p, stop)
         if p.kind == StreamKind.LIMA_COPY:
             return st.FileFramesSource(p.name, p.submitted, self.source.frame_refs(p.name, p.submitted, stop))
         return st.StreamSource(self.redis_url, self.key, p.name)
@@ -360,3 +378,9 @@ class ScanWriter:
             log.warning("scan %s: %s", self.name, self.warning)
         else:
             self.warning = ""
+        self.warning = "; ".join(w for w in (self.warning, self.plugins.warning) if w)
+
+    def _add_warning(self, text: str) -> None:
+        """A channel's warning, shown at once (scan_info / scan_progress)."""
+        if text not in self.warning:
+            self.warning = "; ".join(w for w in (self.warning, text) if w)

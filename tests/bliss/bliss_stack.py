@@ -46,8 +46,18 @@ class BlissStack(Stack):
         os.environ.update(self.env)
         self.start_beacon()
         self.devname = self.register(SESSION, "nxbliss")
+        self.bliss_writer_name = self.register_bliss_writer(SESSION, "nxbliss")  # the "mapping" route
         self.start_service("nxbliss", ranks, log_level)
         self.proxy = self.wait_device(self.devname)
+        self.bliss_writer = self.wait_device(self.bliss_writer_name)
+
+    def register_bliss_writer(self, session: str, instance: str) -> str:
+        """`RegisterNexusWriter SESSION --class BlissWriter`: the device of BLISS's "mapping" route."""
+        cmd = [sys.executable, "-m", "nxpar.register", session, "--class", "BlissWriter", "--instance", instance,
+               "--domain", "id00"]
+        out = subprocess.run(cmd, env={**self.process_env(), "PYTHONPATH": str(ROOT)}, check=True,
+                             capture_output=True, text=True)
+        return out.stdout.strip().splitlines()[-1]
 
     def start_beacon(self) -> None:
         db = self.rundir / "beacon"
@@ -73,8 +83,9 @@ class BlissStack(Stack):
 
     def bliss_env(self) -> dict[str, str]:
         """Environment of a BLISS process of this stack."""
+        # this checkout's stand-ins first (the venv's .pth names the checkout that built it)
         return {**os.environ, **self.env, "NXBLISS_DATA": str(self.data_dir), "TMPDIR": str(self.rundir),
-                "PYTHONPATH": "", "PATH": f"{BLISS_VENV / 'bin'}:{os.environ['PATH']}",
+                "PYTHONPATH": str(ROOT / "launch" / "bliss_env"), "PATH": f"{BLISS_VENV / 'bin'}:{os.environ['PATH']}",
                 "BEAMLINENAME": "id00", "QT_QPA_PLATFORM": "offscreen"}
 
 

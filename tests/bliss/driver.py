@@ -39,7 +39,7 @@ def scan_report(scan, outdir: Path) -> dict:
     npz = outdir / f"{identifier}.npz"
     numpy.savez(npz, **{k.replace("/", "|"): v for k, v in data.items()})
     info = scan.scan_info
-    return {"identifier": identifier, "scan_nb": info.get("scan_nb"), "name": scan.name,
+    return {"identifier": identifier, "key": scan._scan_data.key, "scan_nb": info.get("scan_nb"), "name": scan.name,
             "filename": info.get("filename"), "title": info.get("title"), "state": scan.state.name,
             "end_reason": info.get("end_reason"), "npz": str(npz),
             # where BLISS's HDF5 fallback (Hdf5BackedStream) will read each channel once Redis is trimmed

@@ -239,3 +239,24 @@ def two_at_once():
     t2 = gevent.spawn(s2.run)
     gevent.joinall([t1, t2], raise_error=True)
     return [s1, s2]
+
+
+def _with_writer(writer: str, run):
+    """Run scans with SCAN_SAVING.writer = `writer` into a file of their own (the scan numbers go on:
+    no data policy), then back to the tier's "nexus" and its dataset file."""
+    from bliss import current_session
+
+    saving = current_session.scan_saving
+    previous = saving.writer, saving.data_filename
+    saving.writer, saving.data_filename = writer, f"data_{writer}"
+    try:
+        return run()
+    finally:
+        saving.writer, saving.data_filename = previous
+
+
+def mapping_scans():
+    """BLISS's "mapping" route: BLISS publishes the h5map and asks the BlissWriter device (issue 16)."""
+    _plot_two()
+    return _with_writer("mapping", lambda: [S.ascan(g.robx, 0, 1, 7, DT, g.diode_mean, g.sim_gauss),
+                                            S.loopscan(4, DT, g.diode_mean, g.sim_gauss)])

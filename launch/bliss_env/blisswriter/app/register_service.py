@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 
 
-def find_session_writer(session_name: str, beacon_host: str | None = None) -> str | None:
+def find_session_writer(session_name: str, beacon_host: str | None = None,
+                        writer_class: str = "NexusWriter") -> str | None:
+    """BLISS's "nexus" route asks for class NexusWriter, its "mapping" route for BlissWriter."""
     import tango
 
     db = tango.Database()
     beacon_host = beacon_host if beacon_host is not None else os.environ.get("BEACON_HOST")
     matches = []
-    for name in db.get_device_name("*", "NexusWriter"):
+    for name in db.get_device_name("*", writer_class):
         props = db.get_device_property(name, ["session", "beacon_host"])
         if list(props["session"]) != [session_name]:
             continue

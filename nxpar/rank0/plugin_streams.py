@@ -1,0 +1,252 @@
+"""RANK 0 ONLY: Lima2 and Mosca channels (blissdata plugin streams) of one scan.
+
+Followed from their *raw* Redis events, so they are written the same way whether the plugin is
+installed, cannot reach the Lima2 conductor (`BrokenPluginStream`) or is missing
+(`MissingPluginStream`): Lima2 events are uint32 progress counts (the last one counts), Mosca
+events JSON `{last_read_index, last_saved_index}` (the last one counts). Frames and spectra are
+read from the detectors' files (`nxpar.detector_files`) by the writer ranks, or linked; a channel
+that cannot be written gets a warning (log, scan_info, scan_progress), never a scan FAULT.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import steps as st
+from ..detector_files import MoscaSaving, lima2_master_ready, wait_lima2_master
+from ..nexus.plan import ScanPlan
+from ..nexus.plugin_plan import (COPIED_KINDS, PLUGIN_KINDS, PLUGINS, Lima2Info, PluginMode, lima2_mode, lima2_vds_node,
+                                 mosca_vds_node, spectrum_chunks)
+
+if TYPE_CHECKING:
+    from .row_writes import StreamProgress
+    from .scan_source import ScanSource, StreamDescription
+    from .writer_channel import WriterChannel
+
+log = logging.getLogger("nxpar.scan")
+
+RELINK_PERIOD_S = 1.0  # a growing Lima2/Mosca VDS is re-declared at most this often
+MASTER_CHECK_PERIOD_S = 1.0  # Lima2 copy: how often rank 0 looks for the master file
+
+
+@dataclass
+class PluginChannel:
+    """One plugin stream: what its events said, and what nxpar does with it."""
+
+    name: str
+    plugin: str
+    mode: PluginMode
+    info: dict[str, Any]
+    lima2: Lima2Info | None = None
+    mosca: MoscaSaving | None = None
+    reported: int = 0  # frames (Lima2) / points read (Mosca) according to the last event
+    saved: int = 0  # Mosca: points saved according to the last event
+    linked_count: int = -1  # points in the VDS declared last
+    linked_at: float = 0.0
+    checked_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PluginStreams:
+    """The plugin channels of one ScanWriter (hooks called from its read loop and finalisation).
+
+    `warn(text)` adds a text to the scan writer's warning at once (scan_info / scan_progress)."""
+
+    def __init__(self, source: "ScanSource", channel: "WriterChannel", warn: Callable[[str], None]) -> None:
+        self.scan_source = source
+        self.channel = channel
+        self.add_warning = warn
+        self.channels: dict[str, PluginChannel] = {}
+        self.warnings: dict[str, str] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.channels
+
+    @property
+    def warning(self) -> str:
+        return "; ".join(self.warnings.values())
+
+    def _warn(self, name: str, text: str) -> None:
+        if self.warnings.get(name) != text:
+            self.warnings[name] = text
+            log.warning("scan %s: %s", self.scan_source.info.get("name"), text)
+            self.add_warning(text)
+
+    # -- classification (ScanWriter._classify) --------------------------------------------------------
+    def classify(self, d: "StreamDescription", plan: Any) -> str | None:
+        """The StreamProgress kind of a Lima2/Mosca stream (None: not a plugin stream of ours)."""
+        name, plugin, info = d.name, d.plugin, dict(d.info)
+        if plugin not in PLUGINS or not isinstance(plan, ScanPlan):
+            return None
+        if d.broken:
+            self._warn(name, f"{name}: blissdata plugin '{plugin}' {d.broken}; written from its events and files only")
+        try:
+            ch = self._lima2(name, info, plan) if plugin == "lima2" else self._mosca(name, info, plan)
+        except (KeyError, TypeError, ValueError) as e:  # malformed stream info: this channel only
+            ch = PluginChannel(name, plugin, PluginMode.GROUP_ONLY, info)
+            self._warn(name, f"{name}: unusable {plugin} stream info ({type(e).__name__}: {e}): not written")
+        self.channels[name] = ch
+        return ch.mode.value
+
+    def _lima2(self, name: str, info: dict[str, Any], plan: ScanPlan) -> PluginChannel:
+        l2 = Lima2Info.from_info(info)
+        mode = lima2_mode(l2, plan.options.allow_external_hdf5, plan.options.copy_non_external)
+        c = plan.channel(name)
+        c.dim = len(l2.shape)  # BLISS recorded the channel (dim 3) before Lima2 knew its shape
+        if mode == PluginMode.GROUP_ONLY:
+            log.info("scan %s: %s is not saved by Lima2 (no master file): detector group only",
+                     self.scan_source.info.get("name"), name)
+        return PluginChannel(name, "lima2", mode, info, lima2=l2)
+
+    def _mosca(self, name: str, info: dict[str, Any], plan: ScanPlan) -> PluginChannel:
+        saving = MoscaSaving.from_info(info)
+        if saving is None:
+            mode = PluginMode.GROUP_ONLY
+            self._warn(name, f"{name}: Mosca does not save these spectra; nxpar reads Mosca spectra from "
+                       "Mosca's files only: not written")
+        else:
+            mode = PluginMode.MOSCA_VDS if plan.options.mosca_vds else PluginMode.MOSCA_COPY
+        return PluginChannel(name, "mosca", mode, info, mosca=saving)
+
+    # -- progress (ScanWriter._refresh_lengths) ------------------------------------------------
+    def refresh(self, streams: dict[str, "StreamProgress"]) -> None:
+        """One pipelined round trip: the last event (and seal) of every unsealed plugin stream."""
+        names = [n for n in self.channels if not streams[n].sealed]
+        if not names:
+            return
+        for n, (data, sealed) in self.scan_source.last_events(names).items():
+            if data:
+                try:
+                    self._event(self.channels[n], self.scan_source.decode_last(n, data))
+                except (KeyError, TypeError, ValueError, IndexError) as e:
+                    self._warn(n, f"{n}: unreadable {self.channels[n].plugin} event ({type(e).__name__}: {e})")
+            self._progress(self.channels[n], streams[n], sealed)
+
+    @staticmethod
+    def _event(ch: PluginChannel, last: Any) -> None:
+        if ch.plugin == "lima2":
+            ch.reported = max(ch.reported, int(last))
+        else:
+            ch.reported = max(ch.reported, int(last["last_read_index"]) + 1)
+            ch.saved = max(ch.saved, int(last["last_saved_index"]) + 1)
+
+    def _progress(self, ch: PluginChannel, p: "StreamProgress", sealed: bool) -> None:
+        p.reported = ch.reported
+        if ch.mode in (PluginMode.LIMA2_LINK, PluginMode.GROUP_ONLY):
+            p.available = p.written = p.submitted = ch.reported
+        elif ch.mode == PluginMode.LIMA2_COPY:
+            p.available = self._lima2_copyable(ch, sealed)
+        else:
+            p.available = self._mosca_saved(ch, sealed)
+            if ch.mode == PluginMode.MOSCA_VDS:
+                p.written = p.submitted = p.available
+        p.sealed = sealed
+
+    def _lima2_copyable(self, ch: PluginChannel, sealed: bool) -> int:
+        """All reported frames once the master file holds them (it is written at the end)."""
+        assert ch.lima2 is not None and ch.lima2.master is not None
+        now = time.monotonic()
+        if sealed:
+            if ch.reported and not wait_lima2_master(ch.lima2.master, ch.reported):
+                self._warn(ch.name, f"{ch.name}: the Lima2 master file {ch.lima2.master[0]} does not hold the "
+                           f"{ch.reported} frames reported: frames not copied")
+                return 0
+            return ch.reported
+        if now - ch.checked_at >= MASTER_CHECK_PERIOD_S:
+            ch.checked_at = now
+            if ch.reported and lima2_master_ready(ch.lima2.master, ch.reported):
+                ch.extra["copyable"] = ch.reported
+        return ch.extra.get("copyable", 0)
+
+    def _mosca_saved(self, ch: PluginChannel, sealed: bool) -> int:
+        """Points in files Mosca closed (the next one exists); all of them once sealed. The events'
+        saved count is not trusted during the scan: the file it points into may still be open."""
+        assert ch.mosca is not None
+        if sealed:
+            n = ch.mosca.saved_points(ch.reported)
+            if n < ch.reported:
+                self._warn(ch.name, f"{ch.name}: Mosca read {ch.reported} points but its files hold {n}: "
+                           f"the missing spectra are not written")
+            return n
+        now = time.monotonic()
+        if now - ch.checked_at >= MASTER_CHECK_PERIOD_S / 4:
+            ch.checked_at = now
+            ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
+        return min(ch.extra.get("closed", 0), ch.reported)
+
+    # -- links during the scan (ScanWriter._stream) ------------------------------------------------
+    def link(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> bool:
+        """Groups, and the VDS of linked channels re-declared as their count grows."""
+        nodes: list[st.Node] = []
+        now = time.monotonic()
+        for ch in self.channels.values():
+            p = streams[ch.name]
+            if ch.mode.copied or not p.available or p.available == ch.linked_count:
+                continue
+            if not p.sealed and now - ch.linked_at < RELINK_PERIOD_S and ch.linked_count >= 0:
+                continue
+            nodes += self._link_nodes(plan, ch, p, first=ch.linked_count < 0)
+            ch.linked_count, ch.linked_at = p.available, now
+            p.linked = True
+        if nodes:
+            self.channel.call(st.Tree(self.scan_source.key, nodes))
+        return bool(nodes)
+
+    def _link_nodes(self, plan: ScanPlan, ch: PluginChannel, p: "StreamProgress", first: bool) -> list[st.Node]:
+        if ch.mode == PluginMode.GROUP_ONLY:
+            return plan.group_node(ch.name) if first else []
+        c = plan.channel(ch.name)
+        path = f"/{c.entry}/{c.map.dataset}"
+        if ch.mode == PluginMode.LIMA2_LINK:
+            assert ch.lima2 is not None
+            c.dtype, c.detector_shape = ch.lima2.dtype, ch.lima2.shape
+            node = lima2_vds_node(path, plan.filename, ch.lima2, p.available)
+        else:
+            assert ch.mosca is not None
+            shape = tuple(int(n) for n in ch.info["shape"])
+            c.dtype, c.detector_shape = str(ch.info["dtype"]), shape
+            node = mosca_vds_node(path, plan.filename, ch.mosca.runs(0, p.available), c.dtype, shape[0],
+                                  ch.mosca.points_per_file)
+        return (plan.dataset_nodes(ch.name) + [node]) if first else [node]
+
+    # -- copies (ScanWriter._submit_rows) --------------------------------------------------------------
+    def spec(self, plan: ScanPlan, name: str) -> st.ArraySpec:
+        ch = self.channels[name]
+        if ch.lima2 is not None:
+            return plan.array_spec(name, ch.lima2.dtype, ch.lima2.shape)
+        shape = tuple(int(n) for n in ch.info["shape"])
+        spec = plan.array_spec(name, str(ch.info["dtype"]), shape)
+        chunking = plan.scan.chunk_options
+        return spectrum_chunks(spec, chunking.chunk_nbytes, plan.scan.npoints, chunking.compression_scheme is not None)
+
+    def source(self, p: "StreamProgress", stop: int) -> st.FileRunsSource:
+        ch = self.channels[p.name]
+        if ch.lima2 is not None:
+            assert ch.lima2.master is not None
+            runs = [(ch.lima2.master[0], ch.lima2.master[1], p.submitted, stop - p.submitted)]
+        else:
+            assert ch.mosca is not None
+            runs = ch.mosca.runs(p.submitted, stop)
+        return st.FileRunsSource(p.name, p.submitted, runs)
+
+    # -- finalisation (ScanWriter._finalise) ------------------------------------------------------
+    def final_nodes(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> list[st.Node]:
+        """The last VDS of each linked channel; a warning for copies that fell short."""
+        nodes: list[st.Node] = []
+        for ch in self.channels.values():
+            p = streams[ch.name]
+            if not ch.mode.copied and p.available and p.available != ch.linked_count:
+                nodes += self._link_nodes(plan, ch, p, first=ch.linked_count < 0)
+                ch.linked_count = p.available
+            if ch.mode.copied and p.written < ch.reported and ch.name not in self.warnings:
+                self._warn(ch.name, f"{ch.name}: {ch.reported} reported, {p.written} written")
+        return nodes
+
+
+def is_plugin_kind(kind: str) -> bool:
+    return kind in PLUGIN_KINDS
+
+
+__all__ = ["COPIED_KINDS", "PluginStreams", "is_plugin_kind"]

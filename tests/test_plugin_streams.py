@@ -1,0 +1,228 @@
+"""Lima2 frames and Mosca spectra (blissdata plugin streams), on the real stack: streams made by the
+plugins' classes on the real Redis, files as Lima2 and Mosca write them, values read back."""
+from __future__ import annotations
+
+import time
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import pytest
+
+from nxpar.detector_files import MoscaSaving, read_runs
+from nxpar.nexus.mapping import map_subscan
+from nxpar.nexus.plugin_plan import Lima2Info, PluginMode, lima2_mode, lima2_vds_node
+from launch.simulate import realistic_frames
+from tests.helpers import wait_progress, wait_scan_done, wait_scan_exists
+
+pytest.importorskip("blissdata_lima2")
+pytest.importorskip("blissdata_mosca")
+
+from tests.plugin_publish import (ConductorVersion, PluginScan, service_env, write_lima2_files,  # noqa: E402
+                                  write_mosca_files)
+
+SPECTRUM = 64
+
+
+def spectra(ndet: int, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.poisson(20, size=(ndet, n, SPECTRUM)).astype(np.uint32)
+
+
+def wait_for(what: str, check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def read_during_scan(filename: str, path: str):
+    """The dataset's shape, or None, from a file being written (no locking)."""
+    try:
+        with h5py.File(filename, "r", locking=False) as f:
+            d = f.get(path)
+            return None if d is None else (d.shape, d.is_virtual)
+    except OSError:
+        return None
+
+
+# -- pure logic --------------------------------------------------------------------------------------
+def test_mosca_mapping_is_blisswriters():
+    info = {"acquisition_chain": {"t": {"devices": ["1:t", "2:fx"]}},
+            "devices": {"1:t": {"channels": ["timer:epoch"], "triggered_devices": ["2:fx"]},
+                        "2:fx": {"channels": ["fx:spectrum:spec_det00", "fx:spectrum:spec_det11", "fx:stat:icr_det11",
+                                              "fx:stat:deadtime_det00", "fx:roi:r1_sum_2_3", "fx:roi:r2_sum_all",
+                                              "fx:roi:r3_det01"]}},
+            "channels": {}}
+    cfg = {k: {"device_type": "mosca", "device_info": {"type": "mca"}} for k in info["devices"]["2:fx"]["channels"]}
+    cfg["fx:roi:r1_sum_2_3"]["channel"] = [2, 3]
+    cfg["fx:roi:r2_sum_all"]["channel"] = -1
+    cfg["fx:roi:r3_det01"]["channel"] = 1
+    got = {k: (m.dataset, m.data_type) for k, m in map_subscan(info, "t", cfg).items()}
+    assert got["fx:spectrum:spec_det00"] == ("instrument/fx_det0/spectrum", "principal")
+    assert got["fx:spectrum:spec_det11"] == ("instrument/fx_det11/spectrum", "principal")
+    assert got["fx:stat:icr_det11"] == ("instrument/fx_det11/trigger_count_rate", "icr")
+    assert got["fx:stat:deadtime_det00"] == ("instrument/fx_det0/fractional_dead_time", "deadtime")
+    assert got["fx:roi:r1_sum_2_3"] == ("instrument/fx_sum_2_3/r1", "roi")
+    assert got["fx:roi:r2_sum_all"] == ("instrument/fx_sum_all/r2", "roi")
+    assert got["fx:roi:r3_det01"] == ("instrument/fx_det1/r3", "roi")
+
+
+@pytest.mark.parametrize("shape", [(16, 12), (2, 8, 6), (50,)])
+def test_lima2_vds_has_the_frame_shape(tmp_path, shape):
+    """(h, w), (channels, h, w) and vector frames: (n,) + the stream's shape, over the master file."""
+    info = Lima2Info.from_info({"dtype": "uint16", "shape": list(shape),
+                                "master_file": [str(tmp_path / "scan0001" / "eiger_frame_master.h5"), "entry_0000/d"]})
+    assert lima2_mode(info, True, False) == PluginMode.LIMA2_LINK
+    assert lima2_mode(info, False, True) == PluginMode.LIMA2_COPY
+    node = lima2_vds_node("/1.1/instrument/eiger/frame", str(tmp_path / "data.h5"), info, 4)
+    assert node.value["shape"] == (4,) + shape
+    assert node.value["sources"] == [("scan0001/eiger_frame_master.h5", "/entry_0000/d", (4,) + shape, 0, 0, 4)]
+    unsaved = Lima2Info.from_info({"dtype": "uint16", "shape": list(shape), "master_file": None})
+    assert lima2_mode(unsaved, True, True) == PluginMode.GROUP_ONLY
+
+
+def test_mosca_runs_read_back_across_files(tmp_path):
+    data = spectra(2, 10)
+    saving = write_mosca_files(tmp_path / "scan0001", "fx", data, [0, 3], per_file=4)
+    m = MoscaSaving.from_info({"detector": 3, "mosca_info": saving})
+    runs = m.runs(2, 9)
+    assert [(r[0].rsplit("/", 1)[1], r[2], r[3]) for r in runs] == [
+        ("fx_spectra_0000.h5", 2, 2), ("fx_spectra_0001.h5", 0, 4), ("fx_spectra_0002.h5", 0, 1)]
+    np.testing.assert_array_equal(read_runs(runs, 2, 3, 9), data[1, 3:9])
+    assert m.closed_points(10) == 8 and m.saved_points(10, wait_s=0) == 10
+
+
+# -- the real stack ------------------------------------------------------------------------------------
+def lima2_channels(directory, frames: dict[str, np.ndarray], shapes: dict[str, tuple], master: bool):
+    return {name: {"shape": shapes[name], "dtype": "uint16",
+                   "master_file": list(write_lima2_files(directory, *name.split(":"), frames[name], shapes[name],
+                                                         master=master))}
+            for name in frames}
+
+
+def test_lima2_linked_and_mosca_copied(services, stack, data_dir):
+    """Plugins installed, conductor reachable: Lima2 frames are a VDS over the master file, there
+    during the scan; Mosca spectra are copied (compressed, whole spectra per chunk), one NXdetector
+    per element; frame counts from the progress events in scan_progress."""
+    proxy = services.get(3, ("plug",), extra_env=service_env(plugins=True))["plug"]
+    conductor = ConductorVersion()
+    scan_dir = data_dir / "scan0001"
+    frames = {"eiger:frame": realistic_frames(7, (16, 12), seed=1),
+              "eiger:acc_frame": np.stack([realistic_frames(2, (8, 6), seed=10 + i) for i in range(7)])}
+    shapes = {"eiger:frame": (16, 12), "eiger:acc_frame": (2, 8, 6)}
+    lima2 = lima2_channels(scan_dir, frames, shapes, master=False)  # the master is written at the end
+    data = spectra(2, 7)
+    saving = write_mosca_files(scan_dir, "fx", data, [0, 3], per_file=4, files=1)
+    filename = str(data_dir / "plug.h5")
+    pub = PluginScan(stack.env["REDIS_DATA_URL"], "plug", filename, 1, 7, lima2=lima2,
+                     mosca={0: {"size": SPECTRUM, "saving": saving}, 3: {"size": SPECTRUM, "saving": saving}},
+                     conductor_port=conductor.port).create()
+    try:
+        wait_scan_exists(proxy, "1_ascan")
+        pub.prepare_start()
+        pub.points(0, 5)
+        pub.lima2_progress(0, 0, 2, 2, 5)  # one count per poll: repeats and jumps, the last one counts
+        pub.mosca_status(4, 3)
+        wait_progress(proxy, "1_ascan", "pts-5pts")
+        shape = wait_for("a 5-frame VDS during the scan",
+                         lambda: (read_during_scan(filename, "1.1/instrument/eiger/frame") or ((0,), 0))[0][0] == 5
+                         and read_during_scan(filename, "1.1/instrument/eiger/frame"))
+        assert shape == ((5, 16, 12), True)
+        write_mosca_files(scan_dir, "fx", data, [0, 3], per_file=4, first_file=1)
+        lima2_channels(scan_dir, frames, shapes, master=True)
+        pub.points(5, 7)
+        pub.lima2_progress(7, 7)
+        pub.mosca_status(6, 5)  # the last event: one point fewer saved than read
+        pub.stop_close()
+        assert wait_scan_done(proxy, "1_ascan") == "OFF", proxy.scan_state_reason("1_ascan")
+        assert not [row for row in proxy.scan_info if row.startswith("1_ascan") and "WARNING" in row]
+    finally:
+        conductor.stop()
+    with h5py.File(filename, "r", locking=False) as f:
+        e = f["1.1"]
+        d = e["instrument/eiger/frame"]
+        assert d.is_virtual and d.shape == (7, 16, 12) and d.dtype == np.uint16
+        assert [s.file_name for s in d.virtual_sources()] == ["scan0001/eiger_frame_master.h5"]
+        np.testing.assert_array_equal(d[()], frames["eiger:frame"])
+        acc = e["instrument/eiger/acc_frame"]
+        assert acc.shape == (7, 2, 8, 6)
+        np.testing.assert_array_equal(acc[()], frames["eiger:acc_frame"])
+        assert e.get("measurement/eiger", getlink=True).path == "/1.1/instrument/eiger/frame"
+        assert e["instrument/eiger"].attrs["NX_class"] == "NXdetector"
+        for i, det in enumerate((0, 3)):
+            s = e[f"instrument/fx_det{det}/spectrum"]
+            assert not s.is_virtual and s.chunks == (7, SPECTRUM)  # whole spectra per chunk
+            assert "32008" in map(str, s._filters)  # compressed: bitshuffle-LZ4 by default
+            np.testing.assert_array_equal(s[()], data[i])
+            assert e[f"instrument/fx_det{det}"].attrs["NX_class"] == "NXdetector"
+            np.testing.assert_array_equal(e[f"instrument/fx_det{det}/trigger_count_rate"][()],
+                                          1000.0 + np.arange(7) + det)
+            assert e.get(f"measurement/fx_det{det}", getlink=True).path == f"/1.1/instrument/fx_det{det}/spectrum"
+        assert e["writer/status"][()] == b"SUCCEEDED"
+
+
+def test_lima2_conductor_unreachable_is_a_warning_not_a_fault(services, stack, data_dir):
+    """The conductor is gone when the writer loads the stream (BrokenPluginStream): the frames are
+    linked from the stream info all the same, the warning is in scan_info, the scan is OFF."""
+    proxy = services.get(3, ("plug",), extra_env=service_env(plugins=True))["plug"]
+    conductor = ConductorVersion()
+    frames = {"eiger:frame": realistic_frames(4, (16, 12), seed=2)}
+    lima2 = lima2_channels(data_dir / "scan0002", frames, {"eiger:frame": (16, 12)}, master=True)
+    filename = str(data_dir / "unreachable.h5")
+    pub = PluginScan(stack.env["REDIS_DATA_URL"], "plug", filename, 2, 4, lima2=lima2,
+                     conductor_port=conductor.port).create()
+    conductor.stop()  # before PREPARED: the writer's blissdata cannot load the Lima2 stream
+    wait_scan_exists(proxy, "2_ascan")
+    pub.prepare_start()
+    pub.points(0, 4)
+    pub.lima2_progress(1, 4)
+    wait_for("the warning in scan_info",
+             lambda: any("eiger:frame" in row and "lima2" in row for row in proxy.scan_info))
+    wait_for("the warning in scan_progress", lambda: any(row.startswith("2_ascan:") and "WARNING" in row
+                                                          and "eiger:frame" in row for row in proxy.scan_progress))
+    pub.stop_close()
+    assert wait_scan_done(proxy, "2_ascan") == "OFF", proxy.scan_state_reason("2_ascan")
+    with h5py.File(filename, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["2.1/instrument/eiger/frame"][()], frames["eiger:frame"])
+
+
+def test_plugins_missing_frames_copied_and_mosca_vds(services, stack, data_dir):
+    """Plugins not installed on the writer (MissingPluginStream), frames copied on request
+    (disable_external_hdf5 + copy_non_external) by the writer ranks from the Lima2 files, Mosca
+    spectra as a VDS over Mosca's files (mosca_vds); a warning, no FAULT."""
+    proxy = services.get(3, ("noplug",), extra_env=service_env(plugins=False), disable_external_hdf5=True,
+                         copy_non_external=True, mosca_vds=True)["noplug"]
+    conductor = ConductorVersion()
+    scan_dir = data_dir / "scan0003"
+    frames = {"eiger:frame": realistic_frames(6, (16, 12), seed=3)}
+    lima2 = lima2_channels(scan_dir, frames, {"eiger:frame": (16, 12)}, master=True)
+    data = spectra(1, 9, seed=5)
+    saving = write_mosca_files(scan_dir, "fx", data, [2], per_file=4)
+    filename = str(data_dir / "noplug.h5")
+    pub = PluginScan(stack.env["REDIS_DATA_URL"], "noplug", filename, 3, 9, lima2=lima2,
+                     mosca={2: {"size": SPECTRUM, "saving": saving}}, conductor_port=conductor.port).create()
+    try:
+        wait_scan_exists(proxy, "3_ascan")
+        pub.prepare_start()
+        pub.points(0, 9)
+        pub.lima2_progress(3, 6)
+        pub.mosca_status(8, 7)
+        wait_for("the warning in scan_info", lambda: any("not installed" in row for row in proxy.scan_info))
+        pub.stop_close()
+        assert wait_scan_done(proxy, "3_ascan") == "OFF", proxy.scan_state_reason("3_ascan")
+    finally:
+        conductor.stop()
+    with h5py.File(filename, "r", locking=False) as f:
+        d = f["3.1/instrument/eiger/frame"]
+        assert not d.is_virtual and d.shape == (6, 16, 12) and list(d._filters)
+        np.testing.assert_array_equal(d[()], frames["eiger:frame"])
+        s = f["3.1/instrument/fx_det2/spectrum"]
+        assert s.is_virtual and s.shape == (9, SPECTRUM)
+        assert sorted({v.file_name for v in s.virtual_sources()}) == [
+            f"scan0003/fx_spectra_{k:04d}.h5" for k in range(3)]
+        np.testing.assert_array_equal(s[()], data[0])
