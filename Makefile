@@ -1,18 +1,34 @@
 # The two commands: `make demo` and `make test`. Set-up is idempotent and cached (launch/setup.sh).
+# `make test-fast` (no servers, < 1 min) is the developer's loop: unit tests, the MPI executor tests
+# under mpirun -n 3, and ruff.
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
+RUFF  := $(firstword $(wildcard .tools/bin/ruff) $(VENV)/bin/ruff)
 export PYTHONUNBUFFERED := 1
+# the MPI executor tests: every rank a writer, no Tango, no Redis (tests/mpi/)
+MPI_TESTS := mpirun -n 3 $(PY) -m pytest -q -p no:cacheprovider --timeout=120 -m mpi tests/mpi
 
-.PHONY: setup setup-bliss demo test test-bliss bench bench-scaling clean
+.PHONY: setup setup-bliss demo lint test test-fast test-mpi test-bliss bench bench-scaling clean
 setup:
 	bash launch/setup.sh
 
 demo: setup
-	$(PY) -m launch.demo
+	$(PY) -m perf.demo
 
-test: setup
+lint:
+	$(RUFF) check .
+
+test-fast: lint
+	$(PY) -m pytest -q -m "not integration and not slow"
+	$(MPI_TESTS)
+
+test-mpi:
+	$(MPI_TESTS)
+
+test: setup lint
 	$(PY) -m pytest -v
+	$(MPI_TESTS)
 
 # The real-BLISS tier (tests/bliss/, BLISS 2.4.0 in .venv-bliss), in its own network namespace.
 setup-bliss:

@@ -3,7 +3,7 @@
 Writes every scan published in a blissdata Redis (or only a session's, --session) with the same
 writer ranks, the same logs and the same files as the Tango service: a scan with an h5map
 (`scan_info["h5maps"]`, BLISS's "mapping" route) as that tree, any other scan saved for the "nexus"
-writer as the tree of spec §4. For facilities without Tango, for debugging, and for re-writing
+writer as the tree of docs/interface.md §4. For facilities without Tango, for debugging, and for re-writing
 scans that are still in Redis (--existing; an entry already in its file is never overwritten, so
 move the old files away first). Like `blisswriter run REDIS_URL` of blisswriter 3.0.0.
 
@@ -25,7 +25,8 @@ from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundErr
 from blissdata.redis_engine.store import DataStore
 
 from . import logging_setup
-from .nexus.plan import SaveOptions
+from .options import SaveOptions, Tuning
+from .rank0.states import State
 
 log = logging.getLogger("nxpar.batch")
 
@@ -95,7 +96,6 @@ class _Signals:
 def run_rank0(world, writers, args: argparse.Namespace) -> int:
     """RANK 0: discovery + one ScanWriter per scan; the writer ranks are told to leave at the end."""
     from .rank0.mapping_route import ANY_ROUTE, MappingRoute
-    from .rank0.scan_writer import Tuning
     from .rank0.writer_channel import WriterChannel
 
     channel = WriterChannel(world, writers)
@@ -165,9 +165,10 @@ def _summary(route) -> int:
     failed = 0
     for record in route.records():
         w = record.writer
-        failed += w.state == "FAULT"
-        (log.warning if w.state == "FAULT" else log.info)(
-            "scan %s (%s): %s %s%s", getattr(w, "name", ""), record.key, w.state, w.reason,
+        state = State(w.state)
+        failed += state == State.FAULT
+        (log.warning if state == State.FAULT else log.info)(
+            "scan %s (%s): %s %s%s", getattr(w, "name", ""), record.key, state.value, w.reason,
             "".join(f" WARNING: {m}" for m in route.warnings(record.key)))
     log.info("%d scan(s) OFF (written, or not to be saved), %d FAULT", len(route.records()) - failed, failed)
     return 1 if failed else 0

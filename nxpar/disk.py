@@ -27,20 +27,30 @@ def has_write_permissions(filename: str) -> bool:
     return parent is not None and os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK)
 
 
+def free_bytes(directory: str, timeout: float | None = None) -> int | None:
+    """Bytes free for unprivileged users in `directory`; None if statvfs fails (or does not
+    answer within `timeout`: a hung file system must not block a Tango command)."""
+    try:
+        if timeout is None:
+            st = os.statvfs(directory)
+        else:
+            st = _statvfs_pool.submit(os.statvfs, directory).result(timeout=timeout)
+    except (TimeoutError, OSError):
+        return None
+    return st.f_frsize * st.f_bavail
+
+
 def free_mb(filename: str) -> float | None:
-    """Free MiB for unprivileged users where `filename` lives; None if statvfs does not answer in time."""
+    """Free MiB where `filename` lives (or would be created); None if statvfs does not answer in time."""
     parent = nearest_existing_parent(os.path.dirname(os.path.abspath(filename)) or "/")
     if parent is None:
         return None
-    try:
-        st = _statvfs_pool.submit(os.statvfs, parent).result(timeout=STATVFS_TIMEOUT_S)
-    except (TimeoutError, OSError):
-        return None
-    return st.f_frsize * st.f_bavail / 1024**2
+    free = free_bytes(parent, STATVFS_TIMEOUT_S)
+    return None if free is None else free / 1024**2
 
 
 def disk_space_message(filename: str | None, threshold_mb: float) -> str:
-    """'' or 'Free disk space below <threshold> MB' (spec §2.4)."""
+    """'' or 'Free disk space below <threshold> MB' (the text BLISS shows for the disk checks)."""
     if not filename or threshold_mb <= 0:
         return ""
     free = free_mb(filename)

@@ -15,7 +15,7 @@ import numpy as np
 # (file format, absolute file path, dataset path in the file or "", frame index in the file)
 FrameRef = tuple[str, str, str, int]
 
-GROW_WAIT_S = 10.0  # spec §4.7: EDF files may still be growing at finalisation
+GROW_WAIT_S = 10.0  # EDF files may still be growing when the scan ends: wait this long for a frame
 
 
 class FrameNotSaved(RuntimeError):

@@ -1,4 +1,4 @@
-"""Logging options shared by the console scripts (blisswriter's names, spec §1.1)."""
+"""Logging options shared by the console scripts (blisswriter's names, docs/interface.md §1.1)."""
 from __future__ import annotations
 
 import argparse
@@ -23,11 +23,13 @@ class _Formatter(logging.Formatter):
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log", dest="level", default="WARNING", type=str.upper, choices=LEVELS)
-    parser.add_argument("--logfile", default="")
-    parser.add_argument("--filesize", dest="maxMBytes", type=float, default=5)
-    parser.add_argument("--filebackups", dest="backupCount", type=int, default=9)
-    parser.add_argument("--nologstdout", dest="logstdout", action="store_false")
+    parser.add_argument("--log", dest="level", default="WARNING", type=str.upper, choices=LEVELS,
+                        help="log level of nxpar (default WARNING): below WARNING to stdout, the rest to stderr")
+    parser.add_argument("--logfile", default="", help="also log to this file (rotated)")
+    parser.add_argument("--filesize", dest="maxMBytes", type=float, default=5, help="MB per log file (default 5)")
+    parser.add_argument("--filebackups", dest="backupCount", type=int, default=9,
+                        help="rotated log files kept (default 9)")
+    parser.add_argument("--nologstdout", dest="logstdout", action="store_false", help="nothing to stdout")
 
 
 def configure(args: argparse.Namespace, rank: int | None = None) -> None:

@@ -27,10 +27,6 @@ def backoff(sleep_s: float) -> float:
     return min(sleep_s * 2, POLL_MAX_S)
 
 
-def world() -> MPI.Intracomm:
-    return MPI.COMM_WORLD
-
-
 def writer_comm() -> MPI.Intracomm | None:
     """COLLECTIVE: the communicator of the writer ranks (None on rank 0 when N > 1)."""
     comm = MPI.COMM_WORLD

@@ -1,7 +1,7 @@
 """`RegisterNexusWriter SESSION`: register a writer device for a BLISS session in the Tango DB:
 class NexusWriter (BLISS's "nexus" route) or, with `--class BlissWriter`, BlissWriter ("mapping").
 
-Also `find_session_writer` (how BLISS finds the device, spec §2.10.1) and the Beacon-YAML form of
+Also `find_session_writer` (how BLISS finds the device, docs/interface.md §2.1) and the Beacon-YAML form of
 a registration (`--export-yaml` / `--import-yaml`).
 """
 from __future__ import annotations
@@ -49,7 +49,8 @@ def register(session: str, server: str = "nexuswriter", instance: str = "", doma
              family: str = "", member: str = "", use_existing: bool = True,
              beacon_host: str | None = None, db: tango.Database | None = None,
              writer_class: str = CLASS, extra_props: dict[str, Any] | None = None) -> str:
-    """Register (or find) the session's writer of class `writer_class`; returns the device name (spec §1.3)."""
+    """Register (or find) the session's writer of class `writer_class`; returns the device name
+    (docs/interface.md §1.3)."""
     if writer_class not in CLASSES:
         raise ValueError(f"writer class must be one of {CLASSES}, got {writer_class!r}")
     db = db or tango.Database()
@@ -115,15 +116,18 @@ def from_beacon_yaml(text: str, writer_class: str = CLASS) -> tuple[str, str, di
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="RegisterNexusWriter", description=__doc__)
     p.add_argument("session", nargs="?", help="BLISS session name")
-    p.add_argument("--server", default="nexuswriter")
-    p.add_argument("--instance", default="")
-    p.add_argument("--domain", default="")
+    p.add_argument("--server", default="nexuswriter", help="Tango server name (default nexuswriter)")
+    p.add_argument("--instance", default="", help="Tango server instance (default: the session)")
+    p.add_argument("--domain", default="", help="device domain (default: $BEAMLINE, else id00)")
     p.add_argument("--class", dest="writer_class", default=CLASS, choices=CLASSES,
                    help='Tango class: NexusWriter (BLISS SCAN_SAVING.writer = "nexus") or BlissWriter ("mapping")')
-    p.add_argument("--family", default="", help="default: bliss_nxwriter (NexusWriter), blisswriter (BlissWriter)")
-    p.add_argument("--member", default="")
-    p.add_argument("--ignore_existing", dest="use_existing", action="store_false")
-    p.add_argument("--beacon-host", dest="beacon_host", default=None)
+    p.add_argument("--family", default="",
+                   help="device family (default: bliss_nxwriter for NexusWriter, blisswriter for BlissWriter)")
+    p.add_argument("--member", default="", help="device member (default: the session)")
+    p.add_argument("--ignore_existing", dest="use_existing", action="store_false",
+                   help="register a new device even if the session already has one")
+    p.add_argument("--beacon-host", dest="beacon_host", default=None,
+                   help="Beacon host the device must listen to (device property beacon_host)")
     p.add_argument("--redis-url", dest="redis_url", default="",
                    help="BlissWriter only: its redis_url property (default: REDIS_DATA_URL or Beacon at start)")
     p.add_argument("--export-yaml", metavar="FILE", help="write the server's registrations as Beacon YAML")

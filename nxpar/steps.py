@@ -10,23 +10,41 @@ within each rank's memory budget.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 
+class NodeOp(str, enum.Enum):
+    """What a Node does to the file tree (collective/tree.py has one handler per operation)."""
+
+    GROUP = "group"  # require the group, set its attributes
+    VALUE = "value"  # a small dataset (kept if it exists, unless overwrite)
+    SOFTLINK = "softlink"
+    EXTLINK = "extlink"
+    ATTRS = "attrs"  # attributes of an existing object
+    DELETE = "delete"
+    VDS = "vds"  # Lima frames: a virtual dataset over whole frames of other files
+    VDS_MAP = "vds_map"  # a virtual dataset from hyperslab selections (h5maps, mesh plots)
+    EXTERNAL = "external"  # raw data in other (non-HDF5) files, e.g. EDF frames
+
+
 @dataclass
 class Node:
     """One metadata operation on the file tree (group, small dataset, link, attributes)."""
 
-    op: str  # "group" | "value" | "softlink" | "extlink" | "attrs" | "delete"
+    op: NodeOp  # a plain string naming an operation is accepted and converted
     path: str
     value: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
     target: str = ""
     target_file: str = ""
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.op = NodeOp(self.op)  # ValueError for an unknown operation, at planning time
 
 
 @dataclass
@@ -171,7 +189,7 @@ class MarkFailed:
 
 @dataclass
 class Shutdown:
-    scan_id: str = ""
+    """The writer ranks close every file and leave their loop."""
 
 
 @dataclass

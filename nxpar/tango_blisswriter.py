@@ -19,9 +19,9 @@ import tango
 from tango import DevState, Except
 from tango.server import Device, command, device_property
 
-from .nexus.plan import SaveOptions
+from .options import SaveOptions
 from .rank0.mapping_route import MAPPING_ROUTE, MappingRoute, UnknownScan
-from .rank0.scan_writer import Tuning
+from .options import Tuning
 from .rank0.session import redis_url_for_session
 
 log = logging.getLogger("nxpar.tango.blisswriter")

@@ -1,8 +1,8 @@
 """`NexusWriterService INSTANCE`: the MPI job. Rank 0 serves the Tango `NexusWriter` devices;
 ranks 1..N-1 are writers (nxpar.worker) and never talk Tango.
 
-The Tango interface (names, types, semantics) is blisswriter 2.0.0's (spec §2), so that an
-unmodified BLISS 2.4 finds and drives it.
+The Tango interface (names, types, semantics) is blisswriter 2.0.0's, so that an unmodified
+BLISS 2.4 finds and drives it; docs/interface.md describes it.
 """
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from tango.server import Device, attribute, command, device_property
 
 from . import logging_setup
 from .disk import disk_space_message, has_write_permissions
-from .nexus.plan import SaveOptions
-from .rank0.scan_writer import ScanWriter, Tuning
+from .options import SaveOptions, Tuning
 from .rank0.session import DEFAULT_PURGE_DELAY_S, SessionSubscriber
+from .rank0.states import ScanStatus, State
 from .rank0.writer_channel import WriterChannel
+from .tango_display import align_columns, column_lines, duration, end_text, info_lines, progress_lines, start_text
 
 log = logging.getLogger("nxpar.tango")
 
@@ -57,24 +58,12 @@ _PY_LEVELS = {LogLevel.NOTSET: logging.NOTSET, LogLevel.DEBUG: logging.DEBUG, Lo
               LogLevel.WARN: logging.WARNING, LogLevel.ERROR: logging.ERROR, LogLevel.FATAL: logging.CRITICAL}
 _LOG4TANGO = {LogLevel.NOTSET: 100, LogLevel.FATAL: 200, LogLevel.ERROR: 300, LogLevel.WARN: 400,
               LogLevel.INFO: 500, LogLevel.DEBUG: 600}
-_TANGO_STATES = {"INIT": DevState.INIT, "ON": DevState.ON, "RUNNING": DevState.RUNNING,
-                 "OFF": DevState.OFF, "FAULT": DevState.FAULT}
+_TANGO_STATES = {State.INIT: DevState.INIT, State.ON: DevState.ON, State.RUNNING: DevState.RUNNING,
+                 State.OFF: DevState.OFF, State.FAULT: DevState.FAULT}
 
 
 def _fail(reason: str, message: str, origin: str) -> None:
     Except.throw_exception(reason, message, origin)
-
-
-def align_columns(rows: list[list[str]]) -> list[str]:
-    """blisswriter's align_listofstrings: right-align all columns but the last."""
-    if not rows:
-        return []
-    if len(rows) == 1:
-        return [" ".join(rows[0])]
-    ncols = max(map(len, rows))
-    rows = [r + [""] * (ncols - len(r)) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(ncols)]
-    return [" ".join([c.rjust(w) for c, w in zip(r[:-1], widths[:-1])] + [r[-1].ljust(widths[-1])]) for r in rows]
 
 
 class NexusWriter(Device):
@@ -152,14 +141,14 @@ class NexusWriter(Device):
         return self._sub.reason + (f" ({self._sub.notice})" if self._sub.notice else "")
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _writer(self, name: str, origin: str) -> ScanWriter:
+    def _writer(self, name: str, origin: str) -> ScanStatus:
         try:
             return self._sub.get(name)
         except ValueError as e:
             _fail("NexusWriter_UnknownScan", str(e), origin)
             raise
 
-    # -- commands (spec §2.4) ----------------------------------------------------------------------
+    # -- commands (docs/interface.md) -------------------------------------------------------------------
     @command
     def start(self) -> None:
         """Start discovering scans (after stop or FAULT); refreshes the save options."""
@@ -244,7 +233,7 @@ class NexusWriter(Device):
         except OSError as e:
             _fail("NexusWriter_MakedirsFailed", f"Cannot create {path}: {e}", "makedirs")
 
-    # -- attributes (spec §2.5) --------------------------------------------------------------------
+    # -- attributes (docs/interface.md) -----------------------------------------------------------------
     @attribute(dtype=ResourceProfiling, access=AttrWriteType.READ_WRITE)
     def resource_profiling(self) -> ResourceProfiling:
         return self._profiling
@@ -285,47 +274,27 @@ class NexusWriter(Device):
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_urls(self) -> list[str]:
-        return align_columns([[f"{w.name}:", repr(w.urls)] for w in self._sub.sorted_writers()])
+        return column_lines(self._sub.sorted_writers(), lambda w: repr(w.urls))
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_start(self) -> list[str]:
-        return align_columns([[f"{w.name}:", w.start_str()] for w in self._sub.sorted_writers()])
+        return column_lines(self._sub.sorted_writers(), start_text)
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_end(self) -> list[str]:
-        return align_columns([[f"{w.name}:", w.end_str()] for w in self._sub.sorted_writers()])
+        return column_lines(self._sub.sorted_writers(), end_text)
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_duration(self) -> list[str]:
-        return align_columns([[f"{w.name}:", str(w.duration())] for w in self._sub.sorted_writers()])
+        return column_lines(self._sub.sorted_writers(), lambda w: str(duration(w)))
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_progress(self) -> list[str]:
-        rows = []
-        for w in self._sub.sorted_writers():
-            per_entry = w.progress()
-            for entry, counts in sorted(per_entry.items()):
-                label = f"{w.name}:" if len(per_entry) == 1 else f"{w.name}:{entry}:"
-                values = list(counts.values()) or [0]
-                row = [label, f"{min(values)}pts-{max(values)}pts"]
-                if w.is_alive() and w.backlog() > 0:
-                    row[-1] += f" (published {w.published()}pts)"
-                plugins = getattr(w, "plugins", None)
-                if plugins is not None and plugins.warning:  # Lima2 / Mosca channels not fully written
-                    row[-1] += f" WARNING: {plugins.warning}"
-                rows.append(row)
-        return align_columns(rows)
+        return progress_lines(self._sub.sorted_writers())
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_info(self) -> list[str]:
-        rows = []
-        for w in self._sub.sorted_writers():
-            counts = [c for e in w.progress().values() for c in e.values()] or [0]
-            rows.append([f"{w.name}:", w.state, f"{min(counts)}pts-{max(counts)}pts",
-                         f"{w.bytes_written / 1024**2:.1f}MB", f"duration: {w.duration()}",
-                         f"start: {w.start_str()}", f"end: {w.end_str()}" +
-                         (f" WARNING: {w.warning}" if getattr(w, "warning", "") else "")])
-        return align_columns(rows)
+        return info_lines(self._sub.sorted_writers())
 
     @attribute(dtype=(str,), max_dim_x=10000)
     def scan_states_info(self) -> list[str]:
@@ -339,7 +308,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("instance", help="Tango server instance (e.g. nexuswriters)")
     p.add_argument("--server", default="nexuswriter", help="Tango server name")
     p.add_argument("--log_tango", default="WARNING", type=str.upper,
-                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"])
+                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"],
+                   help="verbosity of the Tango library (default WARNING)")
     p.add_argument("--patch", action="append", default=[], help="accepted and ignored (blisswriter test option)")
     logging_setup.add_cli_args(p)
     return p.parse_args(argv)

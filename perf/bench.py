@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     from launch.stack import Stack
-    from nxpar.simulate import realistic_frames
+    from launch.simulate import realistic_frames
     from perf.replay_scan import replay
 
     OUT.mkdir(parents=True, exist_ok=True)

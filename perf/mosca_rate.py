@@ -76,7 +76,7 @@ def baseline(files_dir: Path, npoints: int, out: str) -> float:
 
 def run_nxpar(proxy, url: str, session: str, filename: str, nb: int, npoints: int, saving: dict, mode: str,
               ranks: int, expected: np.ndarray) -> Run:
-    from tests.conftest import wait_scan_done, wait_scan_exists
+    from tests.helpers import wait_scan_done, wait_scan_exists
     from tests.plugin_publish import PluginScan
 
     mosca = {e: {"size": CHANNELS, "saving": saving} for e in range(ELEMENTS)}

@@ -64,7 +64,7 @@ class PointRun:
 
 
 def _spec(sc: Scenario, session: str, filename: str, scan_nb: int):
-    from nxpar.simulate import ScanSpec
+    from launch.simulate import ScanSpec
 
     return ScanSpec(session, filename, scan_nb, sc.npoints, image_shape=sc.image_shape,
                     mca_channels=sc.mca_channels)
@@ -100,7 +100,7 @@ def check_file(filename: str, scan_nb: int, npoints: int, pub) -> str:
 
 
 def run_nxpar(proxy, url: str, sc: Scenario, session: str, filename: str, scan_nb: int, ranks: int) -> PointRun:
-    from nxpar.simulate import ScanPublisher
+    from launch.simulate import ScanPublisher
 
     pub = ScanPublisher(url, _spec(sc, session, filename, scan_nb))
     deadline = time.monotonic() + 10
@@ -124,7 +124,7 @@ def run_nxpar(proxy, url: str, sc: Scenario, session: str, filename: str, scan_n
 
 def run_single_process(url: str, sc: Scenario, filename: str, scan_nb: int) -> PointRun:
     """The same publisher while a separate process (blisswriter's design) writes the scan."""
-    from nxpar.simulate import ScanPublisher
+    from launch.simulate import ScanPublisher
     from perf.single_process_writer import follow_and_write
 
     pub = ScanPublisher(url, _spec(sc, "bench_single", filename, scan_nb))

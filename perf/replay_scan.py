@@ -78,7 +78,7 @@ def replay(proxy, redis_url: str, session: str, filename: str, scan_nb: int, fra
     import h5py
     import hdf5plugin  # noqa: F401  (readers need the filters)
 
-    from nxpar.simulate import ScanPublisher, ScanSpec, realistic_frames
+    from launch.simulate import ScanPublisher, ScanSpec, realistic_frames
 
     chunk_options = {"compression_scheme": compression} if compression else {}
     spec = ScanSpec(session, filename, scan_nb, frames, image_shape=shape, image_dtype=dtype,
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
             os.environ.update(stack.env)
             proxy = stack.wait_device(find_session_writer("replay"))
-        from nxpar.simulate import realistic_frames
+        from launch.simulate import realistic_frames
 
         pool = realistic_frames(min(args.frames, 16), tuple(args.shape), args.dtype)
         for i in range(args.repeat):

@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     import redis
 
     from launch.stack import Stack
-    from nxpar.simulate import realistic_frames
+    from launch.simulate import realistic_frames
 
     pool = realistic_frames(16, tuple(args.shape), args.dtype)
     base_dir = Path(tempfile.mkdtemp(prefix="nxpar-scaling-"))

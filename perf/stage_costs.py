@@ -125,7 +125,7 @@ def probe_write(path: str, shape: tuple[int, int], dtype: str, scheme: str, n: i
 
     from nxpar.collective.file_access import FileAccessSettings, make_fapl
     from nxpar.compression import filter_kwargs
-    from nxpar.simulate import realistic_frames
+    from launch.simulate import realistic_frames
 
     frames = realistic_frames(16, shape, dtype)
 

@@ -1,13 +1,14 @@
 """Fixtures: the REAL embedded stack (Redis + RediSearch/ReJSON, Tango DB, mpirun services).
 
 One Redis and one Tango database for the whole run; one `mpirun -n N NexusWriterService` per
-rank count, started on first use and stopped by PID at the end.
+rank count, started on first use and stopped by PID at the end. Functions the tests share are in
+tests/helpers.py (this file is never imported as a module). Test tiers (markers, pyproject.toml):
+a test that uses these fixtures is marked `integration` here; `mpi` tests run only under mpirun.
 """
 from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from launch.stack import Stack  # noqa: E402
+
+SERVER_FIXTURES = {"stack", "services"}
+UNDER_MPIRUN = "PMI_RANK" in os.environ or "OMPI_COMM_WORLD_RANK" in os.environ
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the servers are `integration`; `mpi` tests are skipped outside mpirun and
+    everything else is skipped under it (each rank would start its own servers)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        is_mpi = item.get_closest_marker("mpi") is not None
+        if is_mpi and not UNDER_MPIRUN:
+            item.add_marker(pytest.mark.skip(reason="an mpi test: run it with mpirun -n 3 python -m pytest -m mpi"))
+        elif not is_mpi and UNDER_MPIRUN:
+            item.add_marker(pytest.mark.skip(reason="under mpirun only the mpi tests run"))
 
 
 @pytest.fixture(scope="session")
@@ -58,55 +76,3 @@ def services(stack):
 @pytest.fixture
 def data_dir(tmp_path):
     return tmp_path
-
-
-def wait_scan_done(proxy, name: str, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = str(proxy.scan_state(name))
-        if state in ("OFF", "FAULT"):
-            return state
-        time.sleep(0.05)
-    raise TimeoutError(f"scan {name} still {proxy.scan_state(name)} after {timeout}s")
-
-
-def wait_scan_exists(proxy, name: str, timeout: float = 10) -> None:
-    """BLISS fails the scan if the writer has not registered it within 10 s."""
-    deadline = time.monotonic() + timeout
-    while not proxy.scan_exists(name):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"writer did not receive scan {name} after {timeout}s")
-        time.sleep(0.05)
-
-
-def wait_progress(proxy, name: str, text: str, timeout: float = 20) -> None:
-    """Until the scan_progress line of scan `name` contains `text` (e.g. '10pts-10pts')."""
-    deadline = time.monotonic() + timeout
-    while not any(line.strip().startswith(f"{name}:") and text in line for line in proxy.scan_progress):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"scan_progress never showed {text!r}: {list(proxy.scan_progress)}")
-        time.sleep(0.05)
-
-
-def start_scan(proxy, url: str, spec, points: int = 0, batch: int = 1):
-    """A scan the writer has registered, PREPARED and STARTED, with its first `points` published."""
-    from nxpar.simulate import ScanPublisher
-
-    pub = ScanPublisher(url, spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
-    if points:
-        pub.send(points, batch=batch)
-    return pub
-
-
-def run_scan(proxy, url: str, spec, batch: int = 1, expect: str = "OFF"):
-    """A whole scan, published as BLISS does; the writer must end it in state `expect`."""
-    from nxpar.simulate import ScanPublisher
-
-    pub = ScanPublisher(url, spec)
-    wait_scan_exists(proxy, spec.name)
-    pub.run(batch=batch)
-    state = wait_scan_done(proxy, spec.name)
-    assert state == expect, proxy.scan_state_reason(spec.name)
-    return pub

@@ -1,11 +1,17 @@
-"""Shared checks: what was published must be what is in the file."""
+"""What the tests share: waiting for the device, publishing scans, checking files against what
+was published (what was published must be what is in the file)."""
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import h5py
 import hdf5plugin  # noqa: F401  (bitshuffle/blosc readers)
 import numpy as np
 
-from nxpar.simulate import ScanPublisher
+from launch.simulate import ScanPublisher
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PATHS = {
     "axis:robx": "instrument/robx/value",
@@ -62,3 +68,51 @@ def assert_disk_checks_refuse(proxy, name: str, required_mb: int, recommended_mb
     assert proxy.scan_disk_space_error(name) == f"Free disk space below {required_mb} MB"
     assert proxy.scan_disk_space_warning(name) == f"Free disk space below {recommended_mb} MB"
     assert proxy.scan_has_required_disk_space(name) is False
+
+
+def wait_scan_done(proxy, name: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = str(proxy.scan_state(name))
+        if state in ("OFF", "FAULT"):
+            return state
+        time.sleep(0.05)
+    raise TimeoutError(f"scan {name} still {proxy.scan_state(name)} after {timeout}s")
+
+
+def wait_scan_exists(proxy, name: str, timeout: float = 10) -> None:
+    """BLISS fails the scan if the writer has not registered it within 10 s."""
+    deadline = time.monotonic() + timeout
+    while not proxy.scan_exists(name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"writer did not receive scan {name} after {timeout}s")
+        time.sleep(0.05)
+
+
+def wait_progress(proxy, name: str, text: str, timeout: float = 20) -> None:
+    """Until the scan_progress line of scan `name` contains `text` (e.g. '10pts-10pts')."""
+    deadline = time.monotonic() + timeout
+    while not any(line.strip().startswith(f"{name}:") and text in line for line in proxy.scan_progress):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"scan_progress never showed {text!r}: {list(proxy.scan_progress)}")
+        time.sleep(0.05)
+
+
+def start_scan(proxy, url: str, spec, points: int = 0, batch: int = 1):
+    """A scan the writer has registered, PREPARED and STARTED, with its first `points` published."""
+    pub = ScanPublisher(url, spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    if points:
+        pub.send(points, batch=batch)
+    return pub
+
+
+def run_scan(proxy, url: str, spec, batch: int = 1, expect: str = "OFF"):
+    """A whole scan, published as BLISS does; the writer must end it in state `expect`."""
+    pub = ScanPublisher(url, spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.run(batch=batch)
+    state = wait_scan_done(proxy, spec.name)
+    assert state == expect, proxy.scan_state_reason(spec.name)
+    return pub

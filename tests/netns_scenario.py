@@ -20,8 +20,8 @@ import psutil
 
 from launch.netns import Node, SimulatedNodes, mpiexec_command, tcp_sockets
 from launch.stack import ROOT, VENV, Stack
-from nxpar.simulate import ScanSpec
-from tests.conftest import run_scan, start_scan, wait_progress
+from launch.simulate import ScanSpec
+from tests.helpers import run_scan, start_scan, wait_progress
 from tests.helpers import assert_file_matches
 
 INSTANCE = "w_cluster"

@@ -26,7 +26,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from nxpar.simulate import ScanSpec, scan_info
+from launch.simulate import ScanSpec, scan_info
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import time
 import h5py
 import numpy as np
 
-from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import ROOT
+from launch.simulate import ScanPublisher, ScanSpec
+from tests.helpers import ROOT
 from tests.helpers import assert_file_matches
 from tests.test_h5maps import scan_map
 

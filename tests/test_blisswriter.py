@@ -16,8 +16,8 @@ from blissdata import h5map as h5m
 from tango import DevState
 
 from nxpar.register import find_session_writer, from_beacon_yaml, to_beacon_yaml
-from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import ROOT, wait_scan_done
+from launch.simulate import ScanPublisher, ScanSpec
+from tests.helpers import ROOT, wait_scan_done
 from tests.mapping_client import MappingClient
 from tests.test_h5maps import scan_map
 
@@ -262,7 +262,7 @@ def lima_map(filename: str) -> dict:
 def test_lima_stream_of_the_h5map_becomes_a_virtual_dataset(devices, stack, data_dir):
     from blissdata.redis_engine.store import DataStore
 
-    from nxpar.simulate import realistic_frames
+    from launch.simulate import realistic_frames
     from tests.test_references import lima_scan, run_lima
 
     frames = realistic_frames(5, (32, 24))

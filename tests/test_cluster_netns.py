@@ -18,7 +18,7 @@ import hdf5plugin  # noqa: F401
 import pytest
 
 from launch.netns import SimulatedNodes, netns_unavailable
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def nodes():
         assert sim.prefix + "-" not in listed
 
 
+@pytest.mark.integration  # its own Redis, Tango database and mpiexec, in network namespaces
 def test_two_nodes_write_one_file_and_a_restart_on_the_other_node_reports_the_interrupted_scan(nodes, tmp_path):
     spec = {"prefix": nodes.prefix, "nodes": {k: vars(v) for k, v in nodes.nodes.items()}}
     rx_b_before, tx_b_before = nodes.port_bytes("b")

@@ -12,8 +12,8 @@ import hdf5plugin  # noqa: F401
 import pytest
 
 from nxpar.collective.file_access import FileAccessSettings, parse_hints, settings_from_env
-from nxpar.simulate import ScanSpec
-from tests.conftest import ROOT, run_scan
+from launch.simulate import ScanSpec
+from tests.helpers import ROOT, run_scan
 
 SETTINGS_ENV = {"NXPAR_ALIGNMENT": "65536", "NXPAR_ALIGNMENT_THRESHOLD": "4096",
                 "NXPAR_MPIO_HINTS": "romio_cb_write=enable,cb_nodes=1,cb_buffer_size=1048576,"

@@ -8,8 +8,8 @@ import hdf5plugin  # noqa: F401  (bitshuffle-LZ4 frames)
 import numpy as np
 from blissdata import h5map as h5m
 
-from nxpar.simulate import ScanSpec
-from tests.conftest import start_scan, wait_scan_done
+from launch.simulate import ScanSpec
+from tests.helpers import start_scan, wait_scan_done
 
 
 def scan_map(filename: str, raw_file: str, npoints: int, final: bool = False) -> dict:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from nxpar.rank0.journal import Journal, journal_path, state_dir
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.fixture

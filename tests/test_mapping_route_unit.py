@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from nxpar.nexus.plan import SaveOptions
+from nxpar.options import SaveOptions
 from nxpar.rank0.mapping_route import (MAPPING_ROUTE, MAX_REMEMBERED, MappingRoute, RejectedScan, UnknownScan,
                                        h5map_plan_only)
-from nxpar.rank0.scan_writer import Tuning
+from nxpar.options import Tuning
 
 
 def route() -> MappingRoute:

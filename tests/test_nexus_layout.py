@@ -1,4 +1,4 @@
-"""NeXus layout beyond the basic tree: validation with punx, subscans, master files (spec §3.6, §4.1)."""
+"""NeXus layout beyond the basic tree: validation with punx, subscans, master files (docs/interface.md §4.1, §4.7)."""
 from __future__ import annotations
 
 import subprocess
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from blissdata.streams.default import Stream
 
-from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import run_scan, wait_scan_done, wait_scan_exists
+from launch.simulate import ScanPublisher, ScanSpec
+from tests.helpers import run_scan, wait_scan_done, wait_scan_exists
 from tests.helpers import assert_file_matches
 
 ROOT = Path(__file__).resolve().parent.parent

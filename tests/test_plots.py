@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from nxpar.simulate import ScanSpec
-from tests.conftest import run_scan, start_scan, wait_scan_done
+from launch.simulate import ScanSpec
+from tests.helpers import run_scan, start_scan, wait_scan_done
 from tests.helpers import assert_file_matches
 
 MOTORS = ["axis:robx", "axis:roby", "axis:robz"]
@@ -183,7 +183,7 @@ def test_frames_follow_bliss_chunk_options(services, stack, data_dir, shape, npo
 
 
 def test_alias_links_are_relative(services, stack, data_dir):
-    """instrument/<det>/data is the relative soft link to the dataset next to it (spec §4.5)."""
+    """instrument/<det>/data is the relative soft link to the dataset next to it (docs/interface.md §4.3)."""
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / "alias.h5"), 1, 3, image_shape=None, mca_channels=8)
     run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)

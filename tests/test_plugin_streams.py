@@ -12,8 +12,8 @@ import pytest
 from nxpar.detector_files import MoscaSaving, read_runs
 from nxpar.nexus.mapping import map_subscan
 from nxpar.nexus.plugin_plan import Lima2Info, PluginMode, lima2_mode, lima2_vds_node
-from nxpar.simulate import realistic_frames
-from tests.conftest import wait_progress, wait_scan_done, wait_scan_exists
+from launch.simulate import realistic_frames
+from tests.helpers import wait_progress, wait_scan_done, wait_scan_exists
 
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")

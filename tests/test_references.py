@@ -1,4 +1,4 @@
-"""Lima frames as virtual datasets / references, and scan sequences (spec §3.6, §4.7), on the real stack."""
+"""Lima frames as virtual datasets / references, and scan sequences (docs/interface.md §4.5, §4.7), on the real stack."""
 from __future__ import annotations
 
 import h5py
@@ -8,8 +8,8 @@ from blissdata.streams.default import Stream
 from blissdata.streams.lima import LimaStream
 from blissdata.streams.scan_sequence import ScanStream
 
-from nxpar.simulate import ScanPublisher, ScanSpec, realistic_frames, scan_info
-from tests.conftest import wait_scan_done, wait_scan_exists
+from launch.simulate import ScanPublisher, ScanSpec, realistic_frames, scan_info
+from tests.helpers import wait_scan_done, wait_scan_exists
 
 
 def lima_scan(store, session: str, filename: str, nb: int, saving: dict | None, extra_info=None):

@@ -13,8 +13,8 @@ import pytest
 import tango
 from tango import DevState
 
-from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import start_scan, wait_progress, wait_scan_done, wait_scan_exists
+from launch.simulate import ScanPublisher, ScanSpec
+from tests.helpers import start_scan, wait_progress, wait_scan_done, wait_scan_exists
 from tests.helpers import assert_disk_checks_refuse
 
 

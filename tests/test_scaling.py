@@ -8,8 +8,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from perf.stage_costs import GB, StageCosts, project
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _costs(**over) -> StageCosts:
@@ -39,6 +41,7 @@ def test_the_projection_is_the_tightest_limit():
     assert p16_live["projected (stages)"] == p16_live["redis server"]  # 15 writers outrun one Redis core
 
 
+@pytest.mark.integration  # perf.scaling starts the embedded stack and services
 def test_a_very_small_scaling_run_writes_its_tables(tmp_path):
     cmd = [sys.executable, "-m", "perf.scaling", "--frames", "16", "--shape", "64", "64", "--max-writers", "1",
            "--repeat", "1", "--compression", "lz4-bitshuffle", "--modes", "drain", "--out", str(tmp_path)]

@@ -10,8 +10,8 @@ import tango
 from tango import DevState
 
 from nxpar.register import find_session_writer, from_beacon_yaml, register, to_beacon_yaml
-from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import run_scan, start_scan, wait_progress, wait_scan_done, wait_scan_exists
+from launch.simulate import ScanPublisher, ScanSpec
+from tests.helpers import run_scan, start_scan, wait_progress, wait_scan_done, wait_scan_exists
 from tests.helpers import assert_disk_checks_refuse
 
 
@@ -43,7 +43,7 @@ def test_beacon_yaml_round_trip():
 
 
 def test_bliss_call_sequence_for_a_real_scan(services, stack, data_dir):
-    """spec §2.10.2: State, makedirs, scan_exists polling, permission and disk checks, scan_state until OFF."""
+    """What BLISS does before a scan: State, makedirs, scan_exists polling, permission and disk checks, scan_state until OFF."""
     proxy = tango.DeviceProxy(find_session_writer("bl_sess") or services.get(2, ("bl_sess",))["_names"]["bl_sess"])
     proxy.set_timeout_millis(3000)
     assert proxy.State() in (DevState.ON, DevState.RUNNING)

@@ -7,9 +7,11 @@ import pytest
 from nxpar.collective.executor import share_of_rows
 from nxpar.nexus.chunking import guess_chunks
 from nxpar.nexus.mapping import map_subscan, shortest_unique_suffixes
-from nxpar.nexus.plan import SaveOptions, ScanPlan, validate
-from nxpar.simulate import ScanSpec, scan_info
-from nxpar.tango_service import align_columns
+from nxpar.nexus.plan import ScanPlan
+from nxpar.nexus.scan_info import validate
+from nxpar.options import SaveOptions
+from launch.simulate import ScanSpec, scan_info
+from nxpar.tango_display import align_columns
 
 
 @pytest.mark.parametrize("shape,itemsize,expected", [
@@ -81,7 +83,7 @@ def test_align_columns():
 
 
 def test_separate_scan_file_name():
-    from nxpar.nexus.plan import scan_file
+    from nxpar.nexus.scan_info import scan_file
 
     info = {"filename": "/tmp/scans/demo/data.h5", "images_path": "/tmp/scans/demo/scan0012/{img_acq_device}_",
             "writer_options": {"separate_scan_files": True}}
@@ -136,17 +138,17 @@ def test_keepshape_plans_grid_datasets():
     info = scan_info(ScanSpec("s", "/tmp/x.h5", 1, 12, image_shape=(8, 8), grid=(4, 3)))
     flat = ScanPlan(info, SaveOptions())
     assert flat.grid == (3, 4) and flat.saved_grid == ()  # the grid is known (plots), datasets are flat
-    flat_image = flat.channel("cam:image").spec("uint16", (8, 8), 12, flat.chunk_options, flat.grid)
+    flat_image = flat.array_spec("cam:image", "uint16", (8, 8))
     assert flat_image.scan_shape == () and flat_image.chunks == (12, 8, 8) and "interpretation" not in \
-        flat.channel("diode_ctrl:diode").spec("float64", (), 12, flat.chunk_options, flat.grid).attrs
+        flat.array_spec("diode_ctrl:diode", "float64", ()).attrs
     plan = ScanPlan(info, SaveOptions(flat=False))
     assert plan.grid == plan.saved_grid == (3, 4)
-    image = plan.channel("cam:image").spec("uint16", (8, 8), 12, plan.chunk_options, plan.grid)
+    image = plan.array_spec("cam:image", "uint16", (8, 8))
     assert image.chunks == (1, 4, 8, 8) and image.scan_shape == (3, 4) and image.rows_per_chunk == 4
     assert plan.grid_axes() == {"1.1": ["axis:roby", "axis:robx"]}  # slow dimension first
-    diode = plan.channel("diode_ctrl:diode").spec("float64", (), 12, plan.chunk_options, plan.grid)
+    diode = plan.array_spec("diode_ctrl:diode", "float64", ())
     assert diode.chunks == (3, 4) and diode.attrs["interpretation"] == "image"
-    info["npoints2"] = 0  # a dimension unknown: written flat (spec §4.6)
+    info["npoints2"] = 0  # a dimension unknown: written flat
     assert ScanPlan(info, SaveOptions(flat=False)).saved_grid == ()
 
 
@@ -240,7 +242,7 @@ def test_plots_of_a_flat_mesh_are_grids_even_when_incomplete():
 
 
 # -- issue 11: steps sized by bytes and time (rows_due) ----------------------------------------------
-from nxpar.rank0.scan_writer import rows_due  # noqa: E402
+from nxpar.rank0.row_writes import rows_due  # noqa: E402
 
 MB = 1 << 20
 

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from nxpar.simulate import ScanPublisher, ScanSpec
-from tests.conftest import run_scan, start_scan, wait_scan_done, wait_scan_exists
+from launch.simulate import ScanPublisher, ScanSpec
+from tests.helpers import run_scan, start_scan, wait_scan_done, wait_scan_exists
 from tests.helpers import assert_file_matches
 
 
@@ -105,7 +105,7 @@ def test_compression_selected_by_writer_options(services, stack, data_dir, schem
 
 
 def test_tree_matches_spec_example(services, stack, data_dir):
-    """Paths, NX_class, dtypes, shapes and key attributes of spec §5.4 (plain 2D stream variant)."""
+    """Paths, NX_class, dtypes, shapes and key attributes of the tree BLISS expects (plain 2D stream variant)."""
     proxy = services.get(2)["n2"]
     spec = ScanSpec("n2", str(data_dir / "tree.h5"), 1, 3, image_shape=(128, 128), mca_channels=1024)
     run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=3)
@@ -156,7 +156,7 @@ def test_tree_matches_spec_example(services, stack, data_dir):
         assert e["instrument/positioners_start/roby"].attrs["units"] == "mm"
         assert e["instrument/positioners_end/robx"][()] == 1.0
         assert e["instrument/diode/type"][()] == b"samplingcounter" and e["instrument/diode/mode"][()] == b"MEAN"
-        assert e.get("instrument/diode/data", getlink=True).path == "signal"  # relative (spec §4.5)
+        assert e.get("instrument/diode/data", getlink=True).path == "signal"  # relative (docs/interface.md §4.3)
         assert e.get("instrument/robx/data", getlink=True) is None  # positioners: alias 'value' = the dataset
         assert e.get("instrument/elapsed_time/data", getlink=True).__class__ is h5py.HardLink
         assert e["instrument/simu1_det0/type"][()] == b"mca"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from .. import steps as st
 from ..compression import filter_kwargs
+from ..disk import free_bytes
 from ..mpi_roles import sleepy_allreduce_max
 from ..lima_files import read_frames
 from ..detector_files import read_runs
@@ -69,6 +70,15 @@ class CollectiveExecutor:
         self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.datasets: dict[tuple[str, str], h5py.Dataset] = {}  # (scan id, path) -> open row dataset
         self.reader = StreamReader()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            st.OpenFile: self._open_file,
+            st.Tree: self._tree,
+            st.WriteBatch: self._write_batch,
+            st.Flush: self._flush,
+            st.CloseFile: self._close_file,
+            st.LocalFile: self._local_file,
+            st.MarkFailed: self._mark_failed,
+        }
 
     # -- agreement --------------------------------------------------------------------------
     def _agree(self, error: str) -> None:
@@ -81,12 +91,15 @@ class CollectiveExecutor:
             raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else
                              next(e for e in errors if e))
 
-    def execute(self, step: Any) -> Any:
-        handler = getattr(self, "_" + type(step).__name__)
-        return handler(step)
+    def execute(self, step: Any) -> None:
+        """COLLECTIVE: apply one step (every writer rank the same step, in the same order)."""
+        handler = self._handlers.get(type(step))
+        if handler is None:
+            raise StepFailed(f"unknown step {type(step).__name__}")
+        handler(step)
 
     # -- steps -------------------------------------------------------------------------------
-    def _OpenFile(self, step: st.OpenFile) -> None:
+    def _open_file(self, step: st.OpenFile) -> None:
         error = ""
         try:
             os.makedirs(os.path.dirname(step.path) or ".", exist_ok=True)
@@ -124,23 +137,21 @@ class CollectiveExecutor:
         if self.comm.rank != 0 or scan_id not in self.scan_files:
             return ""
         path = self.open_files[self.scan_files[scan_id]].path
-        try:
-            stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
-        except OSError:
+        free = free_bytes(os.path.dirname(os.path.abspath(path)))
+        if free is None:
             return ""
-        free = stat.f_bavail * stat.f_frsize
         if free < need + SPACE_RESERVE_BYTES:
             return (f"No space left on device for {path}: {free / 2**20:.1f} MB free, "
                     f"{(need + SPACE_RESERVE_BYTES) / 2**20:.1f} MB needed")
         return ""
 
-    def _Tree(self, step: st.Tree) -> None:
+    def _tree(self, step: st.Tree) -> None:
         self._agree(self._space_error(step.scan_id, 0))
         if any(node.op == "delete" for node in step.nodes):  # a kept dataset handle may go stale
             self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
         apply_nodes(self._file(step.scan_id), step.nodes)
 
-    def _WriteBatch(self, step: st.WriteBatch) -> int:
+    def _write_batch(self, step: st.WriteBatch) -> None:
         """Each rank reads its share of every write (one pipelined Redis round trip), all ranks
         agree once (read errors, free space), then each dataset is written collectively in turn."""
         f = self._file(step.scan_id)
@@ -154,7 +165,6 @@ class CollectiveExecutor:
         self._agree(error or self._space_error(step.scan_id, step.nbytes))
         for write, (lo, _), raw in zip(step.writes, shares, rows):
             self._write_rows(step.scan_id, f, write, lo, raw)
-        return len(step.writes)
 
     def _read_shares(self, writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list:
         """This rank's rows of each write (None where its share is empty), shaped as rows."""
@@ -211,11 +221,11 @@ class CollectiveExecutor:
             self.datasets[key] = dset
         return dset
 
-    def _Flush(self, step: st.Flush) -> None:
+    def _flush(self, step: st.Flush) -> None:
         self._agree(self._space_error(step.scan_id, 0))
         self._file(step.scan_id).flush()
 
-    def _CloseFile(self, step: st.CloseFile) -> None:
+    def _close_file(self, step: st.CloseFile) -> None:
         key = self.scan_files.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
         self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
@@ -229,7 +239,7 @@ class CollectiveExecutor:
             del self.open_files[key]
             shared.file.close()
 
-    def _LocalFile(self, step: st.LocalFile) -> None:
+    def _local_file(self, step: st.LocalFile) -> None:
         """Only the first writer rank touches the (small) master file, with the serial driver."""
         error = ""
         if self.comm.rank == 0:
@@ -242,32 +252,29 @@ class CollectiveExecutor:
                 error = f"master file {step.path}: {e}"
         self._agree(error)
 
-    def _MarkFailed(self, step: st.MarkFailed) -> list[str]:
+    def _mark_failed(self, step: st.MarkFailed) -> None:
         """COLLECTIVE: mark the unfinished entries of a file a dead job left behind."""
         if not os.path.exists(step.path):
-            return []
+            return
         if os.path.realpath(step.path) in self.open_files:
             raise StepFailed(f"{step.path} is open for writing")
         try:
             f = open_collective(step.path, self.comm)
         except Exception as e:
             raise StepFailed(f"{step.path} cannot be opened after the crash: {e}") from e
-        marked = []
         try:
             for entry in step.entries:
                 status = f.get(f"{entry}/writer/status")
                 if status is not None and status[()] not in (b"SUCCEEDED", b"FAILED"):
-                    apply_nodes(f, [st.Node("value", f"/{entry}/writer/status", "FAILED", overwrite=True),
-                                    st.Node("value", f"/{entry}/writer/failure", step.reason, overwrite=True)])
-                    marked.append(entry)
+                    apply_nodes(f, [st.Node(st.NodeOp.VALUE, f"/{entry}/writer/status", "FAILED", overwrite=True),
+                                    st.Node(st.NodeOp.VALUE, f"/{entry}/writer/failure", step.reason, overwrite=True)])
         finally:
             f.close()
-        return marked
 
     def close_all(self) -> None:
         """Collective: close every file still open (service shutdown)."""
         for scan_id in sorted(self.scan_files):
-            self._CloseFile(st.CloseFile(scan_id))
+            self._close_file(st.CloseFile(scan_id))
 
     # -- helpers -----------------------------------------------------------------------------
     def _file(self, scan_id: str) -> h5py.File:

@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 from blissdata.exceptions import IndexNoMoreThereError
 from blissdata.redis_engine.store import DataStore
-from blissdata.streams.encoding.numeric import NumericStreamEncoder
-from blissdata.streams.event_stream import StreamEntry
 
+from ..blissdata_raw import batch_rows, data_entries, fixed_numeric, redis_of
 from ..redis_retry import call_with_backoff
 from ..steps import StreamSource
 
@@ -47,10 +46,10 @@ class StreamReader:
 
     def _read_all(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray]:
         streams = [self._event_stream(source) for source, _, _ in requests]
-        fast = [i for i, stream in enumerate(streams) if _fixed_numeric(stream)]
+        fast = [i for i, stream in enumerate(streams) if fixed_numeric(stream)]
         results: list = [None] * len(requests)
         if fast:
-            redis = streams[fast[0]]._data_store._redis
+            redis = redis_of(streams[fast[0]])
             pipe = redis.pipeline(transaction=False)
             for i in fast:  # the batch holding `start`, then the batches after it
                 _, start, stop = requests[i]
@@ -70,7 +69,7 @@ class StreamReader:
         there (trimmed), so that blissdata's decoder raises the right error."""
         source, start, stop = request
         shape, dtype = tuple(stream.shape), np.dtype(stream.dtype)
-        entries = [e for e in (StreamEntry.from_raw(item) for item in raw) if not e.is_seal]
+        entries = data_entries(raw)
         if not entries or entries[0].id > start or entries[0].id + entries[0].length <= start:
             return None
         key = (source.scan_key, source.stream_name)
@@ -82,7 +81,7 @@ class StreamReader:
         for e in entries:
             lo, hi = max(start - e.id, 0), min(stop - e.id, e.length)
             if hi > lo:
-                batch = np.frombuffer(e.batch.payload, dtype=dtype).reshape((e.length,) + shape)
+                batch = batch_rows(e, dtype, shape)
                 out[filled:filled + hi - lo] = batch[lo:hi]
                 filled += hi - lo
         return out[:filled]
@@ -108,6 +107,3 @@ class StreamReader:
             self._event_streams[key] = stream
         return stream
 
-
-def _fixed_numeric(stream) -> bool:
-    return isinstance(stream._encoder, NumericStreamEncoder) and all(n >= 0 for n in stream.shape)

@@ -11,7 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..steps import Node
+from ..steps import Node, NodeOp
 
 
 def to_h5_value(value: Any) -> np.ndarray:
@@ -47,45 +47,59 @@ def set_root_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
 
 
 def apply_nodes(f: h5py.File, nodes: list[Node]) -> None:
+    """Apply the nodes in order (every writer rank the same list: collective metadata)."""
     for node in nodes:
-        exists = node.path in f or node.path == "/"
-        if node.op == "group":
-            group = f.require_group(node.path) if node.path != "/" else f
-            set_attrs(group, node.attrs)
-        elif node.op == "value":
-            if exists and not node.overwrite:
-                continue
-            if exists or f.get(node.path, getlink=True) is not None:
-                del f[node.path]
-            dset = f.create_dataset(node.path, data=to_h5_value(node.value))
-            set_attrs(dset, node.attrs)
-        elif node.op in ("softlink", "extlink"):
-            if f.get(node.path, getlink=True) is not None:
-                if not node.overwrite:
-                    continue
-                del f[node.path]
-            if node.op == "softlink":
-                f[node.path] = h5py.SoftLink(node.target)
-            else:
-                f[node.path] = h5py.ExternalLink(node.target_file, node.target)
-        elif node.op == "vds":
-            if f.get(node.path, getlink=True) is not None:
-                del f[node.path]
-            create_vds(f, node.path, node.value)
-            set_attrs(f[node.path], node.attrs)
-        elif node.op in ("vds_map", "external"):
-            if f.get(node.path, getlink=True) is not None:
-                del f[node.path]
-            (create_mapped_vds if node.op == "vds_map" else create_external)(f, node.path, node.value)
-            set_attrs(f[node.path], node.attrs)
-        elif node.op == "attrs":
-            if exists:
-                set_attrs(f[node.path] if node.path != "/" else f, node.attrs)
-        elif node.op == "delete":
-            if f.get(node.path, getlink=True) is not None:
-                del f[node.path]
-        else:
-            raise ValueError(f"unknown tree operation {node.op!r}")
+        _APPLY[NodeOp(node.op)](f, node)
+
+
+def _has_link(f: h5py.File, path: str) -> bool:
+    return f.get(path, getlink=True) is not None
+
+
+def _group(f: h5py.File, node: Node) -> None:
+    set_attrs(f.require_group(node.path) if node.path != "/" else f, node.attrs)
+
+
+def _value(f: h5py.File, node: Node) -> None:
+    exists = node.path in f or node.path == "/"
+    if exists and not node.overwrite:
+        return
+    if exists or _has_link(f, node.path):
+        del f[node.path]
+    set_attrs(f.create_dataset(node.path, data=to_h5_value(node.value)), node.attrs)
+
+
+def _link(f: h5py.File, node: Node) -> None:
+    if _has_link(f, node.path):
+        if not node.overwrite:
+            return
+        del f[node.path]
+    if node.op == NodeOp.SOFTLINK:
+        f[node.path] = h5py.SoftLink(node.target)
+    else:
+        f[node.path] = h5py.ExternalLink(node.target_file, node.target)
+
+
+def _replacing(create):
+    """A dataset made by `create(f, path, spec)`, replacing whatever had the path."""
+    def apply(f: h5py.File, node: Node) -> None:
+        if _has_link(f, node.path):
+            del f[node.path]
+        create(f, node.path, node.value)
+        set_attrs(f[node.path], node.attrs)
+    return apply
+
+
+def _attrs(f: h5py.File, node: Node) -> None:
+    if node.path == "/":
+        set_attrs(f, node.attrs)
+    elif node.path in f:
+        set_attrs(f[node.path], node.attrs)
+
+
+def _delete(f: h5py.File, node: Node) -> None:
+    if _has_link(f, node.path):
+        del f[node.path]
 
 
 def create_vds(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
@@ -139,3 +153,16 @@ def create_external(f: h5py.File, path: str, spec: dict[str, Any]) -> None:
     """A dataset whose raw data stays in other (non-HDF5) files, e.g. EDF frames: nothing is copied."""
     files = [(name, offset, h5py.h5f.UNLIMITED if size is None else size) for name, offset, size in spec["files"]]
     f.create_dataset(path, shape=tuple(spec["shape"]), dtype=np.dtype(spec["dtype"]), external=files)
+
+
+_APPLY = {
+    NodeOp.GROUP: _group,
+    NodeOp.VALUE: _value,
+    NodeOp.SOFTLINK: _link,
+    NodeOp.EXTLINK: _link,
+    NodeOp.VDS: _replacing(create_vds),
+    NodeOp.VDS_MAP: _replacing(create_mapped_vds),
+    NodeOp.EXTERNAL: _replacing(create_external),
+    NodeOp.ATTRS: _attrs,
+    NodeOp.DELETE: _delete,
+}

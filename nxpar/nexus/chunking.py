@@ -1,4 +1,4 @@
-"""Chunk shapes and compression per dataset (spec §4.6): blisswriter 2.0.0's chunk guesser.
+"""Chunk shapes and compression per dataset (docs/interface.md §4.4): blisswriter 2.0.0's chunk guesser.
 
 Every dataset follows BLISS's `chunk_nbytes`, `chunk_split` and `compression_limit_nbytes`:
 frames may be tiled or k frames to a chunk. Writer ranks share rows by whole chunks along the
@@ -36,7 +36,8 @@ class ChunkOptions:
         unknown = set(opts) - ALLOWED_CHUNK_OPTIONS
         if unknown:
             raise ValueError(f"Unknown chunk options {sorted(unknown)}")
-        result = cls(compression_scheme=opts.get("compression_scheme"))
+        scheme = opts.get("compression_scheme")  # an unknown name fails here, before any file exists
+        result = cls(compression_scheme=None if scheme is None else normalise_scheme(scheme, DEFAULT_OTHER))
         for key in ("chunk_nbytes", "compression_limit_nbytes", "chunk_split"):
             if opts.get(key) is not None:
                 value = int(opts[key])  # BLISS sends MB * 1024**2, possibly a float

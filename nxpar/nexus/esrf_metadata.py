@@ -1,4 +1,4 @@
-"""ESRF sample metadata (spec §4.9): the `Sample*` keys of the dataset metadata snapshot as NeXus.
+"""ESRF sample metadata (docs/interface.md §4.2): the `Sample*` keys of the dataset metadata snapshot as NeXus.
 
 The conversion is pyicat-plus's `create_nxtreedict` (offline ICAT definitions), as in blisswriter,
 so that the groups and names are the ones ICAT and the ESRF data portal expect.

@@ -10,20 +10,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..steps import Node
+from ..steps import Node, NodeOp
 from .chunking import fill_value
+from .lima_plan import LimaMode
 
 
-def lima_mode(lima_info: dict[str, Any]) -> str:
-    """'vds' (HDF5 files), 'external' (EDF files) or 'none' (Lima did not save, or another format)."""
+def lima_mode(lima_info: dict[str, Any]) -> LimaMode:
+    """VDS (HDF5 files), EXTERNAL (EDF files) or NONE (Lima did not save, or another format)."""
     if not lima_info.get("file_path") or not lima_info.get("frame_per_file"):
-        return "none"
+        return LimaMode.NONE
     fmt = str(lima_info.get("file_format") or "").lower()
     if fmt.startswith("hdf5"):
-        return "vds"
+        return LimaMode.VDS
     if fmt == "edf":
-        return "external"
-    return "none"
+        return LimaMode.EXTERNAL
+    return LimaMode.NONE
 
 
 def relative_to(path: str, directory: str) -> str:
@@ -36,11 +37,11 @@ def lima_nodes(path: str, attrs: dict[str, Any], scan_dir: str, refs: list[Any],
                edf_blocks: list[tuple[str, int, int]] | None = None) -> list[Node]:
     """The frames at the map's `path`: one VDS source per run of consecutive frames of one file."""
     mode = lima_mode(lima_info)
-    if not refs or mode == "none":
+    if not refs or mode == LimaMode.NONE:
         return []
     shape = (len(refs),) + tuple(frame_shape)
-    if mode == "external":
-        return [Node("external", path, {"shape": shape, "dtype": dtype, "files": list(edf_blocks or [])},
+    if mode == LimaMode.EXTERNAL:
+        return [Node(NodeOp.EXTERNAL, path, {"shape": shape, "dtype": dtype, "files": list(edf_blocks or [])},
                      attrs=dict(attrs))]
     sources: list[list[Any]] = []
     for target, ref in enumerate(refs):
@@ -53,4 +54,4 @@ def lima_nodes(path: str, attrs: dict[str, Any], scan_dir: str, refs: list[Any],
             sources.append([file_path, ref.data_path, (int(lima_info["frame_per_file"]),) + tuple(frame_shape),
                             ref.index, target, 1])
     spec = {"shape": shape, "dtype": dtype, "fillvalue": fill_value(dtype), "sources": [tuple(s) for s in sources]}
-    return [Node("vds", path, spec, attrs=dict(attrs))]
+    return [Node(NodeOp.VDS, path, spec, attrs=dict(attrs))]

@@ -3,7 +3,7 @@
 Newer blissdata publishes, per file, the HDF5 tree a scan should produce (`blissdata.h5map`
 models: groups, inline datasets, stream datasets, links, virtual and external datasets). When
 the scan file has such a map, nxpar writes exactly that tree (plus `writer/status` in each
-entry, so that an incomplete file says so) instead of deriving one from scan_info (spec §4).
+entry, so that an incomplete file says so) instead of deriving one from scan_info (plan.py).
 Streams the map does not mention are not written. Pure logic, like plan.py.
 """
 from __future__ import annotations
@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 from blissdata import h5map as h5m
 
-from ..steps import ArraySpec, Node
+from ..options import SaveOptions
+from ..steps import ArraySpec, Node, NodeOp
 from . import h5map_lima
 from .chunking import ChunkOptions, dataset_layout, fill_value
-from .plan import SaveOptions, failed_nodes, now_iso, root_attrs, scan_file, status_nodes, validate_filename
+from .lima_plan import LimaMode
+from .nodes import failed_nodes, root_attrs, status_nodes
+from .protocol import StreamKind
+from .scan_info import now_iso, parse_common
 
 
 def has_h5map(scan_info: dict[str, Any]) -> bool:
@@ -35,30 +39,28 @@ class MappedStream:
     path: str
     attrs: dict[str, Any]
 
-    def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions,
-             grid: tuple[int, ...] = ()) -> ArraySpec:
+    def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions) -> ArraySpec:
         chunks, scheme = dataset_layout((npoints,), detector_shape, dtype, options)
         return ArraySpec(path=self.path, dtype=dtype, detector_shape=tuple(detector_shape), chunks=chunks,
                          compression=scheme, fillvalue=fill_value(dtype), attrs=dict(self.attrs))
 
 
 class H5MapPlan:
-    """The same interface as plan.ScanPlan, for the ScanWriter."""
+    """A `FilePlan` (protocol.py): the tree of the publisher's map."""
 
-    stream_kinds = ("array", "lima")  # Lima streams: a VDS/external dataset at the end (h5map_lima.py)
+    # Lima streams: a VDS/external dataset at the end (h5map_lima.py); scan sequences are links in the map
+    stream_kinds = (StreamKind.ARRAY, StreamKind.LIMA)
 
     def __init__(self, scan_info: dict[str, Any], options: SaveOptions, blissdata_version: str = "") -> None:
-        validate_filename(scan_info.get("filename"))
+        self.scan = parse_common(scan_info)  # ValueError naming the key: no file is made
         self.info = scan_info
         self.blissdata_version = blissdata_version
-        self.filename = scan_file(scan_info)
+        self.filename = self.scan.filename
         maps = scan_info["h5maps"]
         if self.filename not in maps:
             raise ValueError(f"scan_info['h5maps'] has no map for the scan file {self.filename} "
                              f"(maps: {', '.join(sorted(maps))})")
-        self.npoints = int(scan_info.get("npoints") or 0)
-        self.grid: tuple[int, ...] = ()
-        self.chunk_options = ChunkOptions.from_scan_info(scan_info)
+        self.grid: tuple[int, ...] = ()  # datasets are as mapped: no mesh axes are averaged
         self.root = _parse(maps[self.filename], self.filename)
         self.other_files = {path: _parse(m, path) for path, m in maps.items() if path != self.filename}
         for path, root in self.other_files.items():
@@ -74,7 +76,7 @@ class H5MapPlan:
                 raise ValueError(f"h5maps: stream {stream!r} is mapped twice ({self.channels[stream].path}, {path})")
             self.channels[stream] = MappedStream(entry, path, attrs)
 
-    # -- what ScanWriter asks -------------------------------------------------------------------
+    # -- the FilePlan protocol ------------------------------------------------------------------
     @property
     def entry_names(self) -> list[str]:
         return list(self._entries)
@@ -91,15 +93,21 @@ class H5MapPlan:
         except KeyError:
             raise KeyError(f"stream {stream_name!r} is not in the scan's h5map") from None
 
+    def entry_of(self, stream_name: str) -> str:
+        return self.channel(stream_name).entry
+
+    def array_spec(self, stream_name: str, dtype: str, detector_shape: tuple[int, ...]) -> ArraySpec:
+        return self.channel(stream_name).spec(dtype, detector_shape, self.scan.npoints, self.scan.chunk_options)
+
     def root_attrs(self) -> dict[str, Any]:
         return {**root_attrs(self.info, self.filename, self.blissdata_version), **_attrs(self.root.attributes)}
 
     def skeleton(self) -> list[Node]:
         nodes = _static_nodes(self.root, "/")
         for e in self._entries:
-            nodes += [Node("group", f"/{e}/writer", attrs={"NX_class": "NXnote"}),
-                      Node("value", f"/{e}/writer/status", "STARTING", overwrite=True),
-                      Node("value", f"/{e}/writer/date", now_iso(), overwrite=True)]
+            nodes += [Node(NodeOp.GROUP, f"/{e}/writer", attrs={"NX_class": "NXnote"}),
+                      Node(NodeOp.VALUE, f"/{e}/writer/status", "STARTING", overwrite=True),
+                      Node(NodeOp.VALUE, f"/{e}/writer/date", now_iso(), overwrite=True)]
         return nodes
 
     def master_links(self) -> dict[str, list[Node]]:
@@ -118,7 +126,7 @@ class H5MapPlan:
     def group_node(self, stream_name: str) -> list[Node]:
         return []  # groups too
 
-    def lima_mode(self, lima_info: dict[str, Any]) -> str:
+    def lima_mode(self, lima_info: dict[str, Any]) -> LimaMode:
         return h5map_lima.lima_mode(lima_info)
 
     def lima_nodes(self, stream_name: str, refs: list[Any], dtype: str, frame_shape: tuple[int, ...],
@@ -126,6 +134,9 @@ class H5MapPlan:
         c = self.channel(stream_name)
         return h5map_lima.lima_nodes(c.path, c.attrs, os.path.dirname(self.filename), refs, dtype, frame_shape,
                                      lima_info, edf_blocks)
+
+    def sequence_nodes(self, children: list[dict[str, Any]]) -> list[Node]:
+        return []  # scan sequences are links in the map
 
     def grid_axes(self) -> dict[str, list[str]]:
         return {}
@@ -164,8 +175,8 @@ def _streams(group: h5m.Group, path: str) -> list[tuple[str, str, dict[str, Any]
 def _static_nodes(group: h5m.Group, path: str) -> list[Node]:
     """Groups, inline datasets, links, virtual and external datasets; stream datasets are left to
     the writers (created at their first rows). Parents come before children, links last."""
-    nodes = [Node("group", path, attrs=_attrs(group.attributes))] if path != "/" else \
-        [Node("attrs", "/", attrs=_attrs(group.attributes))]
+    nodes = [Node(NodeOp.GROUP, path, attrs=_attrs(group.attributes))] if path != "/" else \
+        [Node(NodeOp.ATTRS, "/", attrs=_attrs(group.attributes))]
     links = []
     for name, item in group.children.items():
         p = _join(path, name)
@@ -173,21 +184,21 @@ def _static_nodes(group: h5m.Group, path: str) -> list[Node]:
             nodes += _static_nodes(item, p)
         elif isinstance(item, h5m.Dataset):
             if not isinstance(item.value, h5m.Stream):
-                nodes.append(Node("value", p, _value(item.value.decode()), attrs=_attrs(item.attributes),
+                nodes.append(Node(NodeOp.VALUE, p, _value(item.value.decode()), attrs=_attrs(item.attributes),
                                   overwrite=True))
         elif isinstance(item, h5m.SoftLink):
-            links.append(Node("softlink", p, target=_link_target(path, item.target_path), overwrite=True))
+            links.append(Node(NodeOp.SOFTLINK, p, target=_link_target(path, item.target_path), overwrite=True))
         elif isinstance(item, h5m.ExternalLink):
-            links.append(Node("extlink", p, target=item.target_path, target_file=item.target_file, overwrite=True))
+            links.append(Node(NodeOp.EXTLINK, p, target=item.target_path, target_file=item.target_file, overwrite=True))
         elif isinstance(item, h5m.VirtualDataset):
             spec = {"shape": tuple(item.shape), "dtype": np.dtype(item.dtype).str,
                     "sources": [(s.src_file, s.src_dataset, _selection(s.vspace), _selection(s.src_space))
                                 for s in item.virtual_sources]}
-            nodes.append(Node("vds_map", p, spec, attrs=_attrs(item.attributes)))
+            nodes.append(Node(NodeOp.VDS_MAP, p, spec, attrs=_attrs(item.attributes)))
         elif isinstance(item, h5m.ExternalBinaryDataset):
             spec = {"shape": tuple(item.shape), "dtype": np.dtype(item.dtype).str,
                     "files": [(f.name, f.offset, f.size) for f in item.files]}
-            nodes.append(Node("external", p, spec, attrs=_attrs(item.attributes)))
+            nodes.append(Node(NodeOp.EXTERNAL, p, spec, attrs=_attrs(item.attributes)))
     return nodes + links
 
 

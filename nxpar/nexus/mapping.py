@@ -1,4 +1,4 @@
-"""Channel → NeXus group/dataset mapping (spec §4.5), identical to blisswriter 2.0.0's.
+"""Channel → NeXus group/dataset mapping (docs/interface.md §4.3), identical to blisswriter 2.0.0's.
 
 BLISS computes the same mapping for its HDF5 fallback paths, so the algorithm must match.
 Pure logic: no I/O.
@@ -95,7 +95,7 @@ def subscan_channels(scan_info: dict[str, Any]) -> dict[str, list[tuple[str, str
 
 def map_subscan(scan_info: dict[str, Any], top: str, config_devices: dict[str, Any],
                 multivalue_positioners: bool = False, ndim: int = 1) -> dict[str, ChannelMap]:
-    """Step 1–4 of spec §4.5 for one top master."""
+    """The NeXus place of every channel of one top master (blisswriter's algorithm)."""
     devices = scan_info["devices"]
     channels = scan_info.get("channels", {})
     pairs = subscan_channels(scan_info)[top]

@@ -1,4 +1,4 @@
-"""Plots (spec §4.10): blisswriter 2.0.0's `plotselect` NXdata groups, planned at finalisation.
+"""Plots (docs/interface.md §4.6): blisswriter 2.0.0's `plotselect` NXdata groups, planned at finalisation.
 
 The channels BLISS asks to display (`display_extra`) become NXdata signals, one NXdata per
 (scan shape, detector shape), named `plotselect` or, when split, `plotselect_<device type>[i]`
@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..steps import Node
+from ..steps import Node, NodeOp
 from .chunking import fill_value
 from .mapping import ChannelMap, normalise
 
@@ -53,7 +53,7 @@ class Signal:
 
 
 def wanted_channels(info: dict[str, Any]) -> list[str]:
-    """`displayed_channels` (plotinit) wins over `plotselect` (spec §4.10); none → no plot."""
+    """`displayed_channels` (plotinit) wins over `plotselect` (as in blisswriter); none → no plot."""
     extra = info.get("display_extra") or {}
     items = extra.get("displayed_channels")
     if items is None:
@@ -128,7 +128,7 @@ def reshaped_vds(path: str, source: str, item: Plotted, grid: tuple[int, ...]) -
     kind = interpretation(len(grid), len(det))
     if kind:
         attrs["interpretation"] = kind
-    return Node("vds_map", path, spec, attrs=attrs)
+    return Node(NodeOp.VDS_MAP, path, spec, attrs=attrs)
 
 
 @dataclass
@@ -186,15 +186,15 @@ def axes_nodes(group: PlotGroup, path: str, masters: dict[int, Plotted], entry: 
         if all(masters[k].fullname in axis_values for k in keys):
             for k in keys:
                 name = masters[k].link_name
-                axes.append((name, Node("value", f"{path}/{name}", linear_axis(axis_values[masters[k].fullname]),
+                axes.append((name, Node(NodeOp.VALUE, f"{path}/{name}", linear_axis(axis_values[masters[k].fullname]),
                                         overwrite=True)))
     else:
         for k in keys:
             name = masters[k].link_name
-            axes.append((name, Node("softlink", f"{path}/{name}", target=f"/{entry}/{masters[k].map.dataset}",
+            axes.append((name, Node(NodeOp.SOFTLINK, f"{path}/{name}", target=f"/{entry}/{masters[k].map.dataset}",
                                     overwrite=True)))
     if group.ndim - len(axes) == len(det) and all(n > 0 for n in det):
-        axes += [(f"datadim{i}", Node("value", f"{path}/datadim{i}", np.arange(n), overwrite=True))
+        axes += [(f"datadim{i}", Node(NodeOp.VALUE, f"{path}/datadim{i}", np.arange(n), overwrite=True))
                  for i, n in enumerate(det)]
     return [name for name, _ in axes], [node for _, node in axes]
 
@@ -225,15 +225,15 @@ def plot_nodes(entry: str, items: list[Plotted], wanted: list[str], grid: tuple[
         axis_names, axis_nodes = axes_nodes(group, p, masters, entry, axis_values)
         if axis_names:
             attrs["axes"] = axis_names
-        nodes.append(Node("group", p, attrs=attrs))
+        nodes.append(Node(NodeOp.GROUP, p, attrs=attrs))
         for s in group.signals:
             target = f"{e}/{s.item.map.dataset}"
             if s.reshaped:
                 nodes.append(reshaped_vds(f"{p}/{s.item.link_name}", target, s.item, group.scan_shape))
             else:
-                nodes.append(Node("softlink", f"{p}/{s.item.link_name}", target=target, overwrite=True))
+                nodes.append(Node(NodeOp.SOFTLINK, f"{p}/{s.item.link_name}", target=target, overwrite=True))
         nodes += axis_nodes
     if len(groups) > 1:
-        nodes.append(Node("softlink", f"{e}/{PLOT_NAME}", target=f"{e}/{names[-1]}", overwrite=True))
-    nodes.append(Node("attrs", e, attrs={"default": PLOT_NAME}))
+        nodes.append(Node(NodeOp.SOFTLINK, f"{e}/{PLOT_NAME}", target=f"{e}/{names[-1]}", overwrite=True))
+    nodes.append(Node(NodeOp.ATTRS, e, attrs={"default": PLOT_NAME}))
     return nodes

@@ -52,7 +52,7 @@ class Lima2Info:
 
 
 def lima2_mode(info: Lima2Info, allow_external_hdf5: bool, copy_non_external: bool) -> PluginMode:
-    """As Lima HDF5 frames (spec §4.7): linked unless external HDF5 is disabled and copying asked."""
+    """As Lima HDF5 frames (docs/interface.md §4.5): linked unless external HDF5 is disabled and copying asked."""
     if info.master is None or not all(n > 0 for n in info.shape):
         return PluginMode.GROUP_ONLY
     if not allow_external_hdf5 and copy_non_external:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .states import State
+
 log = logging.getLogger("nxpar.journal")
 
 
@@ -107,14 +109,17 @@ class Journal:
 
 
 class InterruptedScan:
-    """Stands for a scan whose writer died with the previous MPI job: always FAULT, never alive."""
+    """A `ScanStatus` (states.py) of a scan whose writer died with the previous MPI job: always
+    FAULT, never alive."""
 
     plan = None
     bytes_written = 0
+    warning = ""
+    interrupted = True
 
     def __init__(self, key: str, name: str, filename: str, entries: list[str], reason: str) -> None:
         self.key, self.name, self.filename = key, name, filename
-        self.state, self.reason = "FAULT", reason
+        self.state, self.reason = State.FAULT, reason
         self.created = self.start_time = self.end_time = time.time()
         self.urls = [f"{filename}::/{e}" for e in entries]
 
@@ -124,20 +129,11 @@ class InterruptedScan:
     def stop(self, timeout: float | None = None) -> None:
         pass
 
-    kill = stop
+    def kill(self) -> None:
+        pass
 
     def progress(self) -> dict[str, dict[str, int]]:
         return {}
-
-    def start_str(self) -> str:
-        return "interrupted"
-
-    end_str = start_str
-
-    def duration(self):
-        import datetime
-
-        return datetime.timedelta(0)
 
     def backlog(self) -> int:
         return 0

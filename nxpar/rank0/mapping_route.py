@@ -22,9 +22,13 @@ from blissdata.redis_engine.store import DataStore
 from .. import steps as st
 from ..disk import disk_space_message
 from ..nexus.h5map_plan import has_h5map
-from ..nexus.plan import SaveOptions
+from ..nexus.protocol import FilePlan
+from ..options import SaveOptions, Tuning
 from .journal import InterruptedScan, Journal
-from .scan_writer import Plan, ScanWriter, Tuning, make_plan
+from .plan_choice import make_plan
+from .scan_source import ScanSource
+from .scan_writer import ScanWriter
+from .states import State
 from .writer_channel import StepError, WriterChannel
 
 log = logging.getLogger("nxpar.mapping")
@@ -45,14 +49,14 @@ class RoutePolicy:
     """Which scans a route writes and how it plans them."""
 
     writer_names: frozenset[str]  # scan_info['data_writer'] values written (others: "saving is disabled")
-    require_h5map: bool  # True: only the publisher's h5map (the "mapping" route); False: h5map, else spec §4
+    require_h5map: bool  # True: only the publisher's h5map (the "mapping" route); False: h5map, else docs/interface.md §4
 
 
 MAPPING_ROUTE = RoutePolicy(frozenset({"mapping"}), require_h5map=True)
 ANY_ROUTE = RoutePolicy(frozenset({"mapping", "nexus"}), require_h5map=False)
 
 
-def h5map_plan_only(info: dict[str, Any], options: SaveOptions, blissdata_version: str) -> Plan:
+def h5map_plan_only(info: dict[str, Any], options: SaveOptions, blissdata_version: str) -> FilePlan:
     """The mapping route writes what BLISS mapped, nothing else: no h5map is a FAULT with its reason."""
     if not has_h5map(info):
         raise ValueError("scan_info has no 'h5maps': the BlissWriter device writes only scans whose publisher "
@@ -67,7 +71,7 @@ class RejectedScan:
     key: str
     reason: str
     name: str = ""
-    state: str = "FAULT"
+    state: State = State.FAULT
     warning: str = ""
     end_time: float = field(default_factory=time.time)
 
@@ -162,8 +166,8 @@ class MappingRoute:
         if data_writer in self.policy.writer_names:
             options = dataclasses.replace(options, writer_name=data_writer)
         factory = h5map_plan_only if self.policy.require_h5map else make_plan
-        writer = ScanWriter(scan, self._url, options, self.channel, self.tuning, self._blissdata_version,
-                            self.journal, plan_factory=factory)
+        writer = ScanWriter(ScanSource(scan, self.tuning.redis_retry_s), self._url, options, self.channel, self.tuning,
+                            self._blissdata_version, self.journal, plan_factory=factory)
         writer.start()
         log.info("%s: writing scan %s (%s)", self.name, name, scan.key)
         return writer
@@ -186,7 +190,7 @@ class MappingRoute:
     def state(self, key: str) -> str:
         """INIT/ON/OFF/FAULT as in the "nexus" route; UNKNOWN for a key never requested."""
         record = self._records.get(key)
-        return "UNKNOWN" if record is None else record.writer.state
+        return "UNKNOWN" if record is None else State(record.writer.state).value
 
     def reason(self, key: str) -> str:
         return self.record(key).writer.reason

@@ -12,10 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from blissdata.streams.default import BrokenStream, MissingPluginStream
-from blissdata.streams.event_stream import StreamEntry
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import steps as st
 from ..detector_files import MoscaSaving, lima2_master_ready, wait_lima2_master
@@ -24,7 +21,9 @@ from ..nexus.plugin_plan import (COPIED_KINDS, PLUGIN_KINDS, PLUGINS, Lima2Info,
                                  mosca_vds_node, spectrum_chunks)
 
 if TYPE_CHECKING:
-    from .scan_writer import ScanWriter, StreamProgress
+    from .row_writes import StreamProgress
+    from .scan_source import ScanSource, StreamDescription
+    from .writer_channel import WriterChannel
 
 log = logging.getLogger("nxpar.scan")
 
@@ -51,10 +50,14 @@ class PluginChannel:
 
 
 class PluginStreams:
-    """The plugin channels of one ScanWriter (hooks called from its read loop and finalisation)."""
+    """The plugin channels of one ScanWriter (hooks called from its read loop and finalisation).
 
-    def __init__(self, writer: "ScanWriter") -> None:
-        self.w = writer
+    `warn(text)` adds a text to the scan writer's warning at once (scan_info / scan_progress)."""
+
+    def __init__(self, source: "ScanSource", channel: "WriterChannel", warn: Callable[[str], None]) -> None:
+        self.scan_source = source
+        self.channel = channel
+        self.add_warning = warn
         self.channels: dict[str, PluginChannel] = {}
         self.warnings: dict[str, str] = {}
 
@@ -68,21 +71,17 @@ class PluginStreams:
     def _warn(self, name: str, text: str) -> None:
         if self.warnings.get(name) != text:
             self.warnings[name] = text
-            log.warning("scan %s: %s", self.w.name, text)
-            if text not in self.w.warning:  # scan_info / scan_progress show it at once
-                self.w.warning = "; ".join(w for w in (self.w.warning, text) if w)
+            log.warning("scan %s: %s", self.scan_source.info.get("name"), text)
+            self.add_warning(text)
 
-    # -- classification (_classify) ------------------------------------------------------------
-    def classify(self, name: str, stream: Any, plan: Any) -> str | None:
+    # -- classification (ScanWriter._classify) --------------------------------------------------------
+    def classify(self, d: "StreamDescription", plan: Any) -> str | None:
         """The StreamProgress kind of a Lima2/Mosca stream (None: not a plugin stream of ours)."""
-        plugin = getattr(stream, "plugin", None) or (stream.info or {}).get("plugin")
+        name, plugin, info = d.name, d.plugin, dict(d.info)
         if plugin not in PLUGINS or not isinstance(plan, ScanPlan):
             return None
-        info = dict(stream.info)
-        if isinstance(stream, BrokenStream):
-            why = "is not installed" if isinstance(stream, MissingPluginStream) else "cannot load the stream"
-            self._warn(name, f"{name}: blissdata plugin '{plugin}' {why} ({stream._exception}); "
-                       "written from its events and files only")
+        if d.broken:
+            self._warn(name, f"{name}: blissdata plugin '{plugin}' {d.broken}; written from its events and files only")
         try:
             ch = self._lima2(name, info, plan) if plugin == "lima2" else self._mosca(name, info, plan)
         except (KeyError, TypeError, ValueError) as e:  # malformed stream info: this channel only
@@ -97,7 +96,8 @@ class PluginStreams:
         c = plan.channel(name)
         c.dim = len(l2.shape)  # BLISS recorded the channel (dim 3) before Lima2 knew its shape
         if mode == PluginMode.GROUP_ONLY:
-            log.info("scan %s: %s is not saved by Lima2 (no master file): detector group only", self.w.name, name)
+            log.info("scan %s: %s is not saved by Lima2 (no master file): detector group only",
+                     self.scan_source.info.get("name"), name)
         return PluginChannel(name, "lima2", mode, info, lima2=l2)
 
     def _mosca(self, name: str, info: dict[str, Any], plan: ScanPlan) -> PluginChannel:
@@ -110,31 +110,22 @@ class PluginStreams:
             mode = PluginMode.MOSCA_VDS if plan.options.mosca_vds else PluginMode.MOSCA_COPY
         return PluginChannel(name, "mosca", mode, info, mosca=saving)
 
-    # -- progress (_reference_lengths) ---------------------------------------------------------
+    # -- progress (ScanWriter._refresh_lengths) ------------------------------------------------
     def refresh(self, streams: dict[str, "StreamProgress"]) -> None:
         """One pipelined round trip: the last event (and seal) of every unsealed plugin stream."""
         names = [n for n in self.channels if not streams[n].sealed]
         if not names:
             return
-        redis = self.w.scan._data_store._redis
-        pipe = redis.pipeline(transaction=False)
-        for n in names:
-            pipe.xrevrange(self.w.scan.streams[n].key, count=2)
-        for n, raw in zip(names, self.w._redis_call(pipe.execute)):
-            entries = [StreamEntry.from_raw(item) for item in raw]
-            sealed = bool(entries) and entries[0].is_seal
-            data = [e for e in entries if not e.is_seal][:1]
+        for n, (data, sealed) in self.scan_source.last_events(names).items():
             if data:
                 try:
-                    self._event(self.channels[n], self.w.scan.streams[n].event_stream, data[0])
+                    self._event(self.channels[n], self.scan_source.decode_last(n, data))
                 except (KeyError, TypeError, ValueError, IndexError) as e:
                     self._warn(n, f"{n}: unreadable {self.channels[n].plugin} event ({type(e).__name__}: {e})")
             self._progress(self.channels[n], streams[n], sealed)
 
     @staticmethod
-    def _event(ch: PluginChannel, event_stream: Any, entry: StreamEntry) -> None:
-        _, values = event_stream._decode_entries([entry])
-        last = values[-1]
+    def _event(ch: PluginChannel, last: Any) -> None:
         if ch.plugin == "lima2":
             ch.reported = max(ch.reported, int(last))
         else:
@@ -185,7 +176,7 @@ class PluginStreams:
             ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
         return min(ch.extra.get("closed", 0), ch.reported)
 
-    # -- links during the scan (_read_loop) ----------------------------------------------------
+    # -- links during the scan (ScanWriter._stream) ------------------------------------------------
     def link(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> bool:
         """Groups, and the VDS of linked channels re-declared as their count grows."""
         nodes: list[st.Node] = []
@@ -200,7 +191,7 @@ class PluginStreams:
             ch.linked_count, ch.linked_at = p.available, now
             p.linked = True
         if nodes:
-            self.w.channel.call(st.Tree(self.w.key, nodes))
+            self.channel.call(st.Tree(self.scan_source.key, nodes))
         return bool(nodes)
 
     def _link_nodes(self, plan: ScanPlan, ch: PluginChannel, p: "StreamProgress", first: bool) -> list[st.Node]:
@@ -220,15 +211,15 @@ class PluginStreams:
                                   ch.mosca.points_per_file)
         return (plan.dataset_nodes(ch.name) + [node]) if first else [node]
 
-    # -- copies (_submit_due) ------------------------------------------------------------------
+    # -- copies (ScanWriter._submit_rows) --------------------------------------------------------------
     def spec(self, plan: ScanPlan, name: str) -> st.ArraySpec:
         ch = self.channels[name]
         if ch.lima2 is not None:
-            return plan.channel(name).spec(ch.lima2.dtype, ch.lima2.shape, plan.npoints, plan.chunk_options, plan.grid)
+            return plan.array_spec(name, ch.lima2.dtype, ch.lima2.shape)
         shape = tuple(int(n) for n in ch.info["shape"])
-        spec = plan.channel(name).spec(str(ch.info["dtype"]), shape, plan.npoints, plan.chunk_options, plan.grid)
-        return spectrum_chunks(spec, plan.chunk_options.chunk_nbytes, plan.npoints,
-                               plan.chunk_options.compression_scheme is not None)
+        spec = plan.array_spec(name, str(ch.info["dtype"]), shape)
+        chunking = plan.scan.chunk_options
+        return spectrum_chunks(spec, chunking.chunk_nbytes, plan.scan.npoints, chunking.compression_scheme is not None)
 
     def source(self, p: "StreamProgress", stop: int) -> st.FileRunsSource:
         ch = self.channels[p.name]
@@ -240,7 +231,7 @@ class PluginStreams:
             runs = ch.mosca.runs(p.submitted, stop)
         return st.FileRunsSource(p.name, p.submitted, runs)
 
-    # -- finalisation (_reference_nodes) ---------------------------------------------------------
+    # -- finalisation (ScanWriter._finalise) ------------------------------------------------------
     def final_nodes(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> list[st.Node]:
         """The last VDS of each linked channel; a warning for copies that fell short."""
         nodes: list[st.Node] = []

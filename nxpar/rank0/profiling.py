@@ -18,14 +18,11 @@ from typing import Iterator
 
 log = logging.getLogger("nxpar.profiling")
 
-MODES = ("OFF", "CPU30", "CPU50", "CPU100", "WALL30", "WALL50", "WALL100", "MEM30", "MEM50", "MEM100")
-
 
 class ProcessProfiler:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
-        self._mode = "OFF"
         self._stats: pstats.Stats | None = None
 
     @contextmanager
@@ -37,7 +34,7 @@ class ProcessProfiler:
         kind, top = mode.rstrip("0123456789"), int(mode.lstrip("CPUWALME"))
         with self._lock:
             if self._active == 0:
-                self._mode, self._stats = mode, None
+                self._stats = None
                 if kind == "MEM":
                     tracemalloc.start()
             self._active += 1

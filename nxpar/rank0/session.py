@@ -1,7 +1,8 @@
-"""RANK 0 ONLY: the session subscriber — discovers a BLISS session's scans in Redis (spec §3.1–3.2).
+"""RANK 0 ONLY: the session subscriber — discovers a BLISS session's scans in Redis.
 
-One thread per device/session. States: INIT, ON, OFF, FAULT (RUNNING is derived: ON with at least
-one live scan writer). A malformed scan never faults the session: its writer FAULTs instead.
+One thread per device/session: every scan of the session created after start() gets a ScanWriter.
+States: INIT, ON, OFF, FAULT (RUNNING is derived: ON with at least one live scan writer). A
+malformed scan never faults the session: its writer FAULTs instead.
 """
 from __future__ import annotations
 
@@ -11,20 +12,27 @@ import threading
 import time
 from typing import Callable
 
-import redis
 from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
 from blissdata.redis_engine.store import DataStore
 
 from .. import steps as st
-from ..nexus.plan import SaveOptions
-from .scan_writer import REASON_DONE, REASON_RUNNING, ScanWriter, Tuning
+from ..options import SaveOptions, Tuning
+from ..redis_retry import call_with_backoff
 from .journal import InterruptedScan, Journal
+from .scan_source import ScanSource
+from .scan_writer import ScanWriter
+from .states import REASON_DONE, REASON_RUNNING, ScanStatus, State
 from .writer_channel import StepError, WriterChannel
 
 log = logging.getLogger("nxpar.session")
 
-MAX_CONNECTION_ERRORS = 20
+REDIS_GIVE_UP_S = 20.0  # discovery: Redis unreachable this long → session FAULT
+BEACON_GIVE_UP_S = 20.0
 DEFAULT_PURGE_DELAY_S = 300.0
+
+
+class _Stopping(Exception):
+    """stop() was called while Redis was being retried."""
 
 
 def redis_url_for_session() -> str:
@@ -36,13 +44,8 @@ def redis_url_for_session() -> str:
         raise RuntimeError("No Redis URL: set REDIS_DATA_URL or BEACON_HOST")
     from blissdata.beacon.data import BeaconData
 
-    for attempt in range(20):
-        try:
-            return BeaconData().get_redis_data_db()
-        except ConnectionRefusedError:
-            log.warning("Beacon refused the connection (%d/20)", attempt + 1)
-            time.sleep(1)
-    raise RuntimeError("Beacon did not answer after 20 attempts")
+    return call_with_backoff(lambda: BeaconData().get_redis_data_db(), "Redis URL", BEACON_GIVE_UP_S,
+                             errors=(ConnectionRefusedError,), service="Beacon")
 
 
 class SessionSubscriber:
@@ -55,9 +58,8 @@ class SessionSubscriber:
         self.purge_delay_s = purge_delay_s
         self.tuning = tuning or Tuning()
         self._url_provider = url_provider
-        self.state = "INIT"
-        self.reason = "instantiation"
-        self.writers: dict[str, ScanWriter | InterruptedScan] = {}
+        self.state, self.reason = State.INIT, "instantiation"
+        self.writers: dict[str, ScanStatus] = {}
         self.journal = Journal(session, instance)  # keyed by Tango instance and session (journal.py)
         self.notice = os.environ.get("NXPAR_RESTART_REASON", "")
         self.profiling = "OFF"  # applied to scan writers created from now on
@@ -78,15 +80,15 @@ class SessionSubscriber:
     def running(self) -> bool:
         return any(w.is_alive() for w in list(self.writers.values()))
 
-    def tango_state(self) -> str:
-        if self.state == "ON" and self.running:
-            return "RUNNING"
+    def tango_state(self) -> State:
+        if self.state == State.ON and self.running:
+            return State.RUNNING
         return self.state
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        self.state, self.reason = "INIT", "Starting"
+        self.state, self.reason = State.INIT, "Starting"
         self._stop.clear()
         # Where discovery starts, taken now: a scan created once start() returned (e.g. right after
         # Tango Init) is never missed, however late the thread gets going.
@@ -104,7 +106,7 @@ class SessionSubscriber:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def get(self, name: str) -> ScanWriter:
+    def get(self, name: str) -> ScanStatus:
         writer = self.writers.get(name)
         if writer is None:
             raise ValueError(f"No subscriber for scan '{name}' exists")
@@ -117,7 +119,7 @@ class SessionSubscriber:
                 if not w.is_alive() and w.end_time is not None and now - w.end_time >= delay_s:
                     del self.writers[name]
 
-    def sorted_writers(self) -> list[ScanWriter]:
+    def sorted_writers(self) -> list[ScanStatus]:
         return sorted(self.writers.values(), key=lambda w: w.start_time or w.created)
 
     # -- the thread ----------------------------------------------------------------------------------
@@ -127,29 +129,27 @@ class SessionSubscriber:
             url = self._url_provider()
             store = DataStore(url)
             since = self._since if self._since is not None else store.get_last_scan_timetag()
-            self.state, self.reason = "ON", REASON_RUNNING
-            errors = 0
+            self.state, self.reason = State.ON, REASON_RUNNING
             while not self._stop.is_set():
                 try:
-                    since, key = store.get_next_scan(since=since, timeout=1)
-                    errors = 0
+                    since, key = call_with_backoff(lambda: store.get_next_scan(since=since, timeout=1),
+                                                   f"session {self.session}", REDIS_GIVE_UP_S, self._raise_if_stopping)
                 except NoScanAvailable:
                     self._periodic()
                     continue
-                except (redis.ConnectionError, redis.TimeoutError) as e:
-                    errors += 1
-                    if errors >= MAX_CONNECTION_ERRORS:
-                        raise RuntimeError(f"Redis unreachable ({errors} attempts): {e}") from e
-                    log.warning("Redis connection error (%d/%d): %s", errors, MAX_CONNECTION_ERRORS, e)
-                    time.sleep(1)
-                    continue
                 self._new_scan(store, url, key)
                 self._periodic()
+        except _Stopping:
+            pass
         except Exception as e:
             log.error("session %s FAULT: %s", self.session, e)
-            self.state, self.reason = "FAULT", str(e) or type(e).__name__
-        else:
-            self.state, self.reason = "OFF", REASON_DONE
+            self.state, self.reason = State.FAULT, str(e) or type(e).__name__
+            return
+        self.state, self.reason = State.OFF, REASON_DONE
+
+    def _raise_if_stopping(self) -> None:
+        if self._stop.is_set():
+            raise _Stopping()
 
     def _periodic(self) -> None:
         self.purge(self.purge_delay_s)
@@ -189,8 +189,8 @@ class SessionSubscriber:
         if not isinstance(name, str) or not name:
             log.error("scan %s of session %s has no scan_info['name']: not written", key, self.session)
             return
-        writer = ScanWriter(scan, url, self.options, self.channel, self.tuning, self._blissdata_version,
-                            self.journal)
+        writer = ScanWriter(ScanSource(scan, self.tuning.redis_retry_s), url, self.options, self.channel,
+                            self.tuning, self._blissdata_version, self.journal)
         writer.profiling = self.profiling
         writer.start()
         with self._lock:

@@ -30,26 +30,35 @@ class StepError(RuntimeError):
 
 
 class WriterChannel:
-    def __init__(self, world: MPI.Intracomm, local_writers: MPI.Intracomm | None, depth: int = DEPTH) -> None:
+    def __init__(self, world: MPI.Intracomm, local_writers: MPI.Intracomm | None, depth: int = DEPTH,
+                 local_executor: Any = None) -> None:
+        """local_executor: what runs the steps when world.size == 1 (default: a CollectiveExecutor
+        on `local_writers`; the unit tests give a fake)."""
         self.world = world
         self.depth = max(depth, 1)
         self.nwriters = max(world.size - 1, 1)
         self._local = None
         if world.size == 1:
-            from ..collective.executor import CollectiveExecutor
+            if local_executor is None:
+                from ..collective.executor import CollectiveExecutor
 
-            self._local = CollectiveExecutor(local_writers or MPI.COMM_SELF)
+                local_executor = CollectiveExecutor(local_writers or MPI.COMM_SELF)
+            self._local = local_executor
         self._queue: queue.Queue[tuple[Any, Future]] = queue.Queue()
+        self._lock = threading.Lock()  # _stopping and the queue change together
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="nxpar-writer-channel", daemon=True)
         self._thread.start()
 
     def submit(self, step: Any) -> Future:
+        """Queue a step; its future gets the writers' StepResult. After shutdown() began, the
+        future fails at once with StepError (nothing is queued behind Shutdown)."""
         future: Future = Future()
-        if self._stopping:
-            future.set_exception(StepError("writer service is shutting down"))
-        else:
-            self._queue.put((step, future))
+        with self._lock:
+            if self._stopping:
+                future.set_exception(StepError("writer service is shutting down"))
+            else:
+                self._queue.put((step, future))
         return future
 
     def call(self, step: Any) -> Any:
@@ -61,8 +70,12 @@ class WriterChannel:
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Tell the writers to close their files and leave; waits for pending steps first."""
-        done = self.submit(st.Shutdown())
-        self._stopping = True
+        done: Future = Future()
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True  # from now on submit() refuses: Shutdown is the last step queued
+            self._queue.put((st.Shutdown(), done))
         try:
             done.result(timeout=timeout)
         except Exception:

@@ -47,7 +47,7 @@ def ran(bliss, bliss_stack):
     """`ran(scenario)`: the scans of that scenario of scenarios.py (run once per tier run), each
     waited for until the writer has finished it (scan state OFF or FAULT)."""
     from tests.bliss.expect import BlissScan
-    from tests.conftest import wait_scan_done
+    from tests.helpers import wait_scan_done
 
     done: dict[str, list[BlissScan]] = {}
 

@@ -13,7 +13,7 @@ from blissdata.redis_engine.store import DataStore
 from tango import DevState
 
 from tests.bliss.expect import BlissScan
-from tests.conftest import wait_scan_done
+from tests.helpers import wait_scan_done
 
 
 @pytest.fixture(scope="module")

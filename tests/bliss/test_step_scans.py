@@ -9,7 +9,7 @@ import pytest
 
 from tests.bliss.expect import assert_alias_relative, assert_channels, assert_entry, assert_plot, \
     assert_positioners, expected, text
-from tests.conftest import wait_scan_done, wait_scan_exists
+from tests.helpers import wait_scan_done, wait_scan_exists
 
 pytestmark = pytest.mark.bliss
 

@@ -1,6 +1,6 @@
-"""Publish BLISS-like scans through blissdata (spec §5): for tests, the demo and perf/replay_scan.py.
+"""Publish BLISS-like scans through blissdata, as BLISS 2.4 does: for tests, the demo and perf/replay_scan.py.
 
-The scan_info follows spec §5.2 (motor, timer, diode, MCA, and a plain 2D detector stream);
+The scan_info is BLISS's (motor, timer, diode, MCA, and a plain 2D detector stream);
 frames look like detector data (Poisson background, powder rings, Bragg spots) so that
 compression ratios are realistic. Frames are generated before the scan so that the publisher
 is not the bottleneck.
@@ -92,7 +92,7 @@ def _mca(spec: ScanSpec, devices: dict[str, Any], channels: dict[str, Any], nxde
 
 
 def scan_info(spec: ScanSpec) -> dict[str, Any]:
-    """scan_info as BLISS publishes it at PREPARED (spec §5.2, with a plain 2D stream)."""
+    """scan_info as BLISS publishes it at PREPARED (with a plain 2D stream)."""
     devices_in_chain = ["1001:axis", "1002:timer", "1003:diode_ctrl"]
     devices: dict[str, Any] = {
         "1001:axis": {"name": "axis", "channels": spec.motors, "triggered_devices": ["1002:timer"]},
@@ -170,7 +170,7 @@ def _scan_type(spec: ScanSpec) -> dict[str, Any]:
 
 
 class ScanPublisher:
-    """Plays BLISS's part: create → prepare → start → data → stop → close (spec §5.3)."""
+    """Plays BLISS's part: create → prepare → start → data → stop → close."""
 
     def __init__(self, url: str, spec: ScanSpec, frames: np.ndarray | None = None) -> None:
         self.store = DataStore(url)

@@ -1,0 +1,60 @@
+"""What the scan driver asks of a file plan (`FilePlan`), and how the plan of a scan is chosen.
+
+Two plans implement it: `plan.ScanPlan` (the NeXus tree derived from scan_info, blisswriter's
+layout) and `h5map_plan.H5MapPlan` (the tree the publisher mapped itself, newer blissdata).
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..steps import ArraySpec, Node
+from .lima_plan import LimaMode
+
+
+class StreamKind(str, enum.Enum):
+    """How the driver follows a stream of the scan (the per-kind dispatch is in rank0/)."""
+
+    ARRAY = "array"  # rows read from Redis by the writer ranks
+    LIMA = "lima"  # Lima frames left in Lima's files: VDS/external/references at the end
+    LIMA_COPY = "lima_copy"  # Lima frames copied from Lima's closed files by the writer ranks
+    SCAN = "scan"  # children of a scan sequence: links at the end
+
+
+class FilePlan(Protocol):
+    """Pure logic: everything rank 0 needs to drive the writers for one scan, as Node lists."""
+
+    filename: str  # the file the writers open
+    grid: tuple[int, ...]  # the nD scan shape of a mesh (axes averaged at the end), () otherwise
+    stream_kinds: tuple[StreamKind, ...]  # the kinds of stream this plan can write
+
+    @property
+    def entry_names(self) -> list[str]: ...
+    def urls(self) -> list[str]: ...
+
+    # -- opening -----------------------------------------------------------------------------
+    def root_attrs(self) -> dict[str, Any]: ...
+    def skeleton(self) -> list[Node]: ...
+    def master_links(self) -> dict[str, list[Node]]: ...
+    def running(self) -> list[Node]: ...
+
+    # -- streams -----------------------------------------------------------------------------
+    def wants(self, stream_name: str) -> bool: ...
+    def entry_of(self, stream_name: str) -> str: ...  # KeyError naming the stream if it is unknown
+    def array_spec(self, stream_name: str, dtype: str, detector_shape: tuple[int, ...]) -> ArraySpec: ...
+    def dataset_nodes(self, stream_name: str, measurement: bool = True) -> list[Node]: ...
+    def group_node(self, stream_name: str) -> list[Node]: ...
+    def lima_mode(self, lima_info: dict[str, Any]) -> LimaMode: ...
+    def lima_nodes(self, stream_name: str, refs: list[Any], dtype: str, frame_shape: tuple[int, ...],
+                   lima_info: dict[str, Any], edf_blocks: list[tuple[str, int, int]] | None = None
+                   ) -> list[Node]: ...
+    def sequence_nodes(self, children: list[dict[str, Any]]) -> list[Node]: ...
+
+    # -- closing -----------------------------------------------------------------------------
+    def grid_axes(self) -> dict[str, list[str]]: ...
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
+                    axis_values: dict[str, np.ndarray] | None = None) -> list[Node]: ...
+    def failed_nodes(self, reason: str) -> list[Node]: ...
+

@@ -1,0 +1,43 @@
+"""The device's options, in one place: what to save (`SaveOptions`) and how to cut row writes into
+steps (`Tuning`). Both come from the `NexusWriter` device properties (docs/interface.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SaveOptions:
+    """What is written and how (device properties keepshape, noconfig, *_external_*, disk space)."""
+
+    flat: bool = True  # not keepshape: grid scans are written flat (npoints, ...)
+    multivalue_positioners: bool = False
+    allow_external_nonhdf5: bool = False  # EDF frames as HDF5 external datasets
+    allow_external_hdf5: bool = True  # Lima HDF5 frames as a virtual dataset
+    copy_non_external: bool = False  # otherwise: frames copied into the scan file
+    mosca_vds: bool = False  # Mosca spectra: a VDS over Mosca's files instead of copies
+    configurable: bool = True  # not noconfig: scan_info['nexuswriter'] is applied
+    required_disk_space: float = 200.0  # MB: below it the scan FAULTs
+    recommended_disk_space: float = 1024.0  # MB: below it a warning
+    writer_name: str = "nexus"  # scan_info['data_writer'] of the scans to write
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How row writes are cut into steps: by bytes (memory per writer rank) and by time (how long
+    rows may wait for their chunk to fill), never by a row count that ignores what a row weighs."""
+
+    flush_period_s: float = 0.5
+    step_bytes_per_writer: int = 16 << 20  # data each writer rank reads and holds per step
+    min_step_bytes_per_writer: int = 1 << 20  # less than this waits (up to max_delay_s) for more rows
+    max_delay_s: float = 0.5  # rows of a partly filled chunk are written at least this often
+    poll_period_s: float = 0.02
+    disk_check_period_s: float = 3.0
+    redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
+
+    @property
+    def min_step_bytes(self) -> int:
+        return min(self.min_step_bytes_per_writer, self.step_bytes_per_writer)
+
+    def describe(self) -> str:
+        return (f"steps of {self.step_bytes_per_writer >> 10} KiB per writer rank (at least "
+                f"{self.min_step_bytes >> 10} KiB or {self.max_delay_s:g} s), flush every {self.flush_period_s:g} s")

@@ -1,0 +1,150 @@
+"""The collective executor on real MPI, without Tango or Redis (as h5py tests its MPI code):
+
+    mpirun -n 3 .venv/bin/python -m pytest -p no:cacheprovider -m mpi tests/mpi
+
+Every rank is a writer rank (COMM_WORLD); rows come from HDF5 files standing for Lima's
+(`FileFramesSource`), so no Redis is needed. Each test makes every rank call the same steps in
+the same order, as the writer loop does; a failure on one rank must fail all ranks together.
+Skipped outside mpirun (tests/conftest.py).
+"""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from nxpar import steps as st
+
+pytestmark = pytest.mark.mpi
+
+FRAME = (4, 4)
+
+
+@pytest.fixture
+def comm():
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def shared_dir(comm):
+    """One fresh directory for all ranks, made and removed by rank 0 (pytest's tmp_path is per
+    process: three ranks would make three)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = Path(comm.bcast(tempfile.mkdtemp(prefix="nxpar-mpi-") if comm.rank == 0 else None, root=0))
+    yield path
+    comm.Barrier()
+    if comm.rank == 0:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def executor(comm):
+    from nxpar.collective.executor import CollectiveExecutor
+
+    ex = CollectiveExecutor(comm)
+    yield ex
+    ex.close_all()
+
+
+@pytest.fixture
+def lima_file(comm, shared_dir):
+    """12 frames in an HDF5 file (Lima's), made by rank 0."""
+    path = shared_dir / "lima.h5"
+    if comm.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["entry/data"] = np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME)
+    comm.Barrier()
+    return str(path)
+
+
+def frames_write(lima: str, start: int, stop: int, bad: set[int] = frozenset()) -> st.WriteRows:
+    spec = st.ArraySpec(path="/1.1/instrument/cam/data", dtype="uint16", detector_shape=FRAME, chunks=(2,) + FRAME,
+                        compression="gzip", fillvalue=0, attrs={"interpretation": "image"})
+    refs = [("HDF5", "/nonexistent/lima.h5" if i in bad else lima, "entry/data", i) for i in range(start, stop)]
+    return st.WriteRows(spec, st.FileFramesSource("cam:image", start, refs), start, stop)
+
+
+def open_scan(executor, path: str) -> None:
+    executor.execute(st.OpenFile("scan1", path, {"NX_class": "NXroot"}, ["1.1"]))
+    executor.execute(st.Tree("scan1", [st.Node("group", "/1.1", attrs={"NX_class": "NXentry"}),
+                                       st.Node("group", "/1.1/instrument/cam", attrs={"NX_class": "NXdetector"})]))
+
+
+def test_rows_written_by_all_ranks_land_in_one_file(comm, executor, shared_dir, lima_file):
+    path = str(shared_dir / "scan.h5")
+    open_scan(executor, path)
+    executor.execute(st.WriteBatch("scan1", [frames_write(lima_file, 0, 5)]))  # a partial chunk ...
+    executor.execute(st.WriteBatch("scan1", [frames_write(lima_file, 5, 12)]))  # ... completed later
+    executor.execute(st.Flush("scan1"))
+    executor.execute(st.CloseFile("scan1"))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        data = f["1.1/instrument/cam/data"]
+        assert data.shape == (12,) + FRAME and data.chunks == (2,) + FRAME
+        assert data.attrs["interpretation"] == "image" and f.attrs["NX_class"] == "NXroot"
+        np.testing.assert_array_equal(data[()], np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME))
+
+
+def test_a_read_error_on_one_rank_fails_every_rank_and_the_file_stays_usable(comm, executor, shared_dir, lima_file):
+    from nxpar.collective.executor import StepFailed
+
+    path = str(shared_dir / "scan.h5")
+    open_scan(executor, path)
+    # rows 8..11 are the last rank's share (whole chunks of 2 rows, 3 ranks): only it fails to read
+    with pytest.raises(StepFailed, match="nonexistent"):
+        executor.execute(st.WriteBatch("scan1", [frames_write(lima_file, 0, 12, bad={8, 9, 10, 11})]))
+    executor.execute(st.WriteBatch("scan1", [frames_write(lima_file, 0, 12)]))
+    executor.execute(st.Tree("scan1", [st.Node("value", "/1.1/writer_status", "SUCCEEDED")]))
+    executor.execute(st.CloseFile("scan1"))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        assert f["1.1/instrument/cam/data"].shape[0] == 12 and f["1.1/writer_status"][()] == b"SUCCEEDED"
+
+
+def test_an_uncreatable_directory_fails_every_rank(executor, shared_dir, comm):
+    from nxpar.collective.executor import StepFailed
+
+    if comm.rank == 0:
+        (shared_dir / "a_file").write_text("")
+    comm.Barrier()
+    with pytest.raises(StepFailed, match="Cannot create directory"):
+        executor.execute(st.OpenFile("scan1", str(shared_dir / "a_file" / "sub" / "x.h5"), {}, ["1.1"]))
+    assert executor.scan_files == {}
+
+
+def test_an_existing_entry_is_never_overwritten(executor, shared_dir):
+    from nxpar.collective.executor import StepFailed
+
+    path = str(shared_dir / "scan.h5")
+    open_scan(executor, path)
+    executor.execute(st.CloseFile("scan1"))
+    with pytest.raises(StepFailed, match="Scan 1.1 already exists"):
+        executor.execute(st.OpenFile("scan2", path, {}, ["1.1"]))
+
+
+def test_a_file_left_running_by_a_dead_job_is_marked_failed(comm, executor, shared_dir):
+    path = str(shared_dir / "left.h5")
+    if comm.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["1.1/writer/status"] = "RUNNING"
+            f["2.1/writer/status"] = "SUCCEEDED"
+    comm.Barrier()
+    executor.execute(st.MarkFailed(path, ["1.1", "2.1"], "interrupted"))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        assert f["1.1/writer/status"][()] == b"FAILED" and f["1.1/writer/failure"][()] == b"interrupted"
+        assert f["2.1/writer/status"][()] == b"SUCCEEDED" and "failure" not in f["2.1/writer"]
+
+
+def test_every_step_type_has_a_handler_and_unknown_ones_fail_everywhere(executor):
+    from nxpar.collective.executor import StepFailed
+
+    steps = {st.OpenFile, st.Tree, st.WriteBatch, st.Flush, st.CloseFile, st.LocalFile, st.MarkFailed}
+    assert set(executor._handlers) == steps
+    with pytest.raises(StepFailed, match="unknown step"):
+        executor.execute(st.StepResult(True))
