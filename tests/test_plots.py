@@ -2,6 +2,8 @@
 Redis + blissdata publisher, mpirun'd writer service, files read back with h5py."""
 from __future__ import annotations
 
+import itertools
+
 import warnings
 
 import h5py
@@ -35,8 +37,13 @@ def expected_axis(pub, motor: str, grid_shape: tuple[int, ...]) -> np.ndarray:
     return m * x + b
 
 
+# Every scan of this module has its own number: the device knows scans by name ("<nb>_ascan"), and a
+# finished scan of the same name from the test before would answer for the new one.
+SCAN_NB = itertools.count(201)
+
+
 def mesh_spec(name: str, data_dir, grid, npoints, **kw) -> ScanSpec:
-    return ScanSpec("n3", str(data_dir / f"{name}.h5"), 1, npoints, image_shape=None, mca_channels=None, grid=grid,
+    return ScanSpec("n3", str(data_dir / f"{name}.h5"), next(SCAN_NB), npoints, image_shape=None, mca_channels=None, grid=grid,
                     extra_info={"display_extra": {"plotselect": ["diode_ctrl:diode"], "plotselect_time": 1.7e9}}, **kw)
 
 
@@ -57,9 +64,9 @@ def test_flat_mesh_is_plotted_as_the_grid(services, stack, data_dir, case, grid,
     shape = tuple(reversed(grid))
     shape = (max(shape[0], -(-points // int(np.prod(shape[1:])))),) + shape[1:]
     with h5py.File(spec.filename, "r", locking=False) as f:
-        e = f["1.1"]
+        e = f[f"{spec.scan_nb}.1"]
         assert e["instrument/diode/signal"].shape == (points,)  # the data itself stays flat
-        assert e.attrs["default"] == "plotselect" and f.attrs["default"] == "1.1"
+        assert e.attrs["default"] == "plotselect" and f.attrs["default"] == f"{spec.scan_nb}.1"
         plot = e["plotselect"]
         assert plot.attrs["NX_class"] == "NXdata" and plot.attrs["signal"] == "diode"
         motors = MOTORS[:len(grid)][::-1]  # slow first
@@ -88,13 +95,14 @@ def test_mesh_plot_of_spectra_and_frames(services, stack, data_dir):
     """A mesh plotting an MCA spectrum and a frame: one NXdata per detector shape, each signal the grid
     plus detector dims (spectrum / image), with datadim axes."""
     proxy = services.get(3)["n3"]
-    spec = ScanSpec("n3", str(data_dir / "mesh_det.h5"), 1, 6, image_shape=(6, 5), mca_channels=16, grid=(3, 2),
+    spec = ScanSpec("n3", str(data_dir / "mesh_det.h5"), next(SCAN_NB), 6, image_shape=(6, 5), mca_channels=16, grid=(3, 2),
                     extra_info={"display_extra": {"displayed_channels": ["simu1:spectrum_det0", "cam:image"]}})
     pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=2)
     with h5py.File(spec.filename, "r", locking=False) as f:
-        e = f["1.1"]
+        e = f[f"{spec.scan_nb}.1"]
         assert {k for k in e if k.startswith("plotselect")} == {"plotselect", "plotselect_mca", "plotselect_unknown2D"}
-        assert e.get("plotselect", getlink=True).path == "/1.1/plotselect_mca"  # the last: ('image',) < ('simu1_det0',)
+        # the last: ('image',) < ('simu1_det0',)
+        assert e.get("plotselect", getlink=True).path == f"/{spec.scan_nb}.1/plotselect_mca"
         mca, image = e["plotselect_mca"], e["plotselect_unknown2D"]
         assert list(mca.attrs["axes"]) == ["roby", "robx", "datadim0"]
         assert list(image.attrs["axes"]) == ["roby", "robx", "datadim0", "datadim1"]
@@ -112,7 +120,7 @@ def test_plotinit_signals_split_by_detector_shape(services, stack, data_dir):
     plotselect links to the last one (blisswriter's default)."""
     proxy = services.get(2)["n2"]
     wanted = ["simu1:spectrum_det0", "simu1:roi_a_det1", "diode_ctrl:diode"]
-    spec = ScanSpec("n2", str(data_dir / "plotinit.h5"), 1, 5, image_shape=None, mca_channels=32, mca_detectors=2,
+    spec = ScanSpec("n2", str(data_dir / "plotinit.h5"), next(SCAN_NB), 5, image_shape=None, mca_channels=32, mca_detectors=2,
                     mca_rois=True, extra_info={"display_extra": {"plotselect": ["diode_ctrl:diode"],
                                                                  "displayed_channels": wanted}})
     pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=2)
@@ -121,15 +129,15 @@ def test_plotinit_signals_split_by_detector_shape(services, stack, data_dir):
                                        "simu1:roi_a_det0": "instrument/simu1_det0/roi_a",
                                        "simu1:roi_a_det1": "instrument/simu1_det1/roi_a"})
     with h5py.File(spec.filename, "r", locking=False) as f:
-        e = f["1.1"]
+        e = f[f"{spec.scan_nb}.1"]
         assert e.attrs["default"] == "plotselect"
-        assert e.get("plotselect", getlink=True).path == "/1.1/plotselect_mca2"
+        assert e.get("plotselect", getlink=True).path == f"/{spec.scan_nb}.1/plotselect_mca2"
         scalars, spectra = e["plotselect_mca1"], e["plotselect_mca2"]
         assert scalars.attrs["signal"] == "simu1_det1_roi_a" and list(scalars.attrs["auxiliary_signals"]) == ["diode"]
         assert list(scalars.attrs["axes"]) == ["robx"] and "auxiliary_signals" not in spectra.attrs
         assert spectra.attrs["signal"] == "simu1_det0" and list(spectra.attrs["axes"]) == ["robx", "datadim0"]
-        assert scalars.get("simu1_det1_roi_a", getlink=True).path == "/1.1/instrument/simu1_det1/roi_a"
-        assert spectra.get("robx", getlink=True).path == "/1.1/instrument/robx/value"
+        assert scalars.get("simu1_det1_roi_a", getlink=True).path == f"/{spec.scan_nb}.1/instrument/simu1_det1/roi_a"
+        assert spectra.get("robx", getlink=True).path == f"/{spec.scan_nb}.1/instrument/robx/value"
         np.testing.assert_array_equal(scalars["simu1_det1_roi_a"][()], pub.expected("simu1:roi_a_det1", 5))
         np.testing.assert_array_equal(spectra["simu1_det0"][()], pub.expected("simu1:spectrum_det0", 5))
         np.testing.assert_array_equal(spectra["datadim0"][()], np.arange(32))
@@ -140,20 +148,20 @@ def test_loopscan_of_unnamed_detectors(services, stack, data_dir):
     """plotinit(fake0D, fake1D, fake2D); loopscan(4, 0.02, fake_ctrl): plotselect_unknown0D/1D/2D with the
     timer's elapsed_time as axis, datadim axes for the detector dims."""
     proxy = services.get(2)["n2"]
-    spec = ScanSpec("n2", str(data_dir / "loopscan.h5"), 1, 4, image_shape=None, mca_channels=None, fakes=True,
+    spec = ScanSpec("n2", str(data_dir / "loopscan.h5"), next(SCAN_NB), 4, image_shape=None, mca_channels=None, fakes=True,
                     timer_master=True, extra_info={"display_extra": {"displayed_channels": [
                         "fake_ctrl:fake0D", "fake_ctrl:fake1D", "fake_ctrl:fake2D"]}})
     pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     assert_file_matches(pub, 4, paths={"timer:elapsed_time": "instrument/elapsed_time/value",
                                        "timer:epoch": "instrument/epoch/value"})
     with h5py.File(spec.filename, "r", locking=False) as f:
-        e = f["1.1"]
-        assert e.get("plotselect", getlink=True).path == "/1.1/plotselect_unknown2D"
+        e = f[f"{spec.scan_nb}.1"]
+        assert e.get("plotselect", getlink=True).path == f"/{spec.scan_nb}.1/plotselect_unknown2D"
         for ndim in range(3):
             plot = e[f"plotselect_unknown{ndim}D"]
             assert plot.attrs["signal"] == f"fake{ndim}D"
             assert list(plot.attrs["axes"]) == ["elapsed_time"] + [f"datadim{i}" for i in range(ndim)]
-            assert plot.get("elapsed_time", getlink=True).path == "/1.1/instrument/elapsed_time/value"
+            assert plot.get("elapsed_time", getlink=True).path == f"/{spec.scan_nb}.1/instrument/elapsed_time/value"
             np.testing.assert_array_equal(plot[f"fake{ndim}D"][()], pub.expected(f"fake_ctrl:fake{ndim}D", 4))
         np.testing.assert_array_equal(e["plotselect_unknown2D/datadim0"][()], np.arange(6))
         np.testing.assert_array_equal(e["plotselect_unknown2D/datadim1"][()], np.arange(5))
@@ -172,12 +180,12 @@ def test_frames_follow_bliss_chunk_options(services, stack, data_dir, shape, npo
     """chunk_nbytes / chunk_split / compression_limit_nbytes as BLISS sends them: tiles of a frame or k
     frames per chunk, written by 3 ranks (2 writers) with one owner rank per chunk; values read back."""
     proxy = services.get(3)["n3"]
-    spec = ScanSpec("n3", str(data_dir / "chunks.h5"), 1, npoints, image_shape=shape, mca_channels=None,
+    spec = ScanSpec("n3", str(data_dir / "chunks.h5"), next(SCAN_NB), npoints, image_shape=shape, mca_channels=None,
                     chunk_options=options)
     pub = run_scan(proxy, stack.env["REDIS_DATA_URL"], spec, batch=2)
     assert_file_matches(pub, npoints)
     with h5py.File(spec.filename, "r", locking=False) as f:
-        image = f["1.1/instrument/image/data"]
+        image = f[f"{spec.scan_nb}.1/instrument/image/data"]
         assert image.chunks == chunks
         assert ("32008" in image._filters) == filtered and bool(image._filters) == filtered, image._filters
 
@@ -185,10 +193,10 @@ def test_frames_follow_bliss_chunk_options(services, stack, data_dir, shape, npo
 def test_alias_links_are_relative(services, stack, data_dir):
     """instrument/<det>/data is the relative soft link to the dataset next to it (docs/interface.md §4.3)."""
     proxy = services.get(2)["n2"]
-    spec = ScanSpec("n2", str(data_dir / "alias.h5"), 1, 3, image_shape=None, mca_channels=8)
+    spec = ScanSpec("n2", str(data_dir / "alias.h5"), next(SCAN_NB), 3, image_shape=None, mca_channels=8)
     run_scan(proxy, stack.env["REDIS_DATA_URL"], spec)
     with h5py.File(spec.filename, "r", locking=False) as f:
-        e = f["1.1"]
+        e = f[f"{spec.scan_nb}.1"]
         assert e.get("instrument/diode/data", getlink=True).path == "signal"
         assert e.get("instrument/simu1_det0/data", getlink=True).path == "spectrum"
         np.testing.assert_array_equal(e["instrument/simu1_det0/data"][()], e["instrument/simu1_det0/spectrum"][()])
