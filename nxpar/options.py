@@ -34,6 +34,13 @@ class Tuning:
     disk_check_period_s: float = 3.0
     redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
 
+    @classmethod
+    def from_properties(cls, flush_period: float, step_mb_per_writer: float, max_write_delay: float) -> "Tuning":
+        """From the device properties both Tango classes share (clamped to workable values)."""
+        return cls(flush_period_s=max(flush_period, 0.05),
+                   step_bytes_per_writer=max(int(step_mb_per_writer * 2**20), 1 << 16),
+                   max_delay_s=max(max_write_delay, 0.0))
+
     @property
     def min_step_bytes(self) -> int:
         return min(self.min_step_bytes_per_writer, self.step_bytes_per_writer)

@@ -97,9 +97,7 @@ class BlissWriter(Device):
                            recommended_disk_space=self.recommended_disk_space, writer_name="mapping")
 
     def _tuning(self) -> Tuning:
-        tuning = Tuning(flush_period_s=max(self.flush_period, 0.05),
-                        step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
-                        max_delay_s=max(self.max_write_delay, 0.0))
+        tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay)
         log.info("%s (session %r): %s", self.get_name(), self.session, tuning.describe())
         return tuning
 

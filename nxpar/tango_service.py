@@ -119,9 +119,7 @@ class NexusWriter(Device):
             os.environ.setdefault("BEACON_HOST", beacon)
 
     def _tuning(self) -> Tuning:
-        tuning = Tuning(flush_period_s=max(self.flush_period, 0.05),
-                        step_bytes_per_writer=max(int(self.step_mb_per_writer * 2**20), 1 << 16),
-                        max_delay_s=max(self.max_write_delay, 0.0))
+        tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay)
         log.info("%s: %s", self.session, tuning.describe())
         return tuning
 
