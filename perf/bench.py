@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from perf.bench_stack import bench_stack, frame_scan, free_stream_data
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "perf" / "out"
@@ -65,13 +65,8 @@ def bench_disk(frames: np.ndarray, n: int, path: str, sync: bool) -> float:
 def bench_redis(url: str, frames: np.ndarray, n: int) -> tuple[float, float]:
     """(publish MB/s, read MB/s) of one frame stream, one process each."""
     from blissdata.redis_engine.store import DataStore
-    from blissdata.streams.default import Stream
 
-    store = DataStore(url)
-    scan = store.create_scan({"name": "bench", "number": 1, "data_policy": "None", "session": "bench_baseline"},
-                             info={"name": "bench"})
-    stream = scan.create_stream(Stream.make_definition("cam:image", str(frames.dtype), frames.shape[1:]))
-    scan.prepare()
+    scan, stream, _ = frame_scan(url, "bench", "bench_baseline", frames)
     scan.start()
     t0 = time.perf_counter()
     for i in range(n):
@@ -79,7 +74,7 @@ def bench_redis(url: str, frames: np.ndarray, n: int) -> tuple[float, float]:
     scan.stop()
     publish = mb(n * frames[0].nbytes) / (time.perf_counter() - t0)
     scan.close()
-    ro = store.load_scan(scan.key).streams["cam:image"].event_stream
+    ro = DataStore(url).load_scan(scan.key).streams["cam:image"].event_stream
     t0 = time.perf_counter()
     for start in range(0, n, 8):
         ro[start:min(start + 8, n)]
@@ -125,17 +120,9 @@ def bench_live_reader(url: str, frames: np.ndarray, n: int, scheme: str | None, 
     reads), first publish → last frame in Redis: the pace BLISS sets when no writer competes."""
     import multiprocessing
 
-    from blissdata.redis_engine.store import DataStore
-    from blissdata.streams.default import Stream
-
-    store = DataStore(url)
-    scan = store.create_scan({"name": "relay", "number": 1, "data_policy": "None", "session": "bench_baseline"},
-                             info={"name": "relay"})
-    stream = scan.create_stream(Stream.make_definition("cam:image", str(frames.dtype), frames.shape[1:]))
     # the scalars BLISS publishes with every frame (motor, timers, diode), as in the nxpar runs
-    scalars = [scan.create_stream(Stream.make_definition(name, "float64", ()))
-               for name in ("axis:robx", "timer:elapsed_time", "timer:epoch", "diode_ctrl:diode")]
-    scan.prepare()
+    scan, stream, scalars = frame_scan(url, "relay", "bench_baseline", frames,
+                                       ("axis:robx", "timer:elapsed_time", "timer:epoch", "diode_ctrl:diode"))
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Queue()
     follower = ctx.Process(target=_follow, args=(url, scan.key, n, scheme, path, done)) if follow else None
@@ -171,7 +158,6 @@ def main(argv: list[str] | None = None) -> None:
                    help="live: BLISS publishes while nxpar writes; drain: data in Redis before PREPARED")
     args = p.parse_args(argv)
 
-    from launch.stack import Stack
     from launch.simulate import realistic_frames
     from perf.replay_scan import replay
 
@@ -180,21 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = realistic_frames(16, shape, args.dtype)
     label = f"{args.frames} x {shape[0]}x{shape[1]} {args.dtype}"
     rows = []
-    base = Path(tempfile.mkdtemp(prefix="nxpar-bench-", dir=ROOT / "run" if (ROOT / "run").exists() else None))
-    import redis
-
-    # one Redis + Tango DB for the whole run (a client process keeps the first TANGO_HOST it saw)
-    stack = Stack(base / "stack")
-    try:
-        url = stack.start_redis()
-        stack.start_tango_db()
-        os.environ.update(stack.env)
-
-        def free_redis() -> None:
-            client = redis.Redis.from_url(url)
-            for key in client.scan_iter("esrf:stream:*"):
-                client.delete(key)
-
+    with bench_stack("nxpar-bench-") as (stack, url, base):
         for scheme in args.compression:
             # -- baselines, same frames, same filter ----------------------------------------------
             serial = [bench_serial_h5py(pool, args.frames, scheme, str(base / "serial.h5")) for _ in range(args.repeat)]
@@ -204,14 +176,14 @@ def main(argv: list[str] | None = None) -> None:
             pr, alone, relay, live_serial = [], [], [], []
             for _ in range(args.repeat):
                 pr.append(bench_redis(url, pool, args.frames))
-                free_redis()
+                free_stream_data(url)
                 if "live" in args.modes:
                     alone.append(bench_live_reader(url, pool, args.frames, None, "", follow=False))
-                    free_redis()
+                    free_stream_data(url)
                     relay.append(bench_live_reader(url, pool, args.frames, None, ""))
-                    free_redis()
+                    free_stream_data(url)
                     live_serial.append(bench_live_reader(url, pool, args.frames, scheme, str(base / "live.h5")))
-                    free_redis()
+                    free_stream_data(url)
             baselines = {"h5py-serial": serial, "filter (1 core)": filt, "disk page cache": disk_cache,
                          "disk fdatasync": disk_sync, "redis publish": [a for a, _ in pr],
                          "redis read": [b for _, b in pr]}
@@ -240,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                         with open(OUT / "bench.jsonl", "a") as fh:
                             fh.write(json.dumps({**asdict(r), "label": label, "mode": mode}) + "\n")
                         os.unlink(r.filename)
-                        free_redis()
+                        free_stream_data(url)
                     speeds = [r.mb_per_s for r in results]
                     rows.append((scheme, mode, ranks, speeds, None,
                                  statistics.median([r.compression_ratio for r in results]),
@@ -277,9 +249,6 @@ def main(argv: list[str] | None = None) -> None:
                       f"{med / one if one else float('nan'):.2f} | "
                       f"{cr:.2f} | "
                       f"{rss:.0f} | {close:.2f} |")
-    finally:
-        stack.down()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

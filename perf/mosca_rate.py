@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from perf.bench_stack import bench_stack, start_services
 
 ROOT = Path(__file__).resolve().parent.parent
 ELEMENTS, CHANNELS, PER_FILE, RATE_HZ, POLL_S = 10, 4096, 500, 1000.0, 0.05
@@ -119,22 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args(argv)
 
-    from launch.stack import Stack
     from tests.plugin_publish import service_env, write_mosca_files
 
-    base = Path(tempfile.mkdtemp(prefix="nxpar-mosca-", dir=ROOT / "run" if (ROOT / "run").exists() else None))
-    stack = Stack(base / "stack")
-    try:
+    with bench_stack("nxpar-mosca-") as (stack, url, base):
         data = mosca_spectra(args.points)
         saving = write_mosca_files(base / "mosca", "fx", data, list(range(ELEMENTS)), PER_FILE)
-        url = stack.start_redis()
-        stack.start_tango_db()
-        os.environ.update(stack.env)
-        proxies = {}
-        for ranks in args.ranks:
-            dev = stack.register(f"mosca{ranks}", f"mosca{ranks}")
-            stack.start_service(f"mosca{ranks}", ranks, "WARNING", extra_env=service_env(plugins=True))
-            proxies[ranks] = stack.wait_device(dev)
+        proxies = start_services(stack, "mosca", args.ranks, extra_env=service_env(plugins=True))
         runs: list[Run] = []
         nb = 0
         for _ in range(args.repeat):
@@ -151,9 +141,6 @@ def main(argv: list[str] | None = None) -> None:
                           flush=True)
                     os.remove(base / f"n{nb}.h5")
         print(table(runs, args.points, data.nbytes), flush=True)
-    finally:
-        stack.down()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def table(runs: list[Run], npoints: int, nbytes: int) -> str:

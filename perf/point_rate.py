@@ -20,15 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from perf.bench_stack import bench_stack, start_services
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "perf" / "out"
@@ -174,21 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep", action="store_true", help="keep the run directory (service logs, files)")
     args = p.parse_args(argv)
 
-    from launch.stack import Stack
-
     OUT.mkdir(parents=True, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="nxpar-points-", dir=ROOT / "run" if (ROOT / "run").exists() else None))
-    stack = Stack(base / "stack")
-    try:
-        url = stack.start_redis()
-        stack.start_tango_db()
-        os.environ.update(stack.env)
-        proxies = {}
-        for ranks in args.ranks:
-            instance = f"points{ranks}"
-            dev = stack.register(instance, instance)
-            stack.start_service(instance, ranks, args.log)
-            proxies[ranks] = stack.wait_device(dev)
+    with bench_stack("nxpar-points-", keep=args.keep) as (stack, url, base):
+        proxies = start_services(stack, "points", args.ranks, args.log)
         scan_nb = 0
         for name in args.scenario:
             sc = SCENARIOS[name]
@@ -206,12 +193,6 @@ def main(argv: list[str] | None = None) -> None:
                     with open(OUT / "point_rate.jsonl", "a") as fh:
                         fh.write(json.dumps(asdict(r)) + "\n")
             print(table(runs, sc), flush=True)
-    finally:
-        stack.down()
-        if args.keep:
-            print(f"run directory kept: {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from perf.bench_stack import bench_stack, free_stream_data
 from perf.stage_costs import GB, ROWS_PER_WRITER, StageCosts, measure, proc_cpu, project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,27 +272,17 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs.jsonl").unlink(missing_ok=True)
 
-    import redis
-
-    from launch.stack import Stack
     from launch.simulate import realistic_frames
 
     pool = realistic_frames(16, tuple(args.shape), args.dtype)
-    base_dir = Path(tempfile.mkdtemp(prefix="nxpar-scaling-"))
-    stack = Stack(base_dir / "stack")
     md = [f"# nxpar scaling: {args.frames} frames {args.shape[0]}x{args.shape[1]} {args.dtype}, "
           f"1…{args.max_writers} writers, {', '.join(args.modes)}, median of {args.repeat}\n",
           f"Machine: {machine()}.\n"]
-    try:
-        url = stack.start_redis()
-        stack.start_tango_db()
-        os.environ.update(stack.env)
+    with bench_stack("nxpar-scaling-") as (stack, url, base_dir):
         redis_pid = int((stack.rundir / "redis.pid").read_text())
 
         def free_redis() -> None:
-            client = redis.Redis.from_url(url)
-            for key in client.scan_iter("esrf:stream:*"):
-                client.delete(key)
+            free_stream_data(url)
 
         for scheme in args.compression:
             base = baselines(url, pool, args.frames, scheme, base_dir, "live" in args.modes, args.repeat)
@@ -309,9 +298,6 @@ def main(argv: list[str] | None = None) -> None:
             md += report_scheme(scheme, points, base, costs, args)
             (args.out / "scaling.md").write_text("\n".join(md) + "\n")
             print("\n".join(md[-40:]), flush=True)
-    finally:
-        stack.down()
-        shutil.rmtree(base_dir, ignore_errors=True)
     print(f"\nwritten: {args.out / 'scaling.md'}")
 
 

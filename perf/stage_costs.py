@@ -82,14 +82,12 @@ def redis_costs(url: str, redis_pid: int, frames: np.ndarray, n: int) -> dict[st
     """Publish n frames, read them back 8 at a time: client and server CPU per GB, decode per GB."""
     import redis as redis_lib
     from blissdata.redis_engine.store import DataStore
-    from blissdata.streams.default import Stream
     from blissdata.streams.event_stream import StreamEntry
 
+    from perf.bench_stack import frame_scan
+
     store = DataStore(url)
-    scan = store.create_scan({"name": "stages", "number": 1, "data_policy": "None", "session": "stages"},
-                             info={"name": "stages"})
-    stream = scan.create_stream(Stream.make_definition("cam:image", str(frames.dtype), frames.shape[1:]))
-    scan.prepare()
+    scan, stream, _ = frame_scan(url, "stages", "stages", frames)
     scan.start()
     server0 = proc_cpu(redis_pid)
     for i in range(n):
