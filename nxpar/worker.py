@@ -28,9 +28,21 @@ def run_worker(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     executor = CollectiveExecutor(writers)
+    arrived: list = []  # a step received early by peek_next (rank 0 keeps up to 2 in flight)
+
+    def peek_next():
+        """LOCAL: the next step if rank 0 has already sent it (kept for the loop), else None."""
+        if not arrived and world.Iprobe(source=0, tag=STEP_TAG):
+            arrived.append(world.recv(source=0, tag=STEP_TAG))
+        return arrived[0] if arrived else None
+
+    executor.peek_next = peek_next
     while True:
-        wait_for_message(world, 0, STEP_TAG)
-        step = world.recv(source=0, tag=STEP_TAG)
+        if arrived:
+            step = arrived.pop(0)
+        else:
+            wait_for_message(world, 0, STEP_TAG)
+            step = world.recv(source=0, tag=STEP_TAG)
         if isinstance(step, st.Shutdown):
             executor.close_all()
             break

@@ -8,6 +8,9 @@ Baselines (single process, this machine, now):
   disk          raw bytes to the data directory: page cache, and with fdatasync
   live relay    publishing while another process follows the stream (no HDF5): the live ceiling of any
                 Redis-fed writer here, publisher, Redis and reader sharing the cores
+  same publisher alone
+                before every live nxpar run, the very publisher of that run (same scan, same frames) in a
+                session no writer serves: "× same publisher alone" is the median of the paired ratios
   live single-process writer
                 the same follower writing every frame with h5py + the filter: blisswriter's design,
                 the single-process baseline for live mode
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     from launch.simulate import realistic_frames
-    from perf.replay_scan import replay
+    from perf.replay_scan import publish_alone, replay
 
     OUT.mkdir(parents=True, exist_ok=True)
     shape = tuple(args.shape)
@@ -193,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                 baselines["live single-process writer"] = live_serial
             ref = statistics.median(serial)
             # -- nxpar end to end: one service per rank count, stream data freed after each run
+            paired_alone: dict[int, list[float]] = {}  # ranks → same-publisher-alone MB/s before each live run
             for ranks in args.ranks:
                 instance = f"bench{ranks}_{scheme.replace('-', '_')}"
                 dev = stack.register(instance, instance)
@@ -203,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
                     results = []
                     for i in range(args.repeat):
                         scan_nb += 1
+                        if mode == "live":  # the same publisher alone, just before: paired, same conditions
+                            paired_alone.setdefault(ranks, []).append(publish_alone(
+                                url, str(base / "alone.h5"), scan_nb, args.frames, shape, args.dtype, scheme, pool))
+                            free_stream_data(url)
                         r = replay(proxy, url, instance, str(base / f"r{ranks}_{scan_nb}.h5"), scan_nb,
                                    args.frames, shape, args.dtype, scheme, ranks, frame_pool=pool,
                                    preload=mode == "drain")
@@ -234,8 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"({limits['drain']:.0f} MB/s per writer core). Single-process baseline: "
                   f"{'live = the live single-process writer, ' if 'live' in limits else ''}"
                   "drain = h5py-serial from memory.")
-            publisher = {"live": statistics.median(alone)} if "live" in args.modes else {}
-            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × publisher alone | "
+            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × same publisher alone (paired) | "
                   "× 1 rank | compression ratio | peak RSS/rank MB | close after end s |")
             print("|---|---|---|---|---|---|---|---|---|---|")
             for s, mode, ranks, speeds, _, cr, rss, close in rows:
@@ -245,10 +252,18 @@ def main(argv: list[str] | None = None) -> None:
                 med = statistics.median(speeds)
                 print(f"| {mode} | {ranks} ({max(ranks - 1, 1)}) | {med:.0f} ({min(speeds):.0f}-{max(speeds):.0f}) | "
                       f"{med / limits[mode]:.2f} | {med / refs[mode]:.2f} | "
-                      f"{f'{med / publisher[mode]:.2f}' if mode in publisher else '-'} | "
+                      f"{_paired(speeds, paired_alone.get(ranks)) if mode == 'live' else '-'} | "
                       f"{med / one if one else float('nan'):.2f} | "
                       f"{cr:.2f} | "
                       f"{rss:.0f} | {close:.2f} |")
+
+
+def _paired(speeds: list[float], alone: list[float] | None) -> str:
+    """Median of nxpar / the same publisher alone, each live run against the one measured just before it."""
+    if not alone:
+        return "-"
+    ratios = [a / b for a, b in zip(speeds, alone)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}; alone {statistics.median(alone):.0f})"
 
 
 if __name__ == "__main__":

@@ -70,6 +70,21 @@ class RssSampler(threading.Thread):
         return dict(sorted(self.peak.items()))
 
 
+def publish_alone(redis_url: str, filename: str, scan_nb: int, frames: int, shape: tuple[int, int], dtype: str,
+                  compression: str | None, frame_pool: np.ndarray) -> float:
+    """MB/s of the very publisher `replay` uses, same scan, in a session no writer serves: the pace
+    BLISS sets when nothing reads (clock as in `replay`: before publishing → publisher done)."""
+    from launch.simulate import ScanPublisher, ScanSpec
+
+    chunk_options = {"compression_scheme": compression} if compression else {}
+    spec = ScanSpec("nobody_writes", filename, scan_nb, frames, image_shape=shape, image_dtype=dtype,
+                    mca_channels=None, chunk_options=chunk_options)
+    pub = ScanPublisher(redis_url, spec, frame_pool)
+    t0 = time.perf_counter()
+    pub.run()
+    return frames * int(np.prod(shape)) * np.dtype(dtype).itemsize / 1024**2 / (time.perf_counter() - t0)
+
+
 def replay(proxy, redis_url: str, session: str, filename: str, scan_nb: int, frames: int,
            shape: tuple[int, int], dtype: str, compression: str | None, ranks: int,
            rate_hz: float | None = None, batch: int = 1, frame_pool: np.ndarray | None = None,

@@ -52,6 +52,12 @@ def share_of_rows(start: int, stop: int, chunk_rows: int, rank: int, size: int) 
     return max(start, lo * chunk_rows), min(stop, hi * chunk_rows)
 
 
+def _redis_reads(writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list[tuple]:
+    """(index, source, lo, hi) of the writes whose share on this rank is read from Redis."""
+    return [(i, w.source, lo, hi) for i, (w, (lo, hi)) in enumerate(zip(writes, shares))
+            if hi > lo and isinstance(w.source, st.StreamSource)]
+
+
 @dataclass
 class SharedFile:
     """One open handle per path: consecutive scans of a dataset often overlap in the same file."""
@@ -70,6 +76,9 @@ class CollectiveExecutor:
         self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.datasets: dict[tuple[str, str], h5py.Dataset] = {}  # (scan id, path) -> open row dataset
         self.reader = StreamReader()
+        # LOCAL: the next step if it has already arrived (the worker loop's peek), for prefetching its reads
+        self.peek_next: Callable[[], Any] = lambda: None
+        self.prefetch = os.environ.get("NXPAR_PREFETCH", "1") != "0"
         self._handlers: dict[type, Callable[[Any], None]] = {
             st.OpenFile: self._open_file,
             st.Tree: self._tree,
@@ -162,14 +171,23 @@ class CollectiveExecutor:
             rows = self._read_shares(step.writes, shares)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
+        self._prefetch_next()
         self._agree(error or self._space_error(step.scan_id, step.nbytes))
         for write, (lo, _), raw in zip(step.writes, shares, rows):
             self._write_rows(step.scan_id, f, write, lo, raw)
 
+    def _prefetch_next(self) -> None:
+        """LOCAL (no collective): if the next step is already here and writes rows, send this rank's
+        Redis reads for it now, so that Redis serves them while this rank writes the current step."""
+        step = self.peek_next() if self.prefetch else None
+        if isinstance(step, st.WriteBatch) and step.scan_id in self.scan_files:
+            shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
+                      for w in step.writes]
+            self.reader.prefetch([r[1:] for r in _redis_reads(step.writes, shares)])
+
     def _read_shares(self, writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list:
         """This rank's rows of each write (None where its share is empty), shaped as rows."""
-        redis_reads = [(i, w.source, lo, hi) for i, (w, (lo, hi)) in enumerate(zip(writes, shares))
-                       if hi > lo and isinstance(w.source, st.StreamSource)]
+        redis_reads = _redis_reads(writes, shares)
         rows: list = [None] * len(writes)
         for (i, *_), raw in zip(redis_reads, self.reader.read_many([r[1:] for r in redis_reads])):
             rows[i] = raw

@@ -1,0 +1,240 @@
+"""ALL WRITER RANKS: XRANGE replies of fixed-shape numeric streams parsed straight into the rows' buffer.
+
+Why: a live 2D scan is read from Redis as fast as BLISS publishes it, on the same cores. Through
+redis-py + hiredis every frame is copied three times after the kernel (socket buffer → parser buffer
+→ a bytes object → the row buffer) and each reply is parsed into Python objects. Here the payload
+bytes of each entry go from the socket into their place in the row buffer (`socket.recv_into`), and
+only the small parts of the reply (ids, field names) become Python objects.
+
+Only what the writer ranks need: pipelined XRANGE/XREVRANGE over one plain connection per Redis
+(TCP or Unix socket; AUTH and SELECT as the URL says). Protocol or connection errors are raised as
+redis-py's exceptions, so `call_with_backoff` retries them as for any other Redis call.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import redis
+
+RECV_CHUNK = 1 << 16  # the parser's own buffer: headers and small values only
+DIRECT_MIN_BYTES = 4096  # bulk strings at least this long are offered to the sink
+SEAL_ID = 2**63 - 1  # blissdata seals a stream with an entry at the largest id
+
+
+@dataclass
+class EntryPayload:
+    """One stream entry of a reply: first row index, field values, and where its payload went."""
+
+    first_row: int
+    fields: dict[bytes, bytes] = field(default_factory=dict)
+    payload_len: int = 0
+    payload: bytes | bytearray | None = None  # set when the sink declined the payload (not received in place)
+
+
+# sink(first_row, payload_nbytes) -> where to receive the payload (a writable memoryview), or None
+PayloadSink = Callable[[int, int], "memoryview | None"]
+
+
+def _command(*args: Any) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+class RespConnection:
+    """One blocking connection; send a pipeline, then read its replies in order."""
+
+    def __init__(self, connection_kwargs: dict[str, Any], timeout_s: float = 30.0) -> None:
+        path = connection_kwargs.get("path")
+        try:
+            if path:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout_s)
+                self.sock.connect(path)
+            else:
+                self.sock = socket.create_connection((connection_kwargs.get("host", "localhost"),
+                                                      int(connection_kwargs.get("port", 6379))), timeout_s)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as e:
+            raise redis.ConnectionError(f"cannot connect to Redis ({e})") from e
+        self._buf = bytearray(RECV_CHUNK)
+        self._view = memoryview(self._buf)
+        self._lo = self._hi = 0
+        self._hello(connection_kwargs)
+
+    def _hello(self, kw: dict[str, Any]) -> None:
+        setup = []
+        if kw.get("password"):
+            setup.append(("AUTH", kw["username"], kw["password"]) if kw.get("username") else ("AUTH", kw["password"]))
+        if kw.get("db"):
+            setup.append(("SELECT", kw["db"]))
+        if setup:
+            self.send(setup)
+            for _ in setup:
+                self.read_simple()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- writing -----------------------------------------------------------------------------------
+    def send(self, commands: list[tuple[Any, ...]]) -> None:
+        try:
+            self.sock.sendall(b"".join(_command(*c) for c in commands))
+        except OSError as e:
+            raise redis.ConnectionError(f"Redis connection lost while sending ({e})") from e
+
+    # -- low-level reading -------------------------------------------------------------------------
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            n = self.sock.recv_into(view)
+        except OSError as e:
+            raise redis.ConnectionError(f"Redis connection lost while reading ({e})") from e
+        if not n:
+            raise redis.ConnectionError("Redis closed the connection")
+        return n
+
+    def _fill(self) -> None:
+        """More bytes into the parser buffer (kept bytes moved to its start first)."""
+        if self._lo == self._hi:
+            self._lo = self._hi = 0
+        elif self._hi == len(self._buf):
+            kept = self._hi - self._lo
+            self._buf[:kept] = self._buf[self._lo:self._hi]
+            self._lo, self._hi = 0, kept
+        self._hi += self._recv_into(self._view[self._hi:])
+
+    def _line(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n", self._lo, self._hi)
+            if end >= 0:
+                line = bytes(self._buf[self._lo:end])
+                self._lo = end + 2
+                return line
+            self._fill()
+
+    def _skip_crlf(self) -> None:
+        while self._hi - self._lo < 2:
+            self._fill()
+        self._lo += 2
+
+    def _bulk_into(self, n: int, out: memoryview) -> None:
+        """n bytes of a bulk string into `out`: what the parser buffer holds, then straight from the socket."""
+        have = min(self._hi - self._lo, n)
+        out[:have] = self._view[self._lo:self._lo + have]
+        self._lo += have
+        while have < n:
+            have += self._recv_into(out[have:n])
+        self._skip_crlf()
+
+    def _small_bulk(self, n: int) -> bytes | bytearray:
+        if n + 2 > len(self._buf):  # larger than the parser buffer: received apart
+            out = bytearray(n)
+            self._bulk_into(n, memoryview(out))
+            return out
+        while self._hi - self._lo < n + 2:
+            if self._lo + n + 2 > len(self._buf):  # no room after what is kept: move it to the start
+                kept = self._hi - self._lo
+                self._buf[:kept] = self._buf[self._lo:self._hi]
+                self._lo, self._hi = 0, kept
+            self._fill()
+        value = bytes(self._buf[self._lo:self._lo + n])
+        self._lo += n + 2
+        return value
+
+    def _header(self, kind: bytes) -> int:
+        line = self._line()
+        if line[:1] == b"-":
+            raise redis.ResponseError(line[1:].decode(errors="replace"))
+        if line[:1] != kind:
+            raise redis.ConnectionError(f"unexpected Redis reply {line[:40]!r} (expected {kind!r})")
+        return int(line[1:])
+
+    # -- replies -----------------------------------------------------------------------------------
+    def read_simple(self) -> bytes:
+        """A status/integer/bulk reply (AUTH, SELECT, ...)."""
+        line = self._line()
+        if line[:1] == b"-":
+            raise redis.ResponseError(line[1:].decode(errors="replace"))
+        if line[:1] == b"$":
+            n = int(line[1:])
+            return b"" if n < 0 else self._small_bulk(n)
+        return line[1:]
+
+    def read_entries(self, sink: PayloadSink) -> list[EntryPayload]:
+        """One XRANGE/XREVRANGE reply; each entry's `payload` field is received where `sink` says."""
+        count = self._header(b"*")
+        return [self._entry(sink) for _ in range(max(count, 0))]
+
+    def _entry(self, sink: PayloadSink) -> EntryPayload:
+        if self._header(b"*") != 2:
+            raise redis.ConnectionError("malformed stream entry in a Redis reply")
+        entry_id = self._small_bulk(self._header(b"$"))
+        entry = EntryPayload(int(entry_id.split(b"-")[0]))
+        nfields = self._header(b"*")
+        for _ in range(nfields // 2):
+            name = self._small_bulk(self._header(b"$"))
+            n = self._header(b"$")
+            target = sink(entry.first_row, n) if name == b"payload" and n >= DIRECT_MIN_BYTES else None
+            if target is not None:
+                self._bulk_into(n, target)
+                entry.payload_len = n
+            else:
+                value = self._small_bulk(n) if n >= 0 else b""
+                if name == b"payload":
+                    entry.payload, entry.payload_len = value, n
+                else:
+                    entry.fields[name] = value
+        return entry
+
+
+class RowPlacer:
+    """Where the payloads of one request [start, stop) go: row r at `out[r - start]`.
+
+    Entries that lie wholly inside are received in place; the one holding `start` (it may begin
+    before it) and one running past `stop` arrive apart and their rows are copied. `rows()` is None
+    when the entries do not cover `start` contiguously (trimmed data: blissdata's decoder then
+    raises the right error)."""
+
+    def __init__(self, out: Any, start: int, stop: int) -> None:
+        self.out, self.start, self.stop = out, start, stop
+        self.row_nbytes = out.itemsize * (out[0].size if len(out) else 0)
+        self._bytes = memoryview(out.reshape(-1).view("uint8")) if self.row_nbytes else None
+
+    def sink(self, first_row: int, nbytes: int) -> memoryview | None:
+        if not self.row_nbytes or nbytes % self.row_nbytes:
+            return None
+        lo, hi = first_row - self.start, first_row - self.start + nbytes // self.row_nbytes
+        if lo < 0 or hi > self.stop - self.start:
+            return None
+        return self._bytes[lo * self.row_nbytes:hi * self.row_nbytes]
+
+    def rows(self, entries: list[EntryPayload]) -> Any:
+        filled = self.start  # rows [start, filled) are in `out`
+        for e in sorted((e for e in entries if e.first_row < SEAL_ID), key=lambda e: e.first_row):
+            if not self.row_nbytes or e.payload_len % self.row_nbytes:
+                return None
+            nrows = e.payload_len // self.row_nbytes
+            if int(e.fields.get(b"len", 1)) != nrows:
+                return None  # not a plain fixed-shape batch
+            if e.first_row > filled:
+                break  # a gap: rows missing from Redis
+            if e.first_row + nrows <= filled:
+                continue
+            hi = min(e.first_row + nrows, self.stop)
+            if e.payload is not None:  # received apart: copy the rows that belong to [start, stop)
+                batch = np.frombuffer(e.payload, dtype=self.out.dtype).reshape((nrows,) + self.out.shape[1:])
+                self.out[filled - self.start:hi - self.start] = batch[filled - e.first_row:hi - e.first_row]
+            filled = hi
+            if filled >= self.stop:
+                break
+        if filled == self.start and self.stop > self.start:
+            return None
+        return self.out[:filled - self.start]

@@ -1,0 +1,69 @@
+"""A/B of writer-side settings in live mode, interleaved and paired with the publisher alone.
+
+    python -m perf.ab_live --ranks 2 --frames 500 --repeat 5 --variant NXPAR_DIRECT_READS=0
+
+One service for the default and one per `--variant` (environment given to the MPI job), started
+side by side on one stack. Each round runs, back to back: the same publisher alone (session no
+writer serves), then one live scan through every service, so every figure has a same-conditions
+partner on a noisy shared machine. Prints MB/s and the ratio to the publisher alone per variant.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+from perf.bench_stack import bench_stack, free_stream_data
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--frames", type=int, default=500)
+    p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024))
+    p.add_argument("--dtype", default="uint16")
+    p.add_argument("--compression", default="lz4-bitshuffle")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--variant", action="append", default=[], help="KEY=VALUE[,KEY=VALUE]: environment of one service")
+    args = p.parse_args(argv)
+
+    from launch.simulate import realistic_frames
+    from perf.replay_scan import publish_alone, replay
+
+    shape = tuple(args.shape)
+    pool = realistic_frames(16, shape, args.dtype)
+    variants = {"default": {}} | {v: dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant}
+    alone, speeds, lags = [], {v: [] for v in variants}, {v: [] for v in variants}
+    with bench_stack("nxpar-ab-") as (stack, url, base):
+        proxies = {}
+        for n, (name, env) in enumerate(variants.items()):
+            dev = stack.register(f"ab{n}", f"ab{n}")
+            stack.start_service(f"ab{n}", args.ranks, "WARNING", extra_env=env)
+            proxies[name] = (f"ab{n}", stack.wait_device(dev))
+        for i in range(args.repeat):
+            alone.append(publish_alone(url, str(base / "alone.h5"), i + 1, args.frames, shape, args.dtype,
+                                       args.compression, pool))
+            free_stream_data(url)
+            for name, (session, proxy) in proxies.items():
+                r = replay(proxy, url, session, str(base / f"{session}_{i}.h5"), i + 1, args.frames, shape,
+                           args.dtype, args.compression, args.ranks, frame_pool=pool)
+                if r.state != "OFF":
+                    raise RuntimeError(f"{name}: scan ended {r.state}: {r.reason}")
+                speeds[name].append(r.mb_per_s)
+                lags[name].append(r.close_after_end_s)
+                os.unlink(r.filename)
+                free_stream_data(url)
+            print(f"round {i + 1}: alone {alone[-1]:.0f} " + " ".join(f"{v} {speeds[v][-1]:.0f}" for v in variants),
+                  flush=True)
+    print(f"\n{args.frames} x {shape[0]}x{shape[1]} {args.dtype} {args.compression}, {args.ranks} ranks, "
+          f"median of {args.repeat} (min-max); publisher alone {statistics.median(alone):.0f} MB/s\n")
+    print("| variant | nxpar MB/s | × publisher alone (paired) | close after end s |\n|---|---|---|---|")
+    for v in variants:
+        ratios = [s / a for s, a in zip(speeds[v], alone)]
+        print(f"| {v} | {statistics.median(speeds[v]):.0f} ({min(speeds[v]):.0f}-{max(speeds[v]):.0f}) | "
+              f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+              f"{statistics.median(lags[v]):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
