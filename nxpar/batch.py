@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--once", action="store_true",
                    help="exit once no scan is left to discover and every scan is written (with --existing)")
     p.add_argument("--keepshape", action="store_true", help="grid scans as nD datasets (NexusWriter's keepshape)")
+    p.add_argument("--mosca-vds", action="store_true",
+                   help="Mosca spectra as a virtual dataset over Mosca's files (NexusWriter's mosca_vds; default: copied)")
     p.add_argument("--required-disk-space", type=float, default=200.0, help="MB: below it a scan FAULTs")
     p.add_argument("--flush-period", type=float, default=0.5, help="seconds between collective flushes")
     p.add_argument("--step-mb-per-writer", type=float, default=16.0, help="MB per writer rank and step")
@@ -102,7 +104,7 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     tuning = Tuning(flush_period_s=max(args.flush_period, 0.05),
                     step_bytes_per_writer=max(int(args.step_mb_per_writer * 2**20), 1 << 16),
                     max_delay_s=max(args.max_write_delay, 0.0))
-    options = SaveOptions(flat=not args.keepshape, required_disk_space=args.required_disk_space)
+    options = SaveOptions(flat=not args.keepshape, mosca_vds=args.mosca_vds, required_disk_space=args.required_disk_space)
     route = MappingRoute("batch", channel, lambda: args.redis_url, options, tuning, ANY_ROUTE, instance="batch")
     signals = _Signals()
     try:

@@ -67,6 +67,12 @@ class BlissWriter(Device):
                                          doc="MB each writer rank reads and writes per step (memory per rank)")
     max_write_delay = device_property(dtype=float, default_value=0.5,
                                       doc="seconds rows of a partly filled chunk may wait before they are written")
+    # Lima2 / Mosca streams of the h5map (as for NexusWriter); Lima streams follow blisswriter 3.0.0 (VDS/external)
+    disable_external_hdf5 = device_property(dtype=bool, default_value=False,
+                                            doc="with copy_non_external: Lima2 frames copied, not linked")
+    copy_non_external = device_property(dtype=bool, default_value=False)
+    mosca_vds = device_property(dtype=bool, default_value=False,
+                                doc="Mosca spectra as a virtual dataset over Mosca's files (default: copied)")
 
     # -- life cycle --------------------------------------------------------------------------------
     def init_device(self) -> None:
@@ -93,7 +99,8 @@ class BlissWriter(Device):
         return self.redis_url or redis_url_for_session()
 
     def _options(self) -> SaveOptions:
-        return SaveOptions(required_disk_space=self.required_disk_space,
+        return SaveOptions(allow_external_hdf5=not self.disable_external_hdf5, copy_non_external=self.copy_non_external,
+                           mosca_vds=self.mosca_vds, required_disk_space=self.required_disk_space,
                            recommended_disk_space=self.recommended_disk_space, writer_name="mapping")
 
     def _tuning(self) -> Tuning:

@@ -4,7 +4,9 @@ Newer blissdata publishes, per file, the HDF5 tree a scan should produce (`bliss
 models: groups, inline datasets, stream datasets, links, virtual and external datasets). When
 the scan file has such a map, nxpar writes exactly that tree (plus `writer/status` in each
 entry, so that an incomplete file says so) instead of deriving one from scan_info (plan.py).
-Streams the map does not mention are not written. Pure logic, like plan.py.
+Streams the map does not mention are not written. Lima streams become a VDS / external dataset at
+the end (h5map_lima.py); Lima2 and Mosca streams are written at their mapped path as on the scan_info
+route (rank0/plugin_streams.py, through protocol.PluginPlan). Pure logic, like plan.py.
 """
 from __future__ import annotations
 
@@ -38,6 +40,18 @@ class MappedStream:
     entry: str
     path: str
     attrs: dict[str, Any]
+    # a Lima2/Mosca stream (PluginDataset, protocol.py): known from its stream info, not from the map
+    dim: int = 0
+    dtype: str | None = None
+    detector_shape: tuple[int, ...] | None = None
+
+    @property
+    def dataset_path(self) -> str:
+        return self.path
+
+    @property
+    def dataset_attrs(self) -> dict[str, Any]:
+        return dict(self.attrs)
 
     def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions) -> ArraySpec:
         chunks, scheme = dataset_layout((npoints,), detector_shape, dtype, options)
@@ -54,6 +68,7 @@ class H5MapPlan:
     def __init__(self, scan_info: dict[str, Any], options: SaveOptions, blissdata_version: str = "") -> None:
         self.scan = parse_common(scan_info)  # ValueError naming the key: no file is made
         self.info = scan_info
+        self.options = options  # Lima2 copy / Mosca VDS (PluginPlan, protocol.py); Lima follows blisswriter 3.0.0
         self.blissdata_version = blissdata_version
         self.filename = self.scan.filename
         maps = scan_info["h5maps"]

@@ -35,6 +35,14 @@ class ChannelPlan:
     dtype: str | None = None
     detector_shape: tuple[int, ...] | None = None
 
+    @property
+    def dataset_path(self) -> str:
+        return f"/{self.entry}/{self.map.dataset}"
+
+    @property
+    def dataset_attrs(self) -> dict[str, Any]:
+        return {}  # blisswriter's layout: the attributes come with each kind of dataset
+
     def spec(self, dtype: str, detector_shape: tuple[int, ...], npoints: int, options: ChunkOptions) -> ArraySpec:
         """The dataset of `saved_grid`'s shape (keepshape) or flat, `npoints` expected."""
         grid = self.saved_grid
@@ -48,7 +56,7 @@ class ChannelPlan:
         interpretation = {1: "spectrum", 2: "image", 3: "vertex"}.get(len(detector_shape) + len(grid))
         if interpretation:
             attrs["interpretation"] = interpretation
-        return ArraySpec(path=f"/{self.entry}/{self.map.dataset}", dtype=dtype,
+        return ArraySpec(path=self.dataset_path, dtype=dtype,
                          detector_shape=tuple(detector_shape), chunks=chunks, compression=scheme,
                          fillvalue=fill_value(dtype), attrs=attrs, scan_shape=tuple(grid))
 

@@ -6,12 +6,16 @@ layout) and `h5map_plan.H5MapPlan` (the tree the publisher mapped itself, newer 
 from __future__ import annotations
 
 import enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..steps import ArraySpec, Node
 from .lima_plan import LimaMode
+
+if TYPE_CHECKING:
+    from ..options import SaveOptions
+    from .scan_info import ScanOptions
 
 
 class StreamKind(str, enum.Enum):
@@ -58,3 +62,33 @@ class FilePlan(Protocol):
                     axis_values: dict[str, np.ndarray] | None = None) -> list[Node]: ...
     def failed_nodes(self, reason: str) -> list[Node]: ...
 
+
+
+class PluginDataset(Protocol):
+    """One stream's dataset as the Lima2/Mosca code (rank0/plugin_streams.py) places it: a
+    `plan.ChannelPlan` (scan_info route) or an `h5map_plan.MappedStream` (the path BLISS mapped)."""
+
+    dim: int  # detector dims (a Lima2 channel's is only known from its stream info)
+    dtype: str | None  # as written, remembered for the plots
+    detector_shape: tuple[int, ...] | None
+
+    @property
+    def dataset_path(self) -> str: ...  # absolute path of the dataset in the scan file
+
+    @property
+    def dataset_attrs(self) -> dict[str, Any]: ...  # attributes the publisher asked for (h5map), else {}
+
+
+@runtime_checkable
+class PluginPlan(Protocol):
+    """What the Lima2/Mosca code asks of a plan: both `ScanPlan` and `H5MapPlan` answer it, so a
+    plugin stream is written the same way on either route, only at the place each plan names."""
+
+    filename: str
+    options: "SaveOptions"  # allow_external_hdf5 / copy_non_external (Lima2 copy), mosca_vds
+    scan: "ScanOptions"  # npoints and chunk options (Mosca spectrum chunks)
+
+    def channel(self, stream_name: str) -> PluginDataset: ...
+    def array_spec(self, stream_name: str, dtype: str, detector_shape: tuple[int, ...]) -> ArraySpec: ...
+    def dataset_nodes(self, stream_name: str, measurement: bool = True) -> list[Node]: ...
+    def group_node(self, stream_name: str) -> list[Node]: ...  # [] when the plan makes no group (h5map)

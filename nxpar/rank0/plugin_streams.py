@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import steps as st
 from ..detector_files import MoscaSaving, lima2_master_ready, wait_lima2_master
-from ..nexus.plan import ScanPlan
+from ..nexus.protocol import PluginPlan
 from ..nexus.plugin_plan import (COPIED_KINDS, PLUGIN_KINDS, PLUGINS, Lima2Info, PluginMode, lima2_mode, lima2_vds_node,
                                  mosca_vds_node, spectrum_chunks)
 
@@ -78,7 +78,7 @@ class PluginStreams:
     def classify(self, d: "StreamDescription", plan: Any) -> str | None:
         """The StreamProgress kind of a Lima2/Mosca stream (None: not a plugin stream of ours)."""
         name, plugin, info = d.name, d.plugin, dict(d.info)
-        if plugin not in PLUGINS or not isinstance(plan, ScanPlan):
+        if plugin not in PLUGINS or not isinstance(plan, PluginPlan):  # ScanPlan or H5MapPlan
             return None
         if d.broken:
             self._warn(name, f"{name}: blissdata plugin '{plugin}' {d.broken}; written from its events and files only")
@@ -90,17 +90,19 @@ class PluginStreams:
         self.channels[name] = ch
         return ch.mode.value
 
-    def _lima2(self, name: str, info: dict[str, Any], plan: ScanPlan) -> PluginChannel:
+    def _lima2(self, name: str, info: dict[str, Any], plan: PluginPlan) -> PluginChannel:
         l2 = Lima2Info.from_info(info)
         mode = lima2_mode(l2, plan.options.allow_external_hdf5, plan.options.copy_non_external)
         c = plan.channel(name)
         c.dim = len(l2.shape)  # BLISS recorded the channel (dim 3) before Lima2 knew its shape
-        if mode == PluginMode.GROUP_ONLY:
+        if mode == PluginMode.GROUP_ONLY and not plan.group_node(name):  # an h5map path left empty
+            self._warn(name, f"{name}: not saved by Lima2 (no master file): nothing written at {c.dataset_path}")
+        elif mode == PluginMode.GROUP_ONLY:
             log.info("scan %s: %s is not saved by Lima2 (no master file): detector group only",
                      self.scan_source.info.get("name"), name)
         return PluginChannel(name, "lima2", mode, info, lima2=l2)
 
-    def _mosca(self, name: str, info: dict[str, Any], plan: ScanPlan) -> PluginChannel:
+    def _mosca(self, name: str, info: dict[str, Any], plan: PluginPlan) -> PluginChannel:
         saving = MoscaSaving.from_info(info)
         if saving is None:
             mode = PluginMode.GROUP_ONLY
@@ -177,7 +179,7 @@ class PluginStreams:
         return min(ch.extra.get("closed", 0), ch.reported)
 
     # -- links during the scan (ScanWriter._stream) ------------------------------------------------
-    def link(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> bool:
+    def link(self, plan: PluginPlan, streams: dict[str, "StreamProgress"]) -> bool:
         """Groups, and the VDS of linked channels re-declared as their count grows."""
         nodes: list[st.Node] = []
         now = time.monotonic()
@@ -194,11 +196,11 @@ class PluginStreams:
             self.channel.call(st.Tree(self.scan_source.key, nodes))
         return bool(nodes)
 
-    def _link_nodes(self, plan: ScanPlan, ch: PluginChannel, p: "StreamProgress", first: bool) -> list[st.Node]:
+    def _link_nodes(self, plan: PluginPlan, ch: PluginChannel, p: "StreamProgress", first: bool) -> list[st.Node]:
         if ch.mode == PluginMode.GROUP_ONLY:
             return plan.group_node(ch.name) if first else []
         c = plan.channel(ch.name)
-        path = f"/{c.entry}/{c.map.dataset}"
+        path = c.dataset_path
         if ch.mode == PluginMode.LIMA2_LINK:
             assert ch.lima2 is not None
             c.dtype, c.detector_shape = ch.lima2.dtype, ch.lima2.shape
@@ -209,10 +211,11 @@ class PluginStreams:
             c.dtype, c.detector_shape = str(ch.info["dtype"]), shape
             node = mosca_vds_node(path, plan.filename, ch.mosca.runs(0, p.available), c.dtype, shape[0],
                                   ch.mosca.points_per_file)
+        node.attrs.update(c.dataset_attrs)  # h5map: the attributes BLISS mapped on the dataset
         return (plan.dataset_nodes(ch.name) + [node]) if first else [node]
 
     # -- copies (ScanWriter._submit_rows) --------------------------------------------------------------
-    def spec(self, plan: ScanPlan, name: str) -> st.ArraySpec:
+    def spec(self, plan: PluginPlan, name: str) -> st.ArraySpec:
         ch = self.channels[name]
         if ch.lima2 is not None:
             return plan.array_spec(name, ch.lima2.dtype, ch.lima2.shape)
@@ -232,7 +235,7 @@ class PluginStreams:
         return st.FileRunsSource(p.name, p.submitted, runs)
 
     # -- finalisation (ScanWriter._finalise) ------------------------------------------------------
-    def final_nodes(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> list[st.Node]:
+    def final_nodes(self, plan: PluginPlan, streams: dict[str, "StreamProgress"]) -> list[st.Node]:
         """The last VDS of each linked channel; a warning for copies that fell short."""
         nodes: list[st.Node] = []
         for ch in self.channels.values():
