@@ -13,7 +13,52 @@ import argparse
 import os
 import statistics
 
+import numpy as np
+import psutil
+
 from perf.bench_stack import bench_stack, free_stream_data
+
+
+class CpuMeter:
+    """Core-seconds (user + system, from the kernel's accounting) of the publisher (this process),
+    redis-server and every rank of one service, between start() and stop()."""
+
+    def __init__(self, instance: str, redis_port: str) -> None:
+        self.procs = {"publisher": psutil.Process()}
+        for p in psutil.process_iter(["name", "cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if p.info["name"] == "redis-server" and redis_port in cmd:  # this stack's, not another one's
+                self.procs["redis"] = p
+            elif any(c.endswith("NexusWriterService") for c in cmd) and instance in cmd and "mpirun" not in cmd[0]:
+                self.procs[f"rank pid {p.pid}"] = p
+
+    def _now(self) -> dict[str, float]:
+        out = {}
+        for name, p in self.procs.items():
+            t = p.cpu_times()
+            out[name] = t.user + t.system
+        return out
+
+    def start(self) -> None:
+        self._t0 = self._now()
+
+    def stop(self) -> dict[str, float]:
+        t1 = self._now()
+        spent = {k: t1[k] - self._t0[k] for k in t1}
+        writer = sum(v for k, v in spent.items() if k.startswith("rank"))
+        return {"publisher": spent["publisher"], "redis": spent.get("redis", 0.0), "writer ranks": writer}
+
+
+def _cpu_table(cpu: dict[str, list[dict[str, float]]], gbytes: float) -> None:
+    """Median core-seconds per GB of frames, per process group and variant, and the ceiling they imply:
+    2 cores / (total core-seconds per GB)."""
+    print("\n| variant | publisher core-s/GB | redis core-s/GB | writer ranks core-s/GB | total | 2-core ceiling MB/s |")
+    print("|---|---|---|---|---|---|")
+    for v, runs in cpu.items():
+        med = {k: statistics.median(r[k] for r in runs) / gbytes for k in runs[0]}
+        total = sum(med.values())
+        print(f"| {v} | {med['publisher']:.2f} | {med['redis']:.2f} | {med['writer ranks']:.2f} | {total:.2f} | "
+              f"{2 * 1024 / total:.0f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,21 +79,28 @@ def main(argv: list[str] | None = None) -> None:
     pool = realistic_frames(16, shape, args.dtype)
     variants = {"default": {}} | {v: dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variant}
     alone, speeds, lags = [], {v: [] for v in variants}, {v: [] for v in variants}
+    cpu: dict[str, list[dict[str, float]]] = {"publisher alone": []} | {v: [] for v in variants}
     with bench_stack("nxpar-ab-") as (stack, url, base):
-        proxies = {}
+        proxies, meters = {}, {}
         for n, (name, env) in enumerate(variants.items()):
             dev = stack.register(f"ab{n}", f"ab{n}")
             stack.start_service(f"ab{n}", args.ranks, "WARNING", extra_env=env)
             proxies[name] = (f"ab{n}", stack.wait_device(dev))
+            meters[name] = CpuMeter(f"ab{n}", url.rsplit(":", 1)[1])
+        meters["publisher alone"] = CpuMeter("no service", url.rsplit(":", 1)[1])
         for i in range(args.repeat):
+            meters["publisher alone"].start()
             alone.append(publish_alone(url, str(base / "alone.h5"), i + 1, args.frames, shape, args.dtype,
                                        args.compression, pool))
+            cpu["publisher alone"].append(meters["publisher alone"].stop())
             free_stream_data(url)
             for name, (session, proxy) in proxies.items():
+                meters[name].start()
                 r = replay(proxy, url, session, str(base / f"{session}_{i}.h5"), i + 1, args.frames, shape,
                            args.dtype, args.compression, args.ranks, frame_pool=pool)
                 if r.state != "OFF":
                     raise RuntimeError(f"{name}: scan ended {r.state}: {r.reason}")
+                cpu[name].append(meters[name].stop())
                 speeds[name].append(r.mb_per_s)
                 lags[name].append(r.close_after_end_s)
                 os.unlink(r.filename)
@@ -63,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {v} | {statistics.median(speeds[v]):.0f} ({min(speeds[v]):.0f}-{max(speeds[v]):.0f}) | "
               f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
               f"{statistics.median(lags[v]):.2f} |")
+    _cpu_table(cpu, args.frames * np.prod(shape) * np.dtype(args.dtype).itemsize / 1024**3)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,17 @@ def _redis_reads(writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> l
             if hi > lo and isinstance(w.source, st.StreamSource)]
 
 
+def _needs_collective(spec: st.ArraySpec, dset: h5py.Dataset) -> bool:
+    """Filtered datasets need collective transfers. Unfiltered ones too, unless a chunk is exactly
+    one row: independent writes of a row slab into multi-row or tiled chunks go piece by piece
+    through MPI-IO (measured 1 rank, 1024² uint16, chunks (8,256,256): 425 MB/s independent,
+    2 891 MB/s collective; one-frame chunks: 3 596 independent, 2 295 collective)."""
+    if spec.compression != "none" or dset.chunks is None:
+        return spec.compression != "none"
+    nscan = spec.scan_ndim
+    return any(c != 1 for c in dset.chunks[:nscan]) or tuple(dset.chunks[nscan:]) != tuple(dset.shape[nscan:])
+
+
 @dataclass
 class SharedFile:
     """One open handle per path: consecutive scans of a dataset often overlap in the same file."""
@@ -226,7 +237,7 @@ class CollectiveExecutor:
         shape = layout.scan_extent(spec, dset.shape[:nscan], write.stop) + tuple(detector_dims)
         if dset.shape != shape:
             dset.resize(shape)
-        self._write_selection(dset, nscan, lo, rows, collective=spec.compression != "none")
+        self._write_selection(dset, nscan, lo, rows, collective=_needs_collective(spec, dset))
 
     def _dataset(self, scan_id: str, f: h5py.File, spec: st.ArraySpec) -> h5py.Dataset:
         """Open datasets are kept per scan: a lookup is a collective metadata read."""
@@ -316,8 +327,8 @@ class CollectiveExecutor:
                          collective: bool = True) -> None:
         """Raw-data write, each rank its rows (or an empty selection).
 
-        Filtered datasets need collective transfers (parallel HDF5 ≥ 1.10.2). Unfiltered ones are
-        written independently: collective buffering would only shuffle whole frames between ranks.
+        Filtered datasets need collective transfers (parallel HDF5 ≥ 1.10.2); unfiltered ones with
+        one-row chunks are written independently (`_needs_collective`).
         Rows are consecutive scan points: one slab for flat scans, a few for grid scans.
         """
         dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
