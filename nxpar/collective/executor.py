@@ -22,6 +22,7 @@ from ..disk import free_bytes
 from ..mpi_roles import sleepy_allreduce_max
 from ..lima_files import read_frames
 from ..detector_files import read_runs
+from ..lima2_receivers import read_pieces
 from . import layout
 from .file_access import open_collective
 from .redis_reader import StreamReader
@@ -178,6 +179,8 @@ class CollectiveExecutor:
                 rows[i] = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
             elif hi > lo and isinstance(w.source, st.FileRunsSource):  # Lima2 / Mosca files
                 rows[i] = read_runs(w.source.runs, w.source.first_row, lo, hi)
+            elif hi > lo and isinstance(w.source, st.FileStridedSource):  # Lima2 receivers' files
+                rows[i] = read_pieces(w.source.pieces, lo, hi, w.source.row_shape, w.spec.dtype)
             if rows[i] is not None and not w.spec.variable:
                 try:
                     rows[i] = layout.as_rows(rows[i], w.spec)
