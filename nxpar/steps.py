@@ -142,7 +142,18 @@ class FileStridedSource:
     row_shape: tuple[int, ...]
 
 
-RowsSource = StreamSource | FileFramesSource | FileRunsSource | FileStridedSource  # where a WriteRows' rows are
+@dataclass
+class MoscaServerSource:
+    """Spectra of one Mosca detector element that Mosca does not save: each writer rank reads its
+    rows from the Mosca Tango device (see nxpar.mosca_server)."""
+
+    stream_name: str
+    server_url: str
+    acq_id: Any
+    detector: int
+
+
+RowsSource = StreamSource | FileFramesSource | FileRunsSource | FileStridedSource | MoscaServerSource
 
 
 @dataclass

@@ -18,7 +18,9 @@ import http.server
 import json
 import os
 import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -145,6 +147,39 @@ def write_lima2_files(directory: Path, det: str, source: str, frames: np.ndarray
     return files.master_file
 
 
+class MoscaStandInServer:
+    """tests/mosca_standin.py as a Tango device server of the stack (free port on 127.0.0.1,
+    stopped by its PID): what mosca-client reads from when Mosca does not save."""
+
+    def __init__(self, stack: Any, device: str, detectors: list[int], size: int) -> None:
+        import tango
+
+        host, port = stack.env["TANGO_HOST"].split(":")
+        db = tango.Database(host, int(port))
+        instance = device.replace("/", "_")
+        info = tango.DbDevInfo()
+        info.name, info._class, info.server = device, "MoscaStandIn", f"mosca_standin/{instance}"
+        db.add_device(info)
+        db.put_device_property(device, {"spectrum_size": [str(size)], "enabled_detectors": [str(d) for d in detectors]})
+        self.device = device
+        self.proc = stack._spawn(f"mosca_{instance}", [sys.executable, str(ROOT / "tests" / "mosca_standin.py"),
+                                                     instance])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.proxy = tango.DeviceProxy(device)
+                self.proxy.ping()
+                break
+            except tango.DevFailed:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def write_mosca_files(directory: Path, ctrl: str, spectra: np.ndarray, detectors: list[int], per_file: int,
                       first_file: int = 0, files: int | None = None) -> dict[str, Any]:
     """Mosca's spectra files (MoscaFile: `<prefix>spectra_<NNNN>.h5`, `<data_path>/spectra_<det:02d>`,
@@ -180,6 +215,7 @@ class PluginScan:
     lima2: dict[str, dict[str, Any]] = field(default_factory=dict)  # channel → {shape, dtype, master_file}
     mosca: dict[int, dict[str, Any]] = field(default_factory=dict)  # detector → {size, saving}
     conductor_port: int = 0
+    mosca_url: str = "id00/mosca/fx"  # the Mosca Tango device (read when Mosca does not save)
     chunk_options: dict[str, Any] = field(default_factory=lambda: {"compression_limit_nbytes": 0})
 
     def create(self):
@@ -204,7 +240,7 @@ class PluginScan:
         self.spectra, self.stats = {}, {}
         for det, m in self.mosca.items():
             self.spectra[det] = self.scan.create_stream(MoscaStream.make_definition(
-                f"fx:spectrum:spec_det{det:02d}", det, len(self.spectra), "uint32", (m["size"],), "id00/mosca/fx", 7,
+                f"fx:spectrum:spec_det{det:02d}", det, len(self.spectra), "uint32", (m["size"],), self.mosca_url, 7,
                 saving=m["saving"]))
             self.stats[det] = self.scan.create_stream(
                 Stream.make_definition(f"fx:stat:icr_det{det:02d}", "float64", ()))

@@ -22,8 +22,9 @@ from tests.helpers import wait_progress, wait_scan_done, wait_scan_exists
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
 
-from tests.plugin_publish import (ConductorVersion, Lima2Files, PluginScan, service_env,  # noqa: E402
-                                  write_lima2_files, write_mosca_files)
+from tests.mosca_standin import spectra as served_spectra  # noqa: E402
+from tests.plugin_publish import (ConductorVersion, Lima2Files, MoscaStandInServer, PluginScan,  # noqa: E402
+                                  service_env, write_lima2_files, write_mosca_files)
 
 SPECTRUM = 64
 
@@ -362,3 +363,66 @@ def test_the_bounded_handshake_asks_what_lima2_client_asks():
     finally:
         hung.close()
     assert "unreachable" in ask_version("127.0.0.1", conductor.port, 0.5)
+
+
+def test_mosca_spectra_not_saved_are_read_from_the_mosca_server(services, stack, data_dir):
+    """Mosca does not save (no saving info): the writer ranks read the spectra from the Mosca Tango
+    device through mosca-client (a stand-in device server answering what mosca-client asks), during
+    the scan, and write them compressed, whole spectra per chunk, one NXdetector per element."""
+    proxy = services.get(3, ("plug",), extra_env=service_env(plugins=True))["plug"]
+    server = MoscaStandInServer(stack, "id00/mosca/fx13", detectors=[0, 3], size=SPECTRUM)
+    try:
+        from mosca_client.tango.readers import Reader  # the stand-in speaks what mosca-client asks
+
+        server.proxy.acquire(3)
+        np.testing.assert_array_equal(Reader("id00/mosca/fx13").read_spectra(1, 3, read_detectors=[3]),
+                                      served_spectra([3], SPECTRUM, 1, 3))
+        filename = str(data_dir / "served.h5")
+        # what bliss_mosca 2.4 (base.py, configure_saving) publishes when Mosca does not save
+        not_saved = {"file_path": str(data_dir), "file_prefix": "fx_", "data_path": "/entry_0000/fx/data",
+                     "file_format": None, "points_per_file": 100, "saving_enabled": False, "enabled_detectors": [0, 3]}
+        pub = PluginScan(stack.env["REDIS_DATA_URL"], "plug", filename, 5, 9, mosca_url="id00/mosca/fx13",
+                         mosca={0: {"size": SPECTRUM, "saving": not_saved},
+                                3: {"size": SPECTRUM, "saving": not_saved}}).create()
+        wait_scan_exists(proxy, "5_ascan")
+        pub.prepare_start()
+        pub.points(0, 6)
+        server.proxy.acquire(6)
+        pub.mosca_status(5, -1)
+        wait_frames(filename, "5.1/instrument/fx_det3/spectrum", served_spectra([3], SPECTRUM, 0, 6)[0])
+        pub.points(6, 9)
+        server.proxy.acquire(9)
+        pub.mosca_status(8, -1)
+        pub.stop_close()
+        assert wait_scan_done(proxy, "5_ascan") == "OFF", proxy.scan_state_reason("5_ascan")
+        assert not [row for row in proxy.scan_info if row.startswith("5_ascan") and "WARNING" in row]
+    finally:
+        server.stop()
+    with h5py.File(filename, "r", locking=False) as f:
+        for det in (0, 3):
+            s = f[f"5.1/instrument/fx_det{det}/spectrum"]
+            assert not s.is_virtual and s.chunks == (9, SPECTRUM) and "32008" in map(str, s._filters)
+            np.testing.assert_array_equal(s[()], served_spectra([det], SPECTRUM, 0, 9)[0])
+            assert f[f"5.1/instrument/fx_det{det}"].attrs["NX_class"] == "NXdetector"
+
+
+def test_mosca_server_gone_is_a_warning_not_a_fault(services, stack, data_dir):
+    """Mosca does not save and its Tango device is not there: a warning (scan_info), the detector
+    group, the scan OFF."""
+    proxy = services.get(3, ("plug",), extra_env=service_env(plugins=True))["plug"]
+    not_saved = {"file_path": str(data_dir), "file_prefix": "fx_", "data_path": "/entry_0000/fx/data",
+                 "file_format": None, "points_per_file": 100, "saving_enabled": False, "enabled_detectors": [1]}
+    filename = str(data_dir / "gone.h5")
+    pub = PluginScan(stack.env["REDIS_DATA_URL"], "plug", filename, 6, 3, mosca_url="id00/mosca/nowhere",
+                     mosca={1: {"size": SPECTRUM, "saving": not_saved}}).create()
+    wait_scan_exists(proxy, "6_ascan")
+    pub.prepare_start()
+    pub.points(0, 3)
+    pub.mosca_status(2, -1)
+    wait_for("the warning in scan_info", lambda: any("6_ascan" in row and "id00/mosca/nowhere cannot be read" in row
+                                                     for row in proxy.scan_info))
+    pub.stop_close()
+    assert wait_scan_done(proxy, "6_ascan") == "OFF", proxy.scan_state_reason("6_ascan")
+    with h5py.File(filename, "r", locking=False) as f:
+        assert f["6.1/instrument/fx_det1"].attrs["NX_class"] == "NXdetector"
+        assert f["6.1/writer/status"][()] == b"SUCCEEDED"

@@ -24,11 +24,12 @@ class PluginMode(str, enum.Enum):
     LIMA2_COPY = "lima2_copy"  # frames read from the receivers' (or master) files by the writer ranks
     MOSCA_COPY = "mosca_copy"  # spectra read from Mosca's files by the writer ranks
     MOSCA_VDS = "mosca_vds"  # VDS over Mosca's files
+    MOSCA_SERVER = "mosca_server"  # spectra Mosca does not save, read from the Mosca server by the writer ranks
     GROUP_ONLY = "plugin_group"  # nothing to read (not saved): the detector group and a warning
 
     @property
     def copied(self) -> bool:
-        return self in (PluginMode.LIMA2_COPY, PluginMode.MOSCA_COPY)
+        return self in (PluginMode.LIMA2_COPY, PluginMode.MOSCA_COPY, PluginMode.MOSCA_SERVER)
 
 
 COPIED_KINDS = tuple(m.value for m in PluginMode if m.copied)

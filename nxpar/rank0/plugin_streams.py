@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import mosca_server
 from .. import steps as st
 from ..detector_files import WAIT_S, MoscaSaving, lima2_master_ready
 from ..lima2_receivers import Lima2Receivers
@@ -109,10 +110,14 @@ class PluginStreams:
 
     def _mosca(self, name: str, info: dict[str, Any], plan: ScanPlan) -> PluginChannel:
         saving = MoscaSaving.from_info(info)
-        if saving is None:
+        if saving is None and (info.get("mosca_info") or {}).get("server_url") and mosca_server.client_installed():
+            mode = PluginMode.MOSCA_SERVER
+            log.info("scan %s: Mosca does not save %s: spectra read from the Mosca server %s",
+                     self.scan_source.info.get("name"), name, info["mosca_info"]["server_url"])
+        elif saving is None:
             mode = PluginMode.GROUP_ONLY
-            self._warn(name, f"{name}: Mosca does not save these spectra; nxpar reads Mosca spectra from "
-                       "Mosca's files only: not written")
+            self._warn(name, f"{name}: Mosca does not save these spectra and mosca-client is not installed "
+                       "(or no server is named): not written")
         else:
             mode = PluginMode.MOSCA_VDS if plan.options.mosca_vds else PluginMode.MOSCA_COPY
         return PluginChannel(name, "mosca", mode, info, mosca=saving)
@@ -147,6 +152,8 @@ class PluginStreams:
             p.available = p.written = p.submitted = ch.reported
         elif ch.mode == PluginMode.LIMA2_COPY:
             p.available = self._lima2_copyable(ch, sealed)
+        elif ch.mode == PluginMode.MOSCA_SERVER:
+            p.available = self._mosca_served(ch, sealed)
         else:
             p.available = self._mosca_saved(ch, sealed)
             if ch.mode == PluginMode.MOSCA_VDS:
@@ -208,6 +215,21 @@ class PluginStreams:
             ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
         return min(ch.extra.get("closed", 0), ch.reported)
 
+    def _mosca_served(self, ch: PluginChannel, sealed: bool) -> int:
+        """Points the Mosca server holds (asked at most 4 times a second, and once more at the end);
+        a server that cannot be asked is a warning, the points it served so far stay written."""
+        now = time.monotonic()
+        if sealed or now - ch.checked_at >= MASTER_CHECK_PERIOD_S / 4:
+            ch.checked_at = now
+            m = ch.info["mosca_info"]
+            try:
+                ch.extra["served"] = mosca_server.available_points(str(m["server_url"]), m.get("acq_id"))
+            except Exception as e:  # DevFailed and whatever the client raises: this channel only
+                log.info("Mosca server %s: %s", m["server_url"], e)
+                self._warn(ch.name, f"{ch.name}: the Mosca server {m['server_url']} cannot be read "
+                           f"({type(e).__name__}): spectra from there on not written")
+        return min(ch.extra.get("served", 0), ch.reported)
+
     # -- links during the scan (ScanWriter._stream) ------------------------------------------------
     def link(self, plan: ScanPlan, streams: dict[str, "StreamProgress"]) -> bool:
         """Groups, and the VDS of linked channels re-declared as their count grows."""
@@ -257,13 +279,16 @@ class PluginStreams:
         chunking = plan.scan.chunk_options
         return spectrum_chunks(spec, chunking.chunk_nbytes, plan.scan.npoints, chunking.compression_scheme is not None)
 
-    def source(self, p: "StreamProgress", stop: int) -> st.FileRunsSource | st.FileStridedSource:
+    def source(self, p: "StreamProgress", stop: int) -> st.RowsSource:
         ch = self.channels[p.name]
         if ch.lima2 is not None:
             assert ch.lima2.master is not None
             if not ch.master_ready and ch.receivers is not None:  # frames dealt round robin
                 return st.FileStridedSource(p.name, ch.receivers.pieces(p.submitted, stop), ch.lima2.shape)
             runs = [(ch.lima2.master[0], ch.lima2.master[1], p.submitted, stop - p.submitted)]
+        elif ch.mode == PluginMode.MOSCA_SERVER:
+            m = ch.info["mosca_info"]
+            return st.MoscaServerSource(p.name, str(m["server_url"]), m.get("acq_id"), int(ch.info["detector"]))
         else:
             assert ch.mosca is not None
             runs = ch.mosca.runs(p.submitted, stop)
