@@ -104,6 +104,42 @@ class Lima2Receivers:
         return out
 
 
+    def master_agrees(self, master_path: str) -> bool:
+        """Does the master file's VDS put each receiver file's frames where the round robin in
+        receiver order put them (False also when it cannot be read)?"""
+        import h5py
+
+        try:
+            with h5py.File(master_path, "r", locking=False) as f:
+                plist = f[self.dataset].id.get_create_plist()
+                mapped = [(plist.get_virtual_filename(i), _selected_rows(plist.get_virtual_vspace(i)))
+                          for i in range(plist.get_virtual_count())]
+        except (OSError, KeyError, ValueError):
+            return False
+        per_file = self.per_file or max(len(frames) for _, frames in mapped) if mapped else 0
+        for name, frames in mapped:
+            rcv, number = _receiver_file(os.path.basename(name), self.prefix)
+            if rcv is None or rcv >= self.receivers or not frames:
+                return False
+            local = number * per_file
+            if frames != [rcv + self.receivers * (local + k) for k in range(len(frames))]:
+                return False
+        return True
+
+
+def _selected_rows(space) -> list[int]:
+    """The first-dimension indices of a hyperslab selection (the master's frames from one file)."""
+    blocks = space.get_select_hyper_blocklist()
+    return [i for start, end in blocks[:, :, 0].tolist() for i in range(start, end + 1)]
+
+
+def _receiver_file(name: str, prefix: str) -> tuple[int | None, int]:
+    """(receiver, file number) of `<prefix>_<rcv>_<NNNNN>.h5`, (None, 0) for another name."""
+    rest = name[len(prefix) + 1:-3] if name.startswith(prefix + "_") and name.endswith(".h5") else ""
+    rcv, _, number = rest.partition("_")
+    return (int(rcv), int(number)) if rcv.isdigit() and number.isdigit() else (None, 0)
+
+
 def _local_count(frames: int, rcv: int, receivers: int) -> int:
     """How many of frames 0..frames-1 receiver `rcv` got (round robin)."""
     return max(0, -(-(frames - rcv) // receivers))

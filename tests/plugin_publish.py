@@ -91,13 +91,14 @@ class Lima2Files:
     the acquisition, and the master file's VDS (n,) + stream shape over them at the end."""
 
     def __init__(self, directory: Path, det: str, source: str, stream_shape: tuple[int, ...], dtype: str = "uint16",
-                 receivers: int = 2, per_file: int = 3) -> None:
+                 receivers: int = 2, per_file: int = 3, ordering: list[int] | None = None) -> None:
         directory.mkdir(exist_ok=True)
         self.directory, self.prefix = directory, f"{det}_{source}"
         self.data_path = f"entry_0000/ESRF-id00/{det}/data"
         self.shape, self.dtype = tuple(stream_shape), np.dtype(dtype)
         self.file_shape = (1,) * (3 - len(self.shape)) + self.shape
         self.receivers, self.per_file, self.written = receivers, per_file, 0
+        self.ordering = ordering or list(range(receivers))  # lima2's RoundRobin: frame i to ordering[i % R]
 
     @property
     def master_file(self) -> tuple[str, str]:
@@ -109,7 +110,7 @@ class Lima2Files:
     def write(self, frames: np.ndarray) -> None:
         """Frames [written, len(frames)) appended to the receivers' files."""
         for i in range(self.written, len(frames)):
-            rcv, local = i % self.receivers, i // self.receivers
+            rcv, local = self.ordering[i % self.receivers], i // self.receivers
             number, index = divmod(local, self.per_file)
             with h5py.File(self.directory / self.receiver_file(rcv, number), "a") as f:
                 d = f.get(self.data_path)
@@ -125,7 +126,7 @@ class Lima2Files:
         n = self.written
         layout = h5py.VirtualLayout(shape=(n,) + self.shape, dtype=self.dtype)
         for rcv in range(self.receivers):
-            mine = np.arange(rcv, n, self.receivers, dtype=np.uint32)
+            mine = np.arange(self.ordering.index(rcv), n, self.receivers, dtype=np.uint32)
             for number, lo in enumerate(range(0, len(mine), self.per_file)):
                 index = mine[lo:lo + self.per_file]
                 layout[index] = h5py.VirtualSource(self.receiver_file(rcv, number), self.data_path,

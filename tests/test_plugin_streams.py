@@ -146,6 +146,21 @@ def test_lima2_frames_from_the_receivers_files_before_the_master(tmp_path, shape
     files.write_master()
     with h5py.File(files.master_file[0], "r") as m:
         np.testing.assert_array_equal(m[files.master_file[1]][()], frames)
+    assert rcv.master_agrees(files.master_file[0])
+
+
+def test_lima2_master_tells_a_receiver_ordering_other_than_assumed(tmp_path):
+    """Receivers dealt frames in the order [1, 0]: the master file says so, and nxpar sees that
+    its round-robin placement (receiver order) does not agree."""
+    frames = frames_of((4, 3), 6)
+    files = Lima2Files(tmp_path, "eiger", "frame", (4, 3), receivers=2, per_file=2, ordering=[1, 0])
+    files.write(frames)
+    files.write_master()
+    with h5py.File(files.master_file[0], "r") as m:
+        np.testing.assert_array_equal(m[files.master_file[1]][()], frames)
+    rcv = Lima2Receivers.from_master(files.master_file, (4, 3))
+    rcv.look()
+    assert rcv.receivers == 2 and rcv.per_file == 2 and not rcv.master_agrees(files.master_file[0])
 
 
 def test_mosca_runs_read_back_across_files(tmp_path):
@@ -294,9 +309,11 @@ def test_plugins_missing_frames_copied_and_mosca_vds(services, stack, data_dir):
         virtual, _ = wait_frames(filename, "3.1/instrument/eiger/frame", frames["eiger:frame"][:4])
         assert not virtual and not (scan_dir / "eiger_frame_master.h5").exists()
         files.write(frames["eiger:frame"])
+        files.write_master()  # the master file agrees with the round robin the copy assumed
         pub.lima2_progress(10)
         pub.stop_close()
         assert wait_scan_done(proxy, "3_ascan") == "OFF", proxy.scan_state_reason("3_ascan")
+        assert not [row for row in proxy.scan_info if "3_ascan" in row and "round robin" in row]
     finally:
         conductor.stop()
     with h5py.File(filename, "r", locking=False) as f:

@@ -186,6 +186,8 @@ class PluginStreams:
         while True:
             ch.checked_at = time.monotonic()
             ch.master_ready = bool(ch.reported) and lima2_master_ready(ch.lima2.master, ch.reported)
+            if ch.master_ready and ch.mode.copied and ch.extra.get("copyable") and ch.receivers is not None:
+                self._check_round_robin(ch)  # frames were copied from the receivers' files
             if ch.receivers is not None and not ch.master_ready:
                 ch.receivers.look()
             if not sealed:
@@ -214,6 +216,16 @@ class PluginStreams:
             ch.checked_at = now
             ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
         return min(ch.extra.get("closed", 0), ch.reported)
+
+    def _check_round_robin(self, ch: PluginChannel) -> None:
+        """Frames copied during the scan were placed by Lima2's round robin in receiver order: the
+        master file, which knows the real placement, must agree (else a warning: they may be out
+        of order, e.g. a detector that dispatches frames to receivers dynamically)."""
+        assert ch.receivers is not None and ch.lima2 is not None and ch.lima2.master is not None
+        if not ch.receivers.master_agrees(ch.lima2.master[0]):
+            self._warn(ch.name, f"{ch.name}: the Lima2 master file places frames otherwise than the round robin "
+                       f"assumed while copying the first {ch.extra['copyable']} frames during the scan: "
+                       "they may be out of order")
 
     def _mosca_served(self, ch: PluginChannel, sealed: bool) -> int:
         """Points the Mosca server holds (asked at most 4 times a second, and once more at the end);
