@@ -2,8 +2,8 @@
 
 blissdata keeps these private (pinned to 2.4.x): the raw stream entries (`StreamEntry`: a batch of
 rows with its first index and length; a seal entry closes the stream), the Redis connection of a
-data store, the encoder of an event stream, and the Lima client's last frame saved in a closed
-file. Every use of them in nxpar goes through this module, so a blissdata upgrade is checked here.
+data store, the encoder of an event stream, the Lima client's last frame saved in a closed
+file, and blissdata's table of plugins. Every use of them in nxpar goes through this module, so a blissdata upgrade is checked here.
 """
 from __future__ import annotations
 
@@ -64,6 +64,23 @@ def broken_plugin(stream: Any) -> str | None:
         return None
     why = "is not installed" if isinstance(stream, MissingPluginStream) else "cannot load the stream"
     return f"{why} ({stream._exception})"
+
+
+def plugin_entry(name: str) -> Any:
+    """The entry point of an installed blissdata plugin (None: not installed)."""
+    from blissdata.redis_engine import scan as scan_module
+
+    return scan_module.discovered_plugins.get(name)
+
+
+def use_plugin(name: str, plugin: Any) -> Any:
+    """Make blissdata build the plugin's streams with `plugin` (its table of loaded plugins, which
+    it fills itself on first use); returns what was there (None)."""
+    from blissdata.redis_engine import scan as scan_module
+
+    before = scan_module.loaded_plugins.get(name)
+    scan_module.loaded_plugins[name] = plugin
+    return before
 
 
 def raw_entries(raw: list[Any]) -> list[StreamEntry]:

@@ -7,7 +7,8 @@ conductor or the Mosca server. Layouts (from lima2-client 4.3 and mosca 2.0.5, w
 * Lima2: `<scan dir>/<det>_frame_master.h5`, written by the conductor when the acquisition ends,
   its dataset `<entry>/<instrument>/<det>/data` a virtual dataset (relative paths) over the
   receivers' files `<det>_frame_<rcv>_<NNNNN>.h5`, each (n, 1, H, W) bitshuffle-LZ4; the master's
-  shape is (n,) + the stream's shape ((H, W), (C, H, W) or (W,) for vectors).
+  shape is (n,) + the stream's shape ((H, W), (C, H, W) or (W,) for vectors). The receivers'
+  files themselves, before the master exists: `nxpar.lima2_receivers`.
 * Mosca: `<file_path>/<file_prefix>spectra_<NNNN>.h5`, datasets `<data_path>/spectra_<det:02d>`
   (n, nchannels), `points_per_file` points each; a file is closed before the next one is opened.
 """
@@ -104,15 +105,6 @@ def lima2_master_ready(master: tuple[str, str], frames: int) -> bool:
     the acquisition ended)."""
     path, dataset = master
     return os.path.exists(path) and _rows_in(path, dataset) >= frames
-
-
-def wait_lima2_master(master: tuple[str, str], frames: int, wait_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + wait_s
-    while not lima2_master_ready(master, frames):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def read_runs(runs: Sequence[Run], first_row: int, lo: int, hi: int) -> np.ndarray:

@@ -132,11 +132,36 @@ class FileRunsSource:
 
 
 @dataclass
+class FileStridedSource:
+    """Frames the writer ranks read from Lima2's receivers' files, dealt round robin: pieces of
+    (absolute path, dataset path, first index in the file, count, first row, row stride), rows
+    reshaped to `row_shape` (see nxpar.lima2_receivers)."""
+
+    stream_name: str
+    pieces: list[tuple[str, str, int, int, int, int]]
+    row_shape: tuple[int, ...]
+
+
+@dataclass
+class MoscaServerSource:
+    """Spectra of one Mosca detector element that Mosca does not save: each writer rank reads its
+    rows from the Mosca Tango device (see nxpar.mosca_server)."""
+
+    stream_name: str
+    server_url: str
+    acq_id: Any
+    detector: int
+
+
+RowsSource = StreamSource | FileFramesSource | FileRunsSource | FileStridedSource | MoscaServerSource
+
+
+@dataclass
 class WriteRows:
     """Rows [start, stop) of a stream go to rows [start, stop) of a dataset (created if needed)."""
 
     spec: ArraySpec
-    source: StreamSource | FileFramesSource | FileRunsSource
+    source: RowsSource
     start: int
     stop: int
 

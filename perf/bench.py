@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"({limits['drain']:.0f} MB/s per writer core). Single-process baseline: "
                   f"{'live = the live single-process writer, ' if 'live' in limits else ''}"
                   "drain = h5py-serial from memory.")
-            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | × same publisher alone (paired) | "
-                  "× 1 rank | compression ratio | peak RSS/rank MB | close after end s |")
+            print("\n| mode | ranks (writers) | nxpar MB/s | × binding limit | × single-process | "
+                  "× same publisher alone (paired) | × 1 rank | compression ratio | peak RSS/rank MB | close after end s |")
             print("|---|---|---|---|---|---|---|---|---|---|")
             for s, mode, ranks, speeds, _, cr, rss, close in rows:
                 if s != scheme:

@@ -2,8 +2,9 @@
 
 Streams are made by the plugins' own classes (`Lima2Stream.make_definition`,
 `MoscaStream.make_definition`) on the real Redis; the files with h5py, laid out as lima2-client
-4.3 (receivers' files + master VDS, `lima2/conductor/processing/master_file.py`) and mosca 2.0.5
-(`mosca/control/tasks/saving.py`: MoscaFile) write them.
+4.3 (receivers' files + master VDS, `lima2/conductor/processing/master_file.py`: the master file
+is written only when the acquisition ends) and mosca 2.0.5 (`mosca/control/tasks/saving.py`:
+MoscaFile) write them; `Lima2Files` grows the receivers' files frame by frame, as during a scan.
 
 Creating a Lima2 stream runs the plugin's handshake with the Lima2 conductor (GET
 /version/conductor). The conductor itself drives Lima2's Tango devices and detectors, which a
@@ -16,7 +17,10 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -68,36 +72,113 @@ class ConductorVersion:
         self.server.shutdown()
         self.server.server_close()
 
+    def blackhole(self) -> socket.socket:
+        """The conductor's port then accepts connections (the kernel's backlog) and never answers:
+        what a client sees of a hung conductor; without a timeout its requests wait for ever."""
+        self.stop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        return sock
+
 
 # -- files ------------------------------------------------------------------------------------------
-def write_lima2_files(directory: Path, det: str, source: str, frames: np.ndarray, stream_shape: tuple[int, ...],
-                      receivers: int = 2, per_file: int = 3, master: bool = True) -> tuple[str, str]:
-    """Receivers' files `<det>_<source>_<rcv>_<NNNNN>.h5` ((n, C, H, W), bitshuffle-LZ4, frames dealt
-    round robin) and, when `master`, the master file's VDS (n,) + stream_shape over them, as the
-    conductor writes it at the end of the acquisition. Returns the stream's `master_file`."""
-    directory.mkdir(exist_ok=True)
-    prefix = f"{det}_{source}"
-    data_path = f"entry_0000/ESRF-id00/{det}/data"
-    n = len(frames)
-    c, h, w = (frames.shape[1:] if frames.ndim == 4 else (1,) + frames.shape[1:])
-    frames4 = frames.reshape((n, c, h, w))
-    layout = h5py.VirtualLayout(shape=(n,) + tuple(stream_shape), dtype=frames.dtype)
-    for rcv in range(receivers):
-        mine = np.arange(rcv, n, receivers, dtype=np.uint32)
-        for number, lo in enumerate(range(0, len(mine), per_file)):
-            index = mine[lo:lo + per_file]
-            name = f"{prefix}_{rcv}_{number:05d}.h5"
-            with h5py.File(directory / name, "w") as f:
-                f.create_dataset(data_path, data=frames4[index], chunks=(1, c, h, w),
-                                 **hdf5plugin.Bitshuffle(cname="lz4"))
-            layout[index] = h5py.VirtualSource(name, data_path, shape=(len(index), c, h, w))
-    master_path = directory / f"{prefix}_master.h5"
-    if master:
-        with h5py.File(master_path, "w") as f:
-            d = f.create_virtual_dataset(data_path, layout)
+class Lima2Files:
+    """Lima2's files for one frame channel, written as the receivers and the conductor write them:
+    receivers' files `<det>_<source>_<rcv>_<NNNNN>.h5` ((n, C, H, W), bitshuffle-LZ4, frames dealt
+    round robin, `per_file` frames a file, grown frame by frame, each file closed when full) during
+    the acquisition, and the master file's VDS (n,) + stream shape over them at the end."""
+
+    def __init__(self, directory: Path, det: str, source: str, stream_shape: tuple[int, ...], dtype: str = "uint16",
+                 receivers: int = 2, per_file: int = 3, ordering: list[int] | None = None) -> None:
+        directory.mkdir(exist_ok=True)
+        self.directory, self.prefix = directory, f"{det}_{source}"
+        self.data_path = f"entry_0000/ESRF-id00/{det}/data"
+        self.shape, self.dtype = tuple(stream_shape), np.dtype(dtype)
+        self.file_shape = (1,) * (3 - len(self.shape)) + self.shape
+        self.receivers, self.per_file, self.written = receivers, per_file, 0
+        self.ordering = ordering or list(range(receivers))  # lima2's RoundRobin: frame i to ordering[i % R]
+
+    @property
+    def master_file(self) -> tuple[str, str]:
+        return (str(self.directory / f"{self.prefix}_master.h5"), self.data_path)
+
+    def receiver_file(self, rcv: int, number: int) -> str:
+        return f"{self.prefix}_{rcv}_{number:05d}.h5"
+
+    def write(self, frames: np.ndarray) -> None:
+        """Frames [written, len(frames)) appended to the receivers' files."""
+        for i in range(self.written, len(frames)):
+            rcv, local = self.ordering[i % self.receivers], i // self.receivers
+            number, index = divmod(local, self.per_file)
+            with h5py.File(self.directory / self.receiver_file(rcv, number), "a") as f:
+                d = f.get(self.data_path)
+                d = d if d is not None else f.create_dataset(
+                    self.data_path, shape=(0,) + self.file_shape, maxshape=(self.per_file,) + self.file_shape,
+                    dtype=self.dtype, chunks=(1,) + self.file_shape, **hdf5plugin.Bitshuffle(cname="lz4"))
+                d.resize(index + 1, axis=0)
+                d[index] = frames[i].reshape(self.file_shape)
+        self.written = max(self.written, len(frames))
+
+    def write_master(self) -> None:
+        """The conductor's master file, once the acquisition has ended (lookup table complete)."""
+        n = self.written
+        layout = h5py.VirtualLayout(shape=(n,) + self.shape, dtype=self.dtype)
+        for rcv in range(self.receivers):
+            mine = np.arange(self.ordering.index(rcv), n, self.receivers, dtype=np.uint32)
+            for number, lo in enumerate(range(0, len(mine), self.per_file)):
+                index = mine[lo:lo + self.per_file]
+                layout[index] = h5py.VirtualSource(self.receiver_file(rcv, number), self.data_path,
+                                                   shape=(len(index),) + self.file_shape)
+        with h5py.File(self.master_file[0], "w") as f:
+            d = f.create_virtual_dataset(self.data_path, layout)
             d.attrs["interpretation"] = "image"
             f["entry_0000/measurement/data"] = d
-    return (str(master_path), data_path)
+
+
+def write_lima2_files(directory: Path, det: str, source: str, frames: np.ndarray, stream_shape: tuple[int, ...],
+                      receivers: int = 2, per_file: int = 3, master: bool = True) -> tuple[str, str]:
+    """All frames in the receivers' files and, when `master`, the master file (written at the end of
+    the acquisition); returns the stream's `master_file`."""
+    files = Lima2Files(directory, det, source, stream_shape, str(frames.dtype), receivers, per_file)
+    files.write(frames)
+    if master:
+        files.write_master()
+    return files.master_file
+
+
+class MoscaStandInServer:
+    """tests/mosca_standin.py as a Tango device server of the stack (free port on 127.0.0.1,
+    stopped by its PID): what mosca-client reads from when Mosca does not save."""
+
+    def __init__(self, stack: Any, device: str, detectors: list[int], size: int) -> None:
+        import tango
+
+        host, port = stack.env["TANGO_HOST"].split(":")
+        db = tango.Database(host, int(port))
+        instance = device.replace("/", "_")
+        info = tango.DbDevInfo()
+        info.name, info._class, info.server = device, "MoscaStandIn", f"mosca_standin/{instance}"
+        db.add_device(info)
+        db.put_device_property(device, {"spectrum_size": [str(size)], "enabled_detectors": [str(d) for d in detectors]})
+        self.device = device
+        self.proc = stack._spawn(f"mosca_{instance}", [sys.executable, str(ROOT / "tests" / "mosca_standin.py"),
+                                                     instance])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.proxy = tango.DeviceProxy(device)
+                self.proxy.ping()
+                break
+            except tango.DevFailed:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def write_mosca_files(directory: Path, ctrl: str, spectra: np.ndarray, detectors: list[int], per_file: int,
@@ -135,6 +216,7 @@ class PluginScan:
     lima2: dict[str, dict[str, Any]] = field(default_factory=dict)  # channel → {shape, dtype, master_file}
     mosca: dict[int, dict[str, Any]] = field(default_factory=dict)  # detector → {size, saving}
     conductor_port: int = 0
+    mosca_url: str = "id00/mosca/fx"  # the Mosca Tango device (read when Mosca does not save)
     chunk_options: dict[str, Any] = field(default_factory=lambda: {"compression_limit_nbytes": 0})
 
     def create(self):
@@ -159,7 +241,7 @@ class PluginScan:
         self.spectra, self.stats = {}, {}
         for det, m in self.mosca.items():
             self.spectra[det] = self.scan.create_stream(MoscaStream.make_definition(
-                f"fx:spectrum:spec_det{det:02d}", det, len(self.spectra), "uint32", (m["size"],), "id00/mosca/fx", 7,
+                f"fx:spectrum:spec_det{det:02d}", det, len(self.spectra), "uint32", (m["size"],), self.mosca_url, 7,
                 saving=m["saving"]))
             self.stats[det] = self.scan.create_stream(
                 Stream.make_definition(f"fx:stat:icr_det{det:02d}", "float64", ()))

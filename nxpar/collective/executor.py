@@ -22,6 +22,8 @@ from ..disk import free_bytes
 from ..mpi_roles import sleepy_allreduce_max
 from ..lima_files import read_frames
 from ..detector_files import read_runs
+from ..lima2_receivers import read_pieces
+from ..mosca_server import read_spectra
 from . import layout
 from .file_access import open_collective
 from .redis_reader import StreamReader
@@ -207,6 +209,11 @@ class CollectiveExecutor:
                 rows[i] = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
             elif hi > lo and isinstance(w.source, st.FileRunsSource):  # Lima2 / Mosca files
                 rows[i] = read_runs(w.source.runs, w.source.first_row, lo, hi)
+            elif hi > lo and isinstance(w.source, st.FileStridedSource):  # Lima2 receivers' files
+                rows[i] = read_pieces(w.source.pieces, lo, hi, w.source.row_shape, w.spec.dtype)
+            elif hi > lo and isinstance(w.source, st.MoscaServerSource):  # spectra Mosca does not save
+                s = w.source
+                rows[i] = read_spectra(s.server_url, s.acq_id, s.detector, lo, hi)
             if rows[i] is not None and not w.spec.variable:
                 try:
                     rows[i] = layout.as_rows(rows[i], w.spec)

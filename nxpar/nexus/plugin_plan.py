@@ -1,8 +1,9 @@
 """How Lima2 and Mosca channels (blissdata plugin streams) are stored: pure decisions and nodes.
 
-Lima2 frames are linked (a virtual dataset over the master file Lima2 writes), or copied by the
-writer ranks on request; Mosca spectra are copied by the writer ranks (spectrum-sized chunks,
-compressed), or a virtual dataset over Mosca's files when asked (device property `mosca_vds`).
+Lima2 frames are linked (a virtual dataset over the receivers' files during the scan, over the
+master file Lima2 writes at the end once it exists), or copied by the writer ranks on request;
+Mosca spectra are copied by the writer ranks (spectrum-sized chunks, compressed), or a virtual
+dataset over Mosca's files when asked (device property `mosca_vds`).
 Everything here works from the stream *info* alone: no plugin, conductor or server is needed.
 """
 from __future__ import annotations
@@ -19,15 +20,16 @@ from .chunking import fill_value
 class PluginMode(str, enum.Enum):
     """What is written for a plugin channel (also its StreamProgress kind on rank 0)."""
 
-    LIMA2_LINK = "lima2_link"  # VDS over the Lima2 master file, re-declared as frames are reported
-    LIMA2_COPY = "lima2_copy"  # frames read from the master file by the writer ranks
+    LIMA2_LINK = "lima2_link"  # VDS over the receivers' files, then the master file, as frames are reported
+    LIMA2_COPY = "lima2_copy"  # frames read from the receivers' (or master) files by the writer ranks
     MOSCA_COPY = "mosca_copy"  # spectra read from Mosca's files by the writer ranks
     MOSCA_VDS = "mosca_vds"  # VDS over Mosca's files
+    MOSCA_SERVER = "mosca_server"  # spectra Mosca does not save, read from the Mosca server by the writer ranks
     GROUP_ONLY = "plugin_group"  # nothing to read (not saved): the detector group and a warning
 
     @property
     def copied(self) -> bool:
-        return self in (PluginMode.LIMA2_COPY, PluginMode.MOSCA_COPY)
+        return self in (PluginMode.LIMA2_COPY, PluginMode.MOSCA_COPY, PluginMode.MOSCA_SERVER)
 
 
 COPIED_KINDS = tuple(m.value for m in PluginMode if m.copied)
@@ -75,6 +77,24 @@ def lima2_vds_node(dataset_path: str, scan_file: str, info: Lima2Info, frames: i
             "sources": [(relative_to(scan_file, info.master[0]), info.master[1], shape, 0, 0, frames)]}
     interpretation = {1: "spectrum", 2: "image", 3: "vertex"}.get(len(info.shape))
     return Node("vds", dataset_path, spec, attrs={"interpretation": interpretation} if interpretation else {})
+
+
+def lima2_receivers_vds_node(dataset_path: str, scan_file: str, info: Lima2Info, frames: int,
+                             pieces: list[tuple[str, str, int, int, int, int]]) -> Node:
+    """The first `frames` frames straight from the receivers' files (relative paths, files not
+    opened), while the master file does not exist yet: each piece is every R-th frame of the
+    VDS from consecutive (1, C, H, W) rows of one file; frames not written yet read as the fill."""
+    nd = len(info.shape)
+    file_frame = (1,) * (3 - nd) + info.shape
+    sources = [(relative_to(scan_file, path), dataset,
+                {"start": [first] + [0] * nd, "stride": [stride] + [1] * nd, "count": [count] + [1] * nd,
+                 "block": [1, *info.shape]},
+                {"start": [index, 0, 0, 0], "count": [1, 1, 1, 1], "block": [count, *file_frame]})
+               for path, dataset, index, count, first, stride in pieces]
+    spec = {"shape": (frames,) + info.shape, "dtype": info.dtype, "fillvalue": fill_value(info.dtype),
+            "sources": sources}
+    interpretation = {1: "spectrum", 2: "image", 3: "vertex"}.get(nd)
+    return Node("vds_map", dataset_path, spec, attrs={"interpretation": interpretation} if interpretation else {})
 
 
 def mosca_vds_node(dataset_path: str, scan_file: str, runs: list[tuple[str, str, int, int]], dtype: str,

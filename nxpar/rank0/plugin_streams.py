@@ -4,8 +4,10 @@ Followed from their *raw* Redis events, so they are written the same way whether
 installed, cannot reach the Lima2 conductor (`BrokenPluginStream`) or is missing
 (`MissingPluginStream`): Lima2 events are uint32 progress counts (the last one counts), Mosca
 events JSON `{last_read_index, last_saved_index}` (the last one counts). Frames and spectra are
-read from the detectors' files (`nxpar.detector_files`) by the writer ranks, or linked; a channel
-that cannot be written gets a warning (log, scan_info, scan_progress), never a scan FAULT.
+read from the detectors' files (`nxpar.detector_files`, `nxpar.lima2_receivers`) by the writer
+ranks, or linked; a channel that cannot be written gets a warning (log, scan_info,
+scan_progress), never a scan FAULT. Lima2 writes its master file only at the end: until then
+frames are linked / copied straight from the receivers' files.
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import mosca_server
 from .. import steps as st
-from ..detector_files import MoscaSaving, lima2_master_ready, wait_lima2_master
+from ..detector_files import WAIT_S, MoscaSaving, lima2_master_ready
+from ..lima2_receivers import Lima2Receivers
+from ..nexus.plugin_plan import (COPIED_KINDS, PLUGIN_KINDS, PLUGINS, Lima2Info, PluginMode, lima2_mode,
+                                 lima2_receivers_vds_node, lima2_vds_node, mosca_vds_node, spectrum_chunks)
 from ..nexus.protocol import PluginPlan
-from ..nexus.plugin_plan import (COPIED_KINDS, PLUGIN_KINDS, PLUGINS, Lima2Info, PluginMode, lima2_mode, lima2_vds_node,
-                                 mosca_vds_node, spectrum_chunks)
 
 if TYPE_CHECKING:
     from .row_writes import StreamProgress
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nxpar.scan")
 
 RELINK_PERIOD_S = 1.0  # a growing Lima2/Mosca VDS is re-declared at most this often
-MASTER_CHECK_PERIOD_S = 1.0  # Lima2 copy: how often rank 0 looks for the master file
+MASTER_CHECK_PERIOD_S = 1.0  # Lima2: how often rank 0 looks at the master and receivers' files
 
 
 @dataclass
@@ -41,10 +45,13 @@ class PluginChannel:
     info: dict[str, Any]
     lima2: Lima2Info | None = None
     mosca: MoscaSaving | None = None
+    receivers: Lima2Receivers | None = None  # Lima2: the receivers' files, until the master holds the frames
+    master_ready: bool = False  # Lima2: the master file holds every reported frame
     reported: int = 0  # frames (Lima2) / points read (Mosca) according to the last event
     saved: int = 0  # Mosca: points saved according to the last event
     linked_count: int = -1  # points in the VDS declared last
     linked_at: float = 0.0
+    linked_state: tuple = ()  # Lima2: what the VDS declared last was made of
     checked_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -100,14 +107,19 @@ class PluginStreams:
         elif mode == PluginMode.GROUP_ONLY:
             log.info("scan %s: %s is not saved by Lima2 (no master file): detector group only",
                      self.scan_source.info.get("name"), name)
-        return PluginChannel(name, "lima2", mode, info, lima2=l2)
+        receivers = Lima2Receivers.from_master(l2.master, l2.shape) if l2.master else None
+        return PluginChannel(name, "lima2", mode, info, lima2=l2, receivers=receivers)
 
     def _mosca(self, name: str, info: dict[str, Any], plan: PluginPlan) -> PluginChannel:
         saving = MoscaSaving.from_info(info)
-        if saving is None:
+        if saving is None and (info.get("mosca_info") or {}).get("server_url") and mosca_server.client_installed():
+            mode = PluginMode.MOSCA_SERVER
+            log.info("scan %s: Mosca does not save %s: spectra read from the Mosca server %s",
+                     self.scan_source.info.get("name"), name, info["mosca_info"]["server_url"])
+        elif saving is None:
             mode = PluginMode.GROUP_ONLY
-            self._warn(name, f"{name}: Mosca does not save these spectra; nxpar reads Mosca spectra from "
-                       "Mosca's files only: not written")
+            self._warn(name, f"{name}: Mosca does not save these spectra and mosca-client is not installed "
+                       "(or no server is named): not written")
         else:
             mode = PluginMode.MOSCA_VDS if plan.options.mosca_vds else PluginMode.MOSCA_COPY
         return PluginChannel(name, "mosca", mode, info, mosca=saving)
@@ -136,10 +148,14 @@ class PluginStreams:
 
     def _progress(self, ch: PluginChannel, p: "StreamProgress", sealed: bool) -> None:
         p.reported = ch.reported
+        if ch.mode == PluginMode.LIMA2_LINK:
+            self._lima2_files(ch, sealed)
         if ch.mode in (PluginMode.LIMA2_LINK, PluginMode.GROUP_ONLY):
             p.available = p.written = p.submitted = ch.reported
         elif ch.mode == PluginMode.LIMA2_COPY:
             p.available = self._lima2_copyable(ch, sealed)
+        elif ch.mode == PluginMode.MOSCA_SERVER:
+            p.available = self._mosca_served(ch, sealed)
         else:
             p.available = self._mosca_saved(ch, sealed)
             if ch.mode == PluginMode.MOSCA_VDS:
@@ -147,20 +163,45 @@ class PluginStreams:
         p.sealed = sealed
 
     def _lima2_copyable(self, ch: PluginChannel, sealed: bool) -> int:
-        """All reported frames once the master file holds them (it is written at the end)."""
+        """Frames in receivers' files already closed during the scan; all reported frames once
+        the master or the receivers' files hold them after the end."""
+        self._lima2_files(ch, sealed)
+        if ch.master_ready or ch.extra.get("complete"):
+            ch.extra["copyable"] = ch.reported
+        elif ch.receivers is not None:
+            ch.extra["copyable"] = max(ch.extra.get("copyable", 0), min(ch.receivers.closed_frames(), ch.reported))
+        return ch.extra.get("copyable", 0)
+
+    def _lima2_files(self, ch: PluginChannel, sealed: bool) -> None:
+        """Look at the master and receivers' files (at most every second during the scan). Once
+        sealed, wait up to WAIT_S for the master file (BLISS seals the stream after the conductor
+        closed the pipeline, which writes the master: it is normally there at once); without it the
+        receivers' files if they hold every reported frame, else a warning."""
         assert ch.lima2 is not None and ch.lima2.master is not None
         now = time.monotonic()
-        if sealed:
-            if ch.reported and not wait_lima2_master(ch.lima2.master, ch.reported):
-                self._warn(ch.name, f"{ch.name}: the Lima2 master file {ch.lima2.master[0]} does not hold the "
-                           f"{ch.reported} frames reported: frames not copied")
-                return 0
-            return ch.reported
-        if now - ch.checked_at >= MASTER_CHECK_PERIOD_S:
-            ch.checked_at = now
-            if ch.reported and lima2_master_ready(ch.lima2.master, ch.reported):
-                ch.extra["copyable"] = ch.reported
-        return ch.extra.get("copyable", 0)
+        if ch.master_ready or ch.extra.get("settled") or not sealed and now - ch.checked_at < MASTER_CHECK_PERIOD_S:
+            return
+        if sealed and not ch.reported:  # no frame: nothing to wait for
+            ch.extra.update(settled=True, complete=True)
+            return
+        deadline = now + (WAIT_S if sealed else 0.0)
+        while True:
+            ch.checked_at = time.monotonic()
+            ch.master_ready = bool(ch.reported) and lima2_master_ready(ch.lima2.master, ch.reported)
+            if ch.master_ready and ch.mode.copied and ch.extra.get("copyable") and ch.receivers is not None:
+                self._check_round_robin(ch)  # frames were copied from the receivers' files
+            if ch.receivers is not None and not ch.master_ready:
+                ch.receivers.look()
+            if not sealed:
+                return
+            if ch.master_ready or time.monotonic() > deadline:
+                complete = ch.master_ready or ch.receivers is not None and ch.receivers.frames_in_files(ch.reported)
+                ch.extra.update(settled=True, complete=complete)
+                if not complete:
+                    self._warn(ch.name, f"{ch.name}: neither the Lima2 master file {ch.lima2.master[0]} nor the "
+                               f"receivers' files hold the {ch.reported} frames reported (waited {WAIT_S:g} s)")
+                return
+            time.sleep(0.2)
 
     def _mosca_saved(self, ch: PluginChannel, sealed: bool) -> int:
         """Points in files Mosca closed (the next one exists); all of them once sealed. The events'
@@ -178,6 +219,31 @@ class PluginStreams:
             ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
         return min(ch.extra.get("closed", 0), ch.reported)
 
+    def _check_round_robin(self, ch: PluginChannel) -> None:
+        """Frames copied during the scan were placed by Lima2's round robin in receiver order: the
+        master file, which knows the real placement, must agree (else a warning: they may be out
+        of order, e.g. a detector that dispatches frames to receivers dynamically)."""
+        assert ch.receivers is not None and ch.lima2 is not None and ch.lima2.master is not None
+        if not ch.receivers.master_agrees(ch.lima2.master[0]):
+            self._warn(ch.name, f"{ch.name}: the Lima2 master file places frames otherwise than the round robin "
+                       f"assumed while copying the first {ch.extra['copyable']} frames during the scan: "
+                       "they may be out of order")
+
+    def _mosca_served(self, ch: PluginChannel, sealed: bool) -> int:
+        """Points the Mosca server holds (asked at most 4 times a second, and once more at the end);
+        a server that cannot be asked is a warning, the points it served so far stay written."""
+        now = time.monotonic()
+        if sealed or now - ch.checked_at >= MASTER_CHECK_PERIOD_S / 4:
+            ch.checked_at = now
+            m = ch.info["mosca_info"]
+            try:
+                ch.extra["served"] = mosca_server.available_points(str(m["server_url"]), m.get("acq_id"))
+            except Exception as e:  # DevFailed and whatever the client raises: this channel only
+                log.info("Mosca server %s: %s", m["server_url"], e)
+                self._warn(ch.name, f"{ch.name}: the Mosca server {m['server_url']} cannot be read "
+                           f"({type(e).__name__}): spectra from there on not written")
+        return min(ch.extra.get("served", 0), ch.reported)
+
     # -- links during the scan (ScanWriter._stream) ------------------------------------------------
     def link(self, plan: PluginPlan, streams: dict[str, "StreamProgress"]) -> bool:
         """Groups, and the VDS of linked channels re-declared as their count grows."""
@@ -185,12 +251,12 @@ class PluginStreams:
         now = time.monotonic()
         for ch in self.channels.values():
             p = streams[ch.name]
-            if ch.mode.copied or not p.available or p.available == ch.linked_count:
+            if ch.mode.copied or not p.available or _link_state(ch, p) == ch.linked_state:
                 continue
             if not p.sealed and now - ch.linked_at < RELINK_PERIOD_S and ch.linked_count >= 0:
                 continue
             nodes += self._link_nodes(plan, ch, p, first=ch.linked_count < 0)
-            ch.linked_count, ch.linked_at = p.available, now
+            ch.linked_count, ch.linked_at, ch.linked_state = p.available, now, _link_state(ch, p)
             p.linked = True
         if nodes:
             self.channel.call(st.Tree(self.scan_source.key, nodes))
@@ -204,7 +270,11 @@ class PluginStreams:
         if ch.mode == PluginMode.LIMA2_LINK:
             assert ch.lima2 is not None
             c.dtype, c.detector_shape = ch.lima2.dtype, ch.lima2.shape
-            node = lima2_vds_node(path, plan.filename, ch.lima2, p.available)
+            rcv = ch.receivers
+            if ch.master_ready or rcv is None or not rcv.receivers:
+                node = lima2_vds_node(path, plan.filename, ch.lima2, p.available)
+            else:  # the master file is written at the end: the receivers' files meanwhile
+                node = lima2_receivers_vds_node(path, plan.filename, ch.lima2, p.available, rcv.pieces(0, p.available))
         else:
             assert ch.mosca is not None
             shape = tuple(int(n) for n in ch.info["shape"])
@@ -224,11 +294,16 @@ class PluginStreams:
         chunking = plan.scan.chunk_options
         return spectrum_chunks(spec, chunking.chunk_nbytes, plan.scan.npoints, chunking.compression_scheme is not None)
 
-    def source(self, p: "StreamProgress", stop: int) -> st.FileRunsSource:
+    def source(self, p: "StreamProgress", stop: int) -> st.RowsSource:
         ch = self.channels[p.name]
         if ch.lima2 is not None:
             assert ch.lima2.master is not None
+            if not ch.master_ready and ch.receivers is not None:  # frames dealt round robin
+                return st.FileStridedSource(p.name, ch.receivers.pieces(p.submitted, stop), ch.lima2.shape)
             runs = [(ch.lima2.master[0], ch.lima2.master[1], p.submitted, stop - p.submitted)]
+        elif ch.mode == PluginMode.MOSCA_SERVER:
+            m = ch.info["mosca_info"]
+            return st.MoscaServerSource(p.name, str(m["server_url"]), m.get("acq_id"), int(ch.info["detector"]))
         else:
             assert ch.mosca is not None
             runs = ch.mosca.runs(p.submitted, stop)
@@ -240,12 +315,21 @@ class PluginStreams:
         nodes: list[st.Node] = []
         for ch in self.channels.values():
             p = streams[ch.name]
-            if not ch.mode.copied and p.available and p.available != ch.linked_count:
+            if not ch.mode.copied and p.available and _link_state(ch, p) != ch.linked_state:
                 nodes += self._link_nodes(plan, ch, p, first=ch.linked_count < 0)
-                ch.linked_count = p.available
+                ch.linked_count, ch.linked_state = p.available, _link_state(ch, p)
             if ch.mode.copied and p.written < ch.reported and ch.name not in self.warnings:
                 self._warn(ch.name, f"{ch.name}: {ch.reported} reported, {p.written} written")
         return nodes
+
+
+def _link_state(ch: PluginChannel, p: "StreamProgress") -> tuple:
+    """What a channel's VDS is made of: re-declared when this changes (Lima2: frames, master or
+    receivers, receivers and frames per file learnt so far)."""
+    rcv = ch.receivers
+    if ch.mode != PluginMode.LIMA2_LINK or rcv is None:
+        return (p.available,)
+    return (p.available, ch.master_ready, rcv.receivers, rcv.per_file)
 
 
 def is_plugin_kind(kind: str) -> bool:

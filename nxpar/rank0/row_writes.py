@@ -82,7 +82,7 @@ class RowWrites:
         return self.tuning.step_bytes_per_writer * self.nwriters
 
     def submit_due(self, streams: list[StreamProgress], spec_of: Callable[[StreamProgress], st.ArraySpec],
-                   source_of: Callable[[StreamProgress, int], st.StreamSource | st.FileFramesSource | st.FileRunsSource]
+                   source_of: Callable[[StreamProgress, int], st.RowsSource]
                    ) -> list[StreamProgress]:
         """One WriteBatch with the rows that are due in every stream, within the byte budget; the
         streams it wrote to.

@@ -17,7 +17,10 @@ from blissdata.redis_engine.scan import Scan, ScanState
 
 from ..blissdata_raw import (FrameRef, broken_plugin, decode_events, frame_ref, lima_frames_saved_and_closed,
                              load_scan_info, raw_entries, redis_of, stream_end)
+from ..lima2_conductor import bound_lima2_handshakes
 from ..redis_retry import call_with_backoff
+
+bound_lima2_handshakes()  # before any scan is loaded: blissdata asks a Lima2 conductor with a timeout
 
 
 @dataclass(frozen=True)

@@ -357,7 +357,7 @@ class ScanWriter:
                 p.linked = True
         return bool(submitted)
 
-    def _rows_source(self, p: StreamProgress, stop: int) -> st.StreamSource | st.FileFramesSource | st.FileRunsSource:
+    def _rows_source(self, p: StreamProgress, stop: int) -> st.RowsSource:
         if p.name in self.plugins:  # Lima2 / Mosca: runs of their files
             return self.plugins.source(p, stop)
         if p.kind == StreamKind.LIMA_COPY:

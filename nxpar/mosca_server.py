@@ -1,0 +1,67 @@
+"""Mosca spectra that Mosca does not save, read from the Mosca server (all ranks).
+
+blissdata-mosca 2.0.5 reads a Mosca stream through mosca-client 2.0.5's `MixedReader`: from the
+files when Mosca saves, otherwise from the Mosca *Tango* device named by the stream's
+`mosca_info.server_url` (`mosca_client/tango/readers.py` `Reader`: `metadata` and
+`read_spectra([first, last])` commands, `n_available_points` attribute; the acquisition id is
+not used yet by that client). nxpar does the same with the same client: rank 0 asks how many
+points the server holds (`available_points`), the writer ranks read their share of the spectra
+(`read_spectra`, `MoscaServerSource` steps). Calls are bounded by the Tango client timeout.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+TIMEOUT_MS = 3000  # each call to the Mosca device
+_readers: dict[tuple[str, Any], Any] = {}  # (server url, acquisition id) → mosca-client Reader
+
+
+def client_installed() -> bool:
+    try:
+        import mosca_client.tango.readers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _reader(url: str, acq_id: Any) -> Any:
+    """One mosca-client Reader per acquisition (it keeps the acquisition's metadata)."""
+    key = (url, acq_id)
+    if key not in _readers:
+        from mosca_client.tango.readers import Reader
+
+        if len(_readers) > 16:
+            _readers.clear()
+        reader = Reader(url, acq_id)
+        reader.proxy.set_timeout_millis(TIMEOUT_MS)
+        _readers[key] = reader
+    return _readers[key]
+
+
+def forget(url: str, acq_id: Any) -> None:
+    """Drop a reader whose server failed (the next call connects again)."""
+    _readers.pop((url, acq_id), None)
+
+
+def available_points(url: str, acq_id: Any) -> int:
+    """RANK 0: points the server holds for reading (raises if it cannot be asked)."""
+    try:
+        return int(_reader(url, acq_id).n_available_points)
+    except Exception:
+        forget(url, acq_id)
+        raise
+
+
+def read_spectra(url: str, acq_id: Any, detector: int, lo: int, hi: int) -> np.ndarray:
+    """WRITER RANKS: spectra [lo, hi) of one detector element, (hi - lo, spectrum size)."""
+    try:
+        spectra = _reader(url, acq_id).read_spectra(lo, hi, read_detectors=[detector])
+    except Exception:
+        forget(url, acq_id)
+        raise
+    rows = np.asarray(spectra)[0]
+    if rows.shape[0] != hi - lo:
+        raise RuntimeError(f"Mosca server {url}: {rows.shape[0]} spectra for points {lo}..{hi - 1}")
+    return rows
