@@ -27,7 +27,7 @@ class CpuMeter:
         self.procs = {"publisher": psutil.Process()}
         for p in psutil.process_iter(["name", "cmdline"]):
             cmd = p.info["cmdline"] or []
-            if p.info["name"] == "redis-server" and redis_port in cmd:  # this stack's, not another one's
+            if p.info["name"] == "redis-server" and f":{redis_port}" in " ".join(cmd):  # this stack's (its title)
                 self.procs["redis"] = p
             elif any(c.endswith("NexusWriterService") for c in cmd) and instance in cmd and "mpirun" not in cmd[0]:
                 self.procs[f"rank pid {p.pid}"] = p
