@@ -170,6 +170,7 @@ def import_beacon_yaml(text: str, use_existing: bool = True, db: tango.Database 
         server, instance, devices = from_beacon_yaml(text, writer_class)
         server_name = server.partition("/")[0].lower() or "nexuswriter"
         for name, props in devices.items():
+            props = {k: v for k, v in props.items() if v is not None}  # `key:` left empty: no property
             domain, family, member = name.split("/")
             found = register(str(props["session"]), server=server_name, instance=str(instance), domain=domain,
                              family=family, member=member, use_existing=use_existing,
