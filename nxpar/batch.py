@@ -34,6 +34,13 @@ MAX_CONNECTION_ERRORS = 20
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.level == "WARNING":
+        args.level = "INFO"  # a batch run says what it writes
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="NexusWriterBatch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("redis_url", help="blissdata Redis URL, e.g. redis://localhost:6379")
@@ -42,18 +49,52 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also the scans already in Redis (batch re-writing), not only the new ones")
     p.add_argument("--once", action="store_true",
                    help="exit once no scan is left to discover and every scan is written (with --existing)")
-    p.add_argument("--keepshape", action="store_true", help="grid scans as nD datasets (NexusWriter's keepshape)")
-    p.add_argument("--mosca-vds", action="store_true",
-                   help="Mosca spectra as a virtual dataset over Mosca's files (NexusWriter's mosca_vds; default: copied)")
-    p.add_argument("--required-disk-space", type=float, default=200.0, help="MB: below it a scan FAULTs")
-    p.add_argument("--flush-period", type=float, default=0.5, help="seconds between collective flushes")
-    p.add_argument("--step-mb-per-writer", type=float, default=16.0, help="MB per writer rank and step")
-    p.add_argument("--max-write-delay", type=float, default=0.5, help="seconds a partly filled chunk waits")
+    _add_save_options(p)
+    g = p.add_argument_group("how rows are written (the device properties of the same names)")
+    g.add_argument("--flush-period", type=float, default=0.5, help="seconds between collective flushes (flush_period)")
+    g.add_argument("--step-mb-per-writer", type=float, default=16.0,
+                   help="MB each writer rank reads and writes per step (step_mb_per_writer)")
+    g.add_argument("--max-write-delay", type=float, default=0.5,
+                   help="seconds rows of a partly filled chunk may wait before they are written (max_write_delay)")
     logging_setup.add_cli_args(p)
-    args = p.parse_args(argv)
-    if args.level == "WARNING":
-        args.level = "INFO"  # a batch run says what it writes
-    return args
+    return p
+
+
+def _add_save_options(p: argparse.ArgumentParser) -> None:
+    """What is written: the options of the Tango devices, under the names of NexusWriter's properties."""
+    g = p.add_argument_group("what is written (the device properties of the same names)")
+    g.add_argument("--keepshape", action="store_true", help="grid scans as nD datasets (keepshape; default: flat)")
+    g.add_argument("--multivalue-positioners", action="store_true",
+                   help="positioners with several values written as one group (multivalue_positioners)")
+    g.add_argument("--enable-external-nonhdf5", action="store_true",
+                   help="Lima EDF frames as an HDF5 external dataset over the EDF files (enable_external_nonhdf5)")
+    g.add_argument("--disable-external-hdf5", action="store_true",
+                   help="no virtual dataset over Lima's HDF5 files (disable_external_hdf5): alone, Lima frames are "
+                        "'<file>::<index>' references and Lima2 frames stay linked; with --copy-non-external both "
+                        "are copied")
+    g.add_argument("--copy-non-external", action="store_true",
+                   help="frames not linked are copied into the scan file by the writer ranks, chunked and compressed "
+                        "(copy_non_external): Lima EDF frames without --enable-external-nonhdf5; with "
+                        "--disable-external-hdf5 also Lima HDF5 frames and Lima2 frames (read from Lima2's master "
+                        "file once it holds them; in the nexus tree and at an h5map's stream datasets alike). "
+                        "Lima streams of an h5map stay linked, as blisswriter 3.0.0 writes them")
+    g.add_argument("--mosca-vds", action="store_true",
+                   help="Mosca spectra as a virtual dataset over Mosca's files (mosca_vds; default: copied)")
+    g.add_argument("--noconfig", action="store_true",
+                   help="ignore scan_info['nexuswriter']: device names and types not from BLISS's config (noconfig)")
+    g.add_argument("--required-disk-space", type=float, default=200.0, help="MB: below it a scan FAULTs (required_disk_space)")
+    g.add_argument("--recommended-disk-space", type=float, default=1024.0,
+                   help="MB: below it a scan gets a warning (recommended_disk_space)")
+
+
+def save_options(args: argparse.Namespace) -> SaveOptions:
+    """The SaveOptions of the command line, as NexusWriter makes them from its properties."""
+    return SaveOptions(flat=not args.keepshape, multivalue_positioners=args.multivalue_positioners,
+                       allow_external_nonhdf5=args.enable_external_nonhdf5,
+                       allow_external_hdf5=not args.disable_external_hdf5, copy_non_external=args.copy_non_external,
+                       mosca_vds=args.mosca_vds, configurable=not args.noconfig,
+                       required_disk_space=args.required_disk_space,
+                       recommended_disk_space=args.recommended_disk_space)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,10 +142,8 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     from .rank0.writer_channel import WriterChannel
 
     channel = WriterChannel(world, writers)
-    tuning = Tuning(flush_period_s=max(args.flush_period, 0.05),
-                    step_bytes_per_writer=max(int(args.step_mb_per_writer * 2**20), 1 << 16),
-                    max_delay_s=max(args.max_write_delay, 0.0))
-    options = SaveOptions(flat=not args.keepshape, mosca_vds=args.mosca_vds, required_disk_space=args.required_disk_space)
+    tuning = Tuning.from_properties(args.flush_period, args.step_mb_per_writer, args.max_write_delay)
+    options = save_options(args)
     route = MappingRoute("batch", channel, lambda: args.redis_url, options, tuning, ANY_ROUTE, instance="batch")
     signals = _Signals()
     try:

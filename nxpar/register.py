@@ -2,7 +2,9 @@
 class NexusWriter (BLISS's "nexus" route) or, with `--class BlissWriter`, BlissWriter ("mapping").
 
 Also `find_session_writer` (how BLISS finds the device, docs/interface.md §2.1) and the Beacon-YAML form of
-a registration (`--export-yaml` / `--import-yaml`).
+a server's registrations (`--export-yaml` / `--import-yaml`): each device with its class and every property
+the Tango DB holds for it (session, beacon_host, redis_url and the writer options set), so that importing the
+export into another Tango DB registers the same devices with the same properties.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ CLASS = "NexusWriter"
 BLISS_WRITER_CLASS = "BlissWriter"  # BLISS's "mapping" route (nxpar/tango_blisswriter.py)
 CLASSES = (CLASS, BLISS_WRITER_CLASS)
 DEFAULT_FAMILY = {CLASS: "bliss_nxwriter", BLISS_WRITER_CLASS: "blisswriter"}
+FIRST_PROPERTIES = ("session", "beacon_host", "redis_url")  # how BLISS finds the device: first in the YAML
 
 
 def find_session_writer(session: str, beacon_host: str | None = None, db: tango.Database | None = None,
@@ -84,15 +87,43 @@ def register(session: str, server: str = "nexuswriter", instance: str = "", doma
     return devname
 
 
+def device_properties(db: tango.Database, device: str) -> dict[str, str | list[str]]:
+    """Every property the Tango DB holds for `device` (those its class declares and any other an
+    operator set), as stored: a string, or a list of strings for a multi-valued property."""
+    first = {name: i for i, name in enumerate(FIRST_PROPERTIES)}
+    names = sorted(db.get_device_property_list(device, "*"), key=lambda n: (first.get(n, len(first)), n))
+    values = db.get_device_property(device, names) if names else {}
+    return {name: (list(v)[0] if len(v) == 1 else list(v)) for name in names if len(v := values[name])}
+
+
+def _yaml_value(stored: str | list[str]) -> Any:
+    """A DB string as the YAML scalar an operator would write (true, 16.0, 3) where importing that scalar
+    stores the very same string again (str(value), as PyTango does); else the string itself."""
+    if isinstance(stored, list):
+        return [_yaml_value(v) for v in stored]
+    if stored in ("True", "False"):
+        return stored == "True"
+    for kind in (int, float):
+        try:
+            value = kind(stored)
+        except ValueError:
+            continue
+        if str(value) == stored:
+            return value
+    return stored
+
+
 def to_beacon_yaml(server: str, instance: str, devices: dict[str, dict[str, Any]],
                    classes: dict[str, str] | None = None) -> str:
     """The Beacon configuration form of a server's writers (user documentation); `classes`:
-    device → Tango class where not NexusWriter (BlissWriter devices)."""
+    device → Tango class where not NexusWriter (BlissWriter devices). Property values read from the DB
+    (strings) are written as YAML scalars that import back to the same strings."""
     import yaml
 
     classes = classes or {}
     doc = {"server": server, "personal_name": instance,
-           "device": [{"tango_name": name, "class": classes.get(name, CLASS), "properties": props}
+           "device": [{"tango_name": name, "class": classes.get(name, CLASS),
+                       "properties": {k: _yaml_value(v) if isinstance(v, (str, list)) else v for k, v in props.items()}}
                       for name, props in devices.items()]}
     return yaml.safe_dump(doc, sort_keys=False)
 
@@ -113,6 +144,44 @@ def from_beacon_yaml(text: str, writer_class: str = CLASS) -> tuple[str, str, di
     return doc["server"], doc["personal_name"], devices
 
 
+def export_server(db: tango.Database, device: str) -> str:
+    """The Beacon YAML of the server serving `device`: each of its devices with its class and every
+    property the DB holds for it."""
+    server = db.get_device_info(device).ds_full_name
+    srv, inst = server.split("/")
+    devices, classes = {}, {}
+    listing = list(db.get_device_class_list(server))
+    for dev, cls in zip(listing[::2], listing[1::2]):
+        if dev.lower().startswith("dserver/"):
+            continue
+        devices[dev] = device_properties(db, dev)
+        classes[dev] = cls
+    return to_beacon_yaml(srv, inst, devices, classes)
+
+
+def import_beacon_yaml(text: str, use_existing: bool = True, db: tango.Database | None = None) -> list[str]:
+    """Register the writers of a Beacon YAML (both classes), each with every property the file gives it;
+    a device already registered under that name gets the file's properties. A session that already has a
+    writer of that class under another name keeps it, untouched (unless not `use_existing`).
+    Returns the devices registered or found."""
+    db = db or tango.Database()
+    names = []
+    for writer_class in CLASSES:
+        server, instance, devices = from_beacon_yaml(text, writer_class)
+        server_name = server.partition("/")[0].lower() or "nexuswriter"
+        for name, props in devices.items():
+            props = {k: v for k, v in props.items() if v is not None}  # `key:` left empty: no property
+            domain, family, member = name.split("/")
+            found = register(str(props["session"]), server=server_name, instance=str(instance), domain=domain,
+                             family=family, member=member, use_existing=use_existing,
+                             beacon_host=props.get("beacon_host"), db=db, writer_class=writer_class,
+                             extra_props=props)
+            if found.lower() == name.lower():
+                db.put_device_property(found, props)
+            names.append(found)
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="RegisterNexusWriter", description=__doc__)
     p.add_argument("session", nargs="?", help="BLISS session name")
@@ -130,8 +199,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="Beacon host the device must listen to (device property beacon_host)")
     p.add_argument("--redis-url", dest="redis_url", default="",
                    help="BlissWriter only: its redis_url property (default: REDIS_DATA_URL or Beacon at start)")
-    p.add_argument("--export-yaml", metavar="FILE", help="write the server's registrations as Beacon YAML")
-    p.add_argument("--import-yaml", metavar="FILE", help="register the writers of a Beacon YAML file")
+    p.add_argument("--export-yaml", metavar="FILE",
+                   help="after registering, write the server's devices as Beacon YAML: each with its class and "
+                        "every device property in the Tango DB (writer options included)")
+    p.add_argument("--import-yaml", metavar="FILE",
+                   help="register the writers of a Beacon YAML file (both classes), each with all its properties")
     logging_setup.add_cli_args(p)
     args = p.parse_args(argv)
     if args.level == "WARNING":
@@ -139,18 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     logging_setup.configure(args)
     if args.import_yaml:
         with open(args.import_yaml) as fh:
-            text = fh.read()
-        for writer_class in CLASSES:
-            server, instance, devices = from_beacon_yaml(text, writer_class)
-            server_name, _, server_instance = server.partition("/")
-            for name, props in devices.items():
-                domain, family, member = name.split("/")
-                extra = {k: v for k, v in props.items() if k == "redis_url"} if writer_class == BLISS_WRITER_CLASS \
-                    else None
-                register(props["session"], server=server_name.lower() if server_name else "nexuswriter",
-                         instance=instance, domain=domain, family=family, member=member,
-                         use_existing=args.use_existing, beacon_host=props.get("beacon_host"),
-                         writer_class=writer_class, extra_props=extra)
+            for name in import_beacon_yaml(fh.read(), args.use_existing):
+                print(name)
         return
     if not args.session:
         p.error("SESSION is required (unless --import-yaml)")
@@ -159,19 +221,8 @@ def main(argv: list[str] | None = None) -> None:
                     args.use_existing, args.beacon_host, writer_class=args.writer_class, extra_props=extra)
     print(name)
     if args.export_yaml:
-        db = tango.Database()
-        server = db.get_device_info(name).ds_full_name
-        srv, inst = server.split("/")
-        devices, classes = {}, {}
-        listing = list(db.get_device_class_list(server))
-        for dev, cls in zip(listing[::2], listing[1::2]):
-            if dev.lower().startswith("dserver/"):
-                continue
-            props = db.get_device_property(dev, ["session", "beacon_host", "redis_url"])
-            devices[dev] = {k: v[0] for k, v in props.items() if v}
-            classes[dev] = cls
         with open(args.export_yaml, "w") as fh:
-            fh.write(to_beacon_yaml(srv, inst, devices, classes))
+            fh.write(export_server(tango.Database(), name))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,18 @@ import subprocess
 import sys
 import time
 
+from types import SimpleNamespace
+
 import h5py
 import numpy as np
+import pytest
+from tango.server import device_property
 
-from launch.simulate import ScanPublisher, ScanSpec
+from launch.simulate import ScanPublisher, ScanSpec, realistic_frames
+from nxpar.batch import build_parser, parse_args, save_options
+from nxpar.options import SaveOptions
+from nxpar.tango_blisswriter import BlissWriter
+from nxpar.tango_service import NexusWriter
 from tests.helpers import ROOT
 from tests.helpers import assert_file_matches
 from tests.test_h5maps import scan_map
@@ -39,6 +47,31 @@ def test_help_says_what_it_is_for():
                          env=batch_env(), check=True).stdout
     assert "without Tango" in out and "facilities without Tango" in out and "debugging" in out
     assert "re-writing" in out and "--session" in out and "--existing" in out
+
+
+# device properties with no batch option of that name: --session and the positional REDIS_URL say them,
+# and a batch run keeps every scan's record to its end (its summary), so nothing to purge
+NOT_BATCH_OPTIONS = {"session", "redis_url", "purge_delay"}
+
+
+def test_every_writer_option_of_the_devices_is_a_batch_option():
+    """--<property> for each property of either Tango class, read into the very SaveOptions the
+    NexusWriter device makes from the same property values."""
+    helps = {a.option_strings[0]: a.help for a in build_parser()._actions if a.option_strings}
+    for cls in (NexusWriter, BlissWriter):
+        for name in {k for k, v in vars(cls).items() if isinstance(v, device_property)} - NOT_BATCH_OPTIONS:
+            assert f"({name}" in helps.get(f"--{name.replace('_', '-')}", ""), (cls, name)
+    props = {"keepshape": True, "multivalue_positioners": True, "enable_external_nonhdf5": True,
+             "disable_external_hdf5": True, "copy_non_external": True, "mosca_vds": True, "noconfig": True,
+             "required_disk_space": 50.0, "recommended_disk_space": 500.0}
+    args = parse_args(["redis://h:1", "--keepshape", "--multivalue-positioners", "--enable-external-nonhdf5",
+                       "--disable-external-hdf5", "--copy-non-external", "--mosca-vds", "--noconfig",
+                       "--required-disk-space", "50", "--recommended-disk-space", "500"])
+    assert save_options(args) == NexusWriter._save_options(SimpleNamespace(**props))
+    assert save_options(args) != SaveOptions()
+    assert save_options(parse_args(["redis://h:1"])) == SaveOptions()  # the devices' defaults
+    only_copy = save_options(parse_args(["redis://h:1", "--copy-non-external", "--disable-external-hdf5"]))
+    assert only_copy == SaveOptions(allow_external_hdf5=False, copy_non_external=True)
 
 
 def test_batch_writes_a_sessions_existing_scans(stack, tmp_path):
@@ -104,3 +137,39 @@ def test_batch_follows_new_scans_until_interrupted(stack, tmp_path):
     assert_file_matches(new, 6)
     assert not os.path.exists(old.spec.filename)  # published before the run: not written without --existing
     assert "1 scan(s) OFF (written, or not to be saved), 0 FAULT" in logfile.read_text()
+
+
+def test_batch_copies_lima2_frames_on_request(stack, tmp_path):
+    """--disable-external-hdf5 --copy-non-external: Lima2 frames copied from the master file into the
+    scan file, in the nexus tree and at an h5map's stream dataset (as the devices do with those properties)."""
+    pytest.importorskip("blissdata_lima2")
+    pytest.importorskip("blissdata_mosca")
+    from tests.plugin_publish import ConductorVersion, PluginScan
+    from tests.test_mapping_route_plugins import FRAME, MappedPluginScan, lima2_channel
+
+    url = stack.env["REDIS_DATA_URL"]
+    conductor = ConductorVersion()
+    try:
+        pubs, frames = {}, {}
+        for nb, cls in ((21, MappedPluginScan), (22, PluginScan)):
+            frames[nb] = realistic_frames(5, FRAME, seed=nb)
+            lima2 = {"eiger:frame": lima2_channel(tmp_path / f"scan{nb:04d}", "eiger:frame", frames[nb], master=True)}
+            pub = pubs[nb] = cls(url, "batch_lima2", str(tmp_path / f"lima2_{nb}.h5"), nb, 5, lima2=lima2,
+                                 conductor_port=conductor.port).create()
+            pub.prepare_start()
+            pub.points(0, 5)
+            pub.lima2_progress(2, 5)
+            pub.stop_close()
+        run = subprocess.run(batch_cmd(url, "--session", "batch_lima2", "--existing", "--once",
+                                       "--disable-external-hdf5", "--copy-non-external", ranks=2),
+                             capture_output=True, text=True, env=batch_env(tmp_path / "state"), timeout=180)
+    finally:
+        conductor.stop()
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-4000:]
+    assert "2 scan(s) OFF (written, or not to be saved), 0 FAULT" in log
+    for nb, pub in pubs.items():
+        with h5py.File(pub.filename, "r", locking=False) as f:
+            d = f[f"{nb}.1/instrument/eiger/frame"]
+            assert not d.is_virtual and d.shape == (5,) + FRAME and list(d._filters), nb  # copied, compressed
+            np.testing.assert_array_equal(d[()], frames[nb])
