@@ -10,8 +10,10 @@ partner on a noisy shared machine. Prints MB/s and the ratio to the publisher al
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="uint16")
     p.add_argument("--compression", default="lz4-bitshuffle")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--json", default=None, help="write the medians (MB/s, ratios, core-seconds per GB) here")
     p.add_argument("--variant", action="append", default=[], help="KEY=VALUE[,KEY=VALUE]: environment of one service")
     args = p.parse_args(argv)
 
@@ -115,7 +118,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {v} | {statistics.median(speeds[v]):.0f} ({min(speeds[v]):.0f}-{max(speeds[v]):.0f}) | "
               f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
               f"{statistics.median(lags[v]):.2f} |")
-    _cpu_table(cpu, args.frames * np.prod(shape) * np.dtype(args.dtype).itemsize / 1024**3)
+    gbytes = args.frames * np.prod(shape) * np.dtype(args.dtype).itemsize / 1024**3
+    _cpu_table(cpu, gbytes)
+    if args.json:
+        summary = {"label": f"{args.frames} x {shape[0]}x{shape[1]} {args.dtype} {args.compression}, {args.ranks} ranks",
+                   "alone_mb_s": statistics.median(alone),
+                   "variants": {v: {"mb_s": statistics.median(speeds[v]),
+                                    "ratio": statistics.median(s / a for s, a in zip(speeds[v], alone))}
+                                for v in variants},
+                   "core_s_per_gb": {v: {k: statistics.median(r[k] for r in runs) / gbytes for k in runs[0]}
+                                     for v, runs in cpu.items()}}
+        Path(args.json).write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
