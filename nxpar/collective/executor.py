@@ -192,11 +192,14 @@ class CollectiveExecutor:
     def _prefetch_next(self) -> None:
         """LOCAL (no collective): if the next step is already here and writes rows, send this rank's
         Redis reads for it now, so that Redis serves them while this rank writes the current step."""
-        step = self.peek_next() if self.prefetch else None
-        if isinstance(step, st.WriteBatch) and step.scan_id in self.scan_files:
-            shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
-                      for w in step.writes]
-            self.reader.prefetch([r[1:] for r in _redis_reads(step.writes, shares)])
+        try:  # best effort, on this rank only: a failure here must not keep it from the agreement
+            step = self.peek_next() if self.prefetch else None
+            if isinstance(step, st.WriteBatch) and step.scan_id in self.scan_files:
+                shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
+                          for w in step.writes]
+                self.reader.prefetch([r[1:] for r in _redis_reads(step.writes, shares)])
+        except Exception as e:
+            log.debug("prefetch skipped: %s", e)
 
     def _read_shares(self, writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list:
         """This rank's rows of each write (None where its share is empty), shaped as rows."""

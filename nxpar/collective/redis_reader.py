@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import redis
 from blissdata.exceptions import IndexNoMoreThereError
 from blissdata.redis_engine.store import DataStore
 
@@ -37,9 +38,12 @@ class StreamReader:
         return self.read_many([(source, start, stop)])[0]
 
     def read_many(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray]:
-        """Rows [start, stop) of each source, retried with back-off on connection errors."""
+        """Rows [start, stop) of each source, retried with back-off on connection errors.
+        One request per stream: the rows of a stream land in its one buffer."""
         if not requests:
             return []
+        if len({(s.scan_key, s.stream_name) for s, _, _ in requests}) != len(requests):
+            raise ValueError("one read may ask for each stream once (its rows share one buffer)")
         try:
             results = call_with_backoff(lambda: self._read_all(requests), "reading streams", RETRY_FOR_S,
                                         self._reconnect)
@@ -54,7 +58,8 @@ class StreamReader:
     def prefetch(self, requests: list[tuple[StreamSource, int, int]]) -> None:
         """Send the reads of the next step now, so Redis builds and sends its replies while this rank
         compresses and writes the current one; `read_many` with the same requests collects them.
-        Best effort: any error here is left for the real read to meet (and retry)."""
+        Safe for the rows of the current step: nothing is written into a row buffer before that
+        `read_many`. Best effort: any error here is left for the real read to meet (and retry)."""
         if not self.direct or not requests:
             return
         try:
@@ -68,7 +73,8 @@ class StreamReader:
     def _big(self, streams: list) -> list[int]:
         if not self.direct:
             return []
-        return [i for i, s in enumerate(streams) if fixed_numeric(s) and _row_nbytes(s) >= DIRECT_MIN_BYTES]
+        return [i for i, s in enumerate(streams)
+                if fixed_numeric(s) and _row_nbytes(s) >= DIRECT_MIN_BYTES and _plain_connection(s)]
 
     def _read_all(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray]:
         """Big rows (frames, long spectra) through the direct reader, small fixed-shape rows through
@@ -97,14 +103,17 @@ class StreamReader:
         self._drop_direct()
         return None
 
-    def _read_split(self, requests, streams, placers: dict[int, RowPlacer], small: list[int]) -> list:
+    def _read_split(self, requests: list[tuple[StreamSource, int, int]], streams: list,
+                    placers: dict[int, RowPlacer], small: list[int]) -> list:
+        """Small rows through one hiredis pipeline while the direct replies wait on their socket,
+        then the direct replies, then blissdata's decoder for whatever neither could place."""
         results: list = [None] * len(requests)
         if small:
             pipe = redis_of(streams[small[0]]).pipeline(transaction=False)
             for i in small:  # the batch holding `start`, then the batches after it
                 _, start, stop = requests[i]
                 pipe.xrevrange(streams[i].key, max=start, count=1)
-                pipe.xrange(streams[i].key, min=start + 1, max=max(stop - 1, start + 1))
+                pipe.xrange(streams[i].key, min=start + 1, max=stop - 1)  # empty when stop - 1 < start + 1
             replies = pipe.execute()
             for n, i in enumerate(small):
                 raw = replies[2 * n] + replies[2 * n + 1]
@@ -128,12 +137,13 @@ class StreamReader:
             conn = self._direct_connection(streams[i])
             by_connection.setdefault(id(conn), (conn, []))[1].extend([
                 ("XREVRANGE", streams[i].key, start, "-", "COUNT", 1),
-                ("XRANGE", streams[i].key, start + 1, max(stop - 1, start + 1))])
+                ("XRANGE", streams[i].key, start + 1, stop - 1)])
         for conn, commands in by_connection.values():
             conn.send(commands)
         return placers
 
     def _direct_connection(self, stream) -> RespConnection:
+        """One plain connection per Redis server (db included), made from the data store's settings."""
         kwargs = redis_of(stream).connection_pool.connection_kwargs
         key = (kwargs.get("path"), kwargs.get("host"), kwargs.get("port"), kwargs.get("db"))
         conn = self._direct.get(key)
@@ -197,10 +207,17 @@ class StreamReader:
         return stream
 
 
-
 def _row_nbytes(stream) -> int:
     return int(np.prod(stream.shape, dtype=int)) * np.dtype(stream.dtype).itemsize
 
 
 def _request_key(requests: list[tuple[StreamSource, int, int]]) -> tuple:
     return tuple((source.scan_key, source.stream_name, start, stop) for source, start, stop in requests)
+
+
+def _plain_connection(stream) -> bool:
+    """The direct reader speaks plain RESP2 over TCP or a Unix socket; TLS and anything else a
+    deployment configured on its data store keeps going through redis-py."""
+    pool = redis_of(stream).connection_pool
+    return pool.connection_class in (redis.Connection, redis.UnixDomainSocketConnection) and \
+        pool.connection_kwargs.get("protocol") not in (3, "3")

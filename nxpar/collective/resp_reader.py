@@ -21,7 +21,7 @@ import redis
 
 RECV_CHUNK = 1 << 16  # the parser's own buffer: headers and small values only
 DIRECT_MIN_BYTES = 4096  # bulk strings at least this long are offered to the sink
-SEAL_ID = 2**63 - 1  # blissdata seals a stream with an entry at the largest id
+SEAL_ID = 2**64 - 1  # blissdata seals a stream with an entry at the largest id (its _MAX_STREAM_ID)
 
 
 @dataclass
@@ -39,11 +39,19 @@ PayloadSink = Callable[[int, int], "memoryview | None"]
 
 
 def _command(*args: Any) -> bytes:
+    """One command in RESP2 (an array of bulk strings), as any Redis client sends it."""
     parts = [b"*%d\r\n" % len(args)]
     for a in args:
         a = a if isinstance(a, bytes) else str(a).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(parts)
+
+
+def _error(line: bytes) -> redis.RedisError:
+    """An error reply as redis-py's exception (so LOADING etc. are retried like any other read)."""
+    from redis._parsers.base import BaseParser
+
+    return BaseParser.parse_error(line[1:].decode(errors="replace"))
 
 
 class RespConnection:
@@ -65,7 +73,11 @@ class RespConnection:
         self._buf = bytearray(RECV_CHUNK)
         self._view = memoryview(self._buf)
         self._lo = self._hi = 0
-        self._hello(connection_kwargs)
+        try:
+            self._hello(connection_kwargs)
+        except BaseException:
+            self.close()
+            raise
 
     def _hello(self, kw: dict[str, Any]) -> None:
         setup = []
@@ -102,13 +114,18 @@ class RespConnection:
         return n
 
     def _fill(self) -> None:
-        """More bytes into the parser buffer (kept bytes moved to its start first)."""
+        """More bytes into the parser buffer (kept bytes moved to its start first; a buffer full of
+        one unfinished header grows)."""
         if self._lo == self._hi:
             self._lo = self._hi = 0
-        elif self._hi == len(self._buf):
+        elif self._hi == len(self._buf) and self._lo > 0:
             kept = self._hi - self._lo
             self._buf[:kept] = self._buf[self._lo:self._hi]
             self._lo, self._hi = 0, kept
+        elif self._hi == len(self._buf):
+            grown = bytearray(2 * len(self._buf))
+            grown[:self._hi] = self._buf
+            self._buf, self._view = grown, memoryview(grown)
         self._hi += self._recv_into(self._view[self._hi:])
 
     def _line(self) -> bytes:
@@ -135,6 +152,9 @@ class RespConnection:
         self._skip_crlf()
 
     def _small_bulk(self, n: int) -> bytes | bytearray:
+        """A bulk string of n bytes as an object (ids, field names, payloads the sink declined)."""
+        if n < 0:
+            raise redis.ConnectionError("unexpected null bulk string in a stream entry")
         if n + 2 > len(self._buf):  # larger than the parser buffer: received apart
             out = bytearray(n)
             self._bulk_into(n, memoryview(out))
@@ -150,9 +170,10 @@ class RespConnection:
         return value
 
     def _header(self, kind: bytes) -> int:
+        """The length in an array/bulk header; an error reply raises as redis-py would raise it."""
         line = self._line()
         if line[:1] == b"-":
-            raise redis.ResponseError(line[1:].decode(errors="replace"))
+            raise _error(line)
         if line[:1] != kind:
             raise redis.ConnectionError(f"unexpected Redis reply {line[:40]!r} (expected {kind!r})")
         return int(line[1:])
@@ -162,7 +183,7 @@ class RespConnection:
         """A status/integer/bulk reply (AUTH, SELECT, ...)."""
         line = self._line()
         if line[:1] == b"-":
-            raise redis.ResponseError(line[1:].decode(errors="replace"))
+            raise _error(line)
         if line[:1] == b"$":
             n = int(line[1:])
             return b"" if n < 0 else self._small_bulk(n)
@@ -174,6 +195,7 @@ class RespConnection:
         return [self._entry(sink) for _ in range(max(count, 0))]
 
     def _entry(self, sink: PayloadSink) -> EntryPayload:
+        """[id, [field, value, ...]]: the payload value offered to the sink, the others kept."""
         if self._header(b"*") != 2:
             raise redis.ConnectionError("malformed stream entry in a Redis reply")
         entry_id = self._small_bulk(self._header(b"$"))
@@ -209,6 +231,7 @@ class RowPlacer:
         self._bytes = memoryview(out.reshape(-1).view("uint8")) if self.row_nbytes else None
 
     def sink(self, first_row: int, nbytes: int) -> memoryview | None:
+        """Where an entry's payload goes if it lies wholly in [start, stop) (None: received apart)."""
         if not self.row_nbytes or nbytes % self.row_nbytes:
             return None
         lo, hi = first_row - self.start, first_row - self.start + nbytes // self.row_nbytes
