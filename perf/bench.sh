@@ -20,3 +20,7 @@ done
 # kHz point rates (issue 11): small rows, lag after the scan, against a single-process writer of blisswriter's design
 echo "+ perf.point_rate --repeat 3" | tee -a perf/out/bench.md
 $PY -m perf.point_rate --repeat 3 | tee -a perf/out/bench.md
+# live frames against the very same publisher alone, with the CPU budget per process (issue 11); plot with
+# `python3 perf/plot_cpu_budget.py perf/out/ab_live.json` (any Python with matplotlib)
+echo "+ perf.ab_live --repeat 5 --variant NXPAR_DIRECT_READS=0" | tee -a perf/out/bench.md
+$PY -m perf.ab_live --repeat 5 --variant NXPAR_DIRECT_READS=0 --json perf/out/ab_live.json | tee -a perf/out/bench.md

@@ -26,11 +26,12 @@ def main() -> None:
     summary = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else HERE / "ab_live.json").read_text())
     costs = summary["core_s_per_gb"]
     names = list(costs)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    labels = [n.replace("NXPAR_", "").replace("=", "=\n") for n in names]
     bottom = [0.0] * len(names)
     for part, colour in PARTS:
         values = [costs[n].get(part, 0.0) for n in names]
-        ax.bar(names, values, bottom=bottom, color=colour, label=part)
+        ax.bar(labels, values, bottom=bottom, color=colour, label=part)
         bottom = [b + v for b, v in zip(bottom, values)]
     budget = 2 / (0.9 * summary["alone_mb_s"] / 1024)
     ax.axhline(budget, color="k", linestyle="--", label=f"2 cores at 0.9× publisher alone ({budget:.2f})")
@@ -40,7 +41,8 @@ def main() -> None:
             ax.annotate(f"{ratio:.2f}× alone", (i, bottom[i]), ha="center", va="bottom")
     ax.set_ylabel("core-seconds per GB of frames")
     ax.set_title(summary["label"], fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylim(0, max(max(bottom), budget) * 1.15)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     HERE.mkdir(exist_ok=True)
     fig.savefig(HERE / "cpu_budget.png", dpi=100)
