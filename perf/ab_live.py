@@ -27,12 +27,13 @@ class CpuMeter:
 
     def __init__(self, instance: str, redis_port: str) -> None:
         self.procs = {"publisher": psutil.Process()}
-        for p in psutil.process_iter(["name", "cmdline"]):
+        for p in psutil.process_iter(["name", "cmdline", "environ"]):
             cmd = p.info["cmdline"] or []
             if p.info["name"] == "redis-server" and f":{redis_port}" in " ".join(cmd):  # this stack's (its title)
                 self.procs["redis"] = p
             elif any(c.endswith("NexusWriterService") for c in cmd) and instance in cmd and "mpirun" not in cmd[0]:
-                self.procs[f"rank pid {p.pid}"] = p
+                rank = (p.info["environ"] or {}).get("PMI_RANK", "?")
+                self.procs["rank 0" if rank == "0" else f"writer rank {rank}"] = p
 
     def _now(self) -> dict[str, float]:
         out = {}
@@ -47,19 +48,22 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         t1 = self._now()
         spent = {k: t1[k] - self._t0[k] for k in t1}
-        writer = sum(v for k, v in spent.items() if k.startswith("rank"))
-        return {"publisher": spent["publisher"], "redis": spent.get("redis", 0.0), "writer ranks": writer}
+        writers = sum(v for k, v in spent.items() if k.startswith("writer rank"))
+        return {"publisher": spent["publisher"], "redis": spent.get("redis", 0.0),
+                "rank 0": spent.get("rank 0", 0.0), "writer ranks": writers}
 
 
 def _cpu_table(cpu: dict[str, list[dict[str, float]]], gbytes: float) -> None:
     """Median core-seconds per GB of frames, per process group and variant, and the ceiling they imply:
     2 cores / (total core-seconds per GB)."""
-    print("\n| variant | publisher core-s/GB | redis core-s/GB | writer ranks core-s/GB | total | 2-core ceiling MB/s |")
-    print("|---|---|---|---|---|---|")
+    print("\n| variant | publisher core-s/GB | redis core-s/GB | rank 0 core-s/GB | writer ranks core-s/GB | total | "
+          "2-core ceiling MB/s |")
+    print("|---|---|---|---|---|---|---|")
     for v, runs in cpu.items():
         med = {k: statistics.median(r[k] for r in runs) / gbytes for k in runs[0]}
         total = sum(med.values())
-        print(f"| {v} | {med['publisher']:.2f} | {med['redis']:.2f} | {med['writer ranks']:.2f} | {total:.2f} | "
+        print(f"| {v} | {med['publisher']:.2f} | {med['redis']:.2f} | {med['rank 0']:.2f} | {med['writer ranks']:.2f} | "
+              f"{total:.2f} | "
               f"{2 * 1024 / total:.0f} |")
 
 

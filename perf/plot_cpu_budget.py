@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "live"
-PARTS = (("publisher", "#9ecae1"), ("redis", "#fdae6b"), ("writer ranks", "#74c476"))
+PARTS = (("publisher", "#9ecae1"), ("redis", "#fdae6b"), ("rank 0", "#bcbddc"), ("writer ranks", "#74c476"))
 
 
 def main() -> None:
