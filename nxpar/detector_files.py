@@ -82,14 +82,14 @@ class MoscaSaving:
         while True:
             n = self.closed_points(expected)
             if n < expected:
-                n += _rows_in(self.file(n // self.points_per_file), self.dataset)
+                n += rows_in(self.file(n // self.points_per_file), self.dataset)
             n = min(n, expected)
             if n >= expected or time.monotonic() > deadline:
                 return n
             time.sleep(0.2)
 
 
-def _rows_in(path: str, dataset: str) -> int:
+def rows_in(path: str, dataset: str) -> int:
     """Rows of a dataset in a file that may be missing or still being written (0 then)."""
     import h5py
 
@@ -104,7 +104,7 @@ def lima2_master_ready(master: tuple[str, str], frames: int) -> bool:
     """The master file exists and its dataset holds `frames` frames (the conductor writes it once
     the acquisition ended)."""
     path, dataset = master
-    return os.path.exists(path) and _rows_in(path, dataset) >= frames
+    return os.path.exists(path) and rows_in(path, dataset) >= frames
 
 
 def read_runs(runs: Sequence[Run], first_row: int, lo: int, hi: int) -> np.ndarray:

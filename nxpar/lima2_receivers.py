@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .detector_files import rows_in
+
 # (absolute file path, dataset path, first index in the file, count, first row, row stride)
 Piece = tuple[str, str, int, int, int, int]
 MASTER_SUFFIX = "_master.h5"
@@ -66,7 +68,7 @@ class Lima2Receivers:
                 self.files[rcv] += 1
         if not self.per_file:
             closed = [rcv for rcv in range(self.receivers) if self.files[rcv] > 1]
-            self.per_file = _rows_in(self.file(closed[0], 0), self.dataset) if closed else 0
+            self.per_file = rows_in(self.file(closed[0], 0), self.dataset) if closed else 0
         return before != (self.receivers, self.per_file, self.files)
 
     def closed_frames(self) -> int:
@@ -88,7 +90,7 @@ class Lima2Receivers:
 
     def _rows_on_disk(self, rcv: int) -> int:
         last = self.files[rcv] - 1
-        return (last * self.per_file if last else 0) + _rows_in(self.file(rcv, last), self.dataset)
+        return (last * self.per_file if last else 0) + rows_in(self.file(rcv, last), self.dataset)
 
     def pieces(self, start: int, stop: int) -> list[Piece]:
         """Frames [start, stop) as pieces of consecutive rows of one receiver's file (every R-th frame)."""
@@ -143,17 +145,6 @@ def _receiver_file(name: str, prefix: str) -> tuple[int | None, int]:
 def _local_count(frames: int, rcv: int, receivers: int) -> int:
     """How many of frames 0..frames-1 receiver `rcv` got (round robin)."""
     return max(0, -(-(frames - rcv) // receivers))
-
-
-def _rows_in(path: str, dataset: str) -> int:
-    """Rows of a dataset in a file that may be missing or still being written (0 then)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f[dataset].shape[0])
-    except (OSError, KeyError):
-        return 0
 
 
 def read_pieces(pieces: Sequence[Piece], lo: int, hi: int, row_shape: tuple[int, ...], dtype: str) -> np.ndarray:
