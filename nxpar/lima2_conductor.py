@@ -7,9 +7,11 @@ blissdata builds a Lima2 stream with the `lima2` plugin (blissdata-lima2 2.0.2),
 holds the scan's load for the TCP connect timeout (minutes); one that accepts the connection and
 never answers holds it for ever. nxpar needs nothing from the conductor (frames are read from
 Lima2's files), so the plugin is wrapped: the conductor is first asked the same question with a
-timeout, and the plugin's own stream is built only if it answered, itself within a time limit.
-Otherwise blissdata gets an exception and makes the stream a `BrokenPluginStream`: the channel is
-written from its events and files, with a warning (`nxpar.rank0.plugin_streams`).
+timeout, and the plugin's own stream is built only if it answered, itself within a time limit
+(a build that ran out of time counts as a failure of that conductor, and while its thread is still
+stuck no other build for that conductor starts). Otherwise blissdata gets an exception and makes
+the stream a `BrokenPluginStream`: the channel is written from its events and files, with a
+warning (`nxpar.rank0.plugin_streams`).
 """
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ class ConductorUnreachable(RuntimeError):
     """The Lima2 conductor did not answer within the time limit."""
 
 
+class BuildTimeout(ConductorUnreachable):
+    """`within`'s call did not return within its time limit."""
+
+
 class BoundedLima2Plugin:
     """Stands for the `blissdata_lima2` module in blissdata's plugin table: same attributes, but
     `stream_cls` asks the conductor with a timeout first."""
@@ -40,6 +46,8 @@ class BoundedLima2Plugin:
         self.entry = entry  # the plugin's entry point, loaded on first use (lima2-client is heavy)
         self.timeout_s = timeout_s
         self.failures: dict[tuple[str, int], tuple[float, str]] = {}
+        self.builds: dict[tuple[str, int], threading.Thread] = {}  # the last build thread per conductor
+        self._lock = threading.Lock()
         self._plugin: Any = None
 
     @property
@@ -49,7 +57,7 @@ class BoundedLima2Plugin:
         return self._plugin
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name in ("entry", "timeout_s", "failures"):
+        if name.startswith("_") or name in ("entry", "timeout_s", "failures", "builds"):
             raise AttributeError(name)
         return getattr(self.plugin, name)
 
@@ -59,17 +67,46 @@ class BoundedLima2Plugin:
         why = self._unreachable(where)
         if why:
             raise ConductorUnreachable(f"Lima2 conductor {where[0]}:{where[1]} {why}")
-        return within(BUILD_TIMEOUT_S, self.plugin.stream_cls, event_stream)
+        try:
+            return within(BUILD_TIMEOUT_S, self.plugin.stream_cls, event_stream,
+                          started=lambda thread: self._started(where, thread))
+        except BuildTimeout:
+            why = f"did not let the Lima2 stream be built within {BUILD_TIMEOUT_S:g} s"
+            self._failed(where, why)
+            raise ConductorUnreachable(f"Lima2 conductor {where[0]}:{where[1]} {why}") from None
+
+    def _building(self, where: tuple[str, int]) -> str | None:
+        """Why no stream may be built now: an earlier build for this conductor is still stuck."""
+        thread = self.builds.get(where)
+        if thread is not None and thread.is_alive():
+            return "is still building an earlier Lima2 stream (its call has not returned)"
+        return None
+
+    def _started(self, where: tuple[str, int], thread: threading.Thread) -> None:
+        """Register a build thread, refused if another one for this conductor is still alive."""
+        with self._lock:
+            why = self._building(where)
+            if why:
+                raise ConductorUnreachable(f"Lima2 conductor {where[0]}:{where[1]} {why}")
+            self.builds[where] = thread
+            thread.start()
+
+    def _failed(self, where: tuple[str, int], why: str) -> None:
+        self.failures[where] = (time.monotonic(), why)
+        log.warning("Lima2 conductor %s:%d: %s", where[0], where[1], why)
 
     def _unreachable(self, where: tuple[str, int]) -> str | None:
-        """Why the conductor cannot be used (None: it answered), remembered for a while."""
+        """Why the conductor cannot be used (None: it answered), remembered for a while; a build
+        for it still stuck is a reason too (not asked then)."""
         failed_at, why = self.failures.get(where, (0.0, ""))
         if why and time.monotonic() - failed_at < FAILURE_MEMORY_S:
             return why
+        building = self._building(where)
+        if building:
+            return building
         why = ask_version(where[0], where[1], self.timeout_s)
         if why:
-            self.failures[where] = (time.monotonic(), why)
-            log.warning("Lima2 conductor %s:%d %s", where[0], where[1], why)
+            self._failed(where, why)
         else:
             self.failures.pop(where, None)
         return why
@@ -92,8 +129,9 @@ def ask_version(host: str, port: int, timeout_s: float) -> str | None:
     return None if status == 200 else f"answered HTTP {status}"
 
 
-def within(timeout_s: float, make: Any, *args: Any) -> Any:
-    """make(*args) in a thread, given up after timeout_s (the thread is left to end on its own)."""
+def within(timeout_s: float, make: Any, *args: Any, started: Any = None) -> Any:
+    """make(*args) in a thread, given up after timeout_s (the thread is left to end on its own);
+    `started(thread)`, if given, starts the thread (and may refuse to, by raising)."""
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -103,10 +141,13 @@ def within(timeout_s: float, make: Any, *args: Any) -> Any:
             box["error"] = e
 
     thread = threading.Thread(target=run, name="lima2-stream", daemon=True)
-    thread.start()
+    if started is None:
+        thread.start()
+    else:
+        started(thread)
     thread.join(timeout_s)
     if thread.is_alive():
-        raise ConductorUnreachable(f"the Lima2 stream was not built within {timeout_s:g} s")
+        raise BuildTimeout(f"not done within {timeout_s:g} s")
     if "error" in box:
         raise box["error"]
     return box["value"]
