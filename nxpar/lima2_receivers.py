@@ -9,9 +9,14 @@ frames dealt round robin between receivers (`ordering[i % R]`, nxpar takes `orde
 lima2's `RoundRobin`), `nb_frames_per_file` frames a file.
 
 Neither the number of receivers nor the frames per file are in the stream info, so both are
-learnt from the disk: R = the receivers whose first file exists; frames per file = the rows of a
-file its receiver has closed (its next file exists). Rank 0 uses `Lima2Receivers` to place frames
-(`pieces`) and to count the frames in closed files; the writer ranks read pieces (`read_pieces`).
+learnt from the disk: R = the receivers whose first file exists; frames per file = the most rows
+a file its receiver has closed (its next file exists) holds. A closed file counts as complete only
+once it holds that many rows (the next file may be opened before the last rows are flushed): frames
+are never reported from a file that is not complete. Once frames are copied by that placement
+(`fix`), R and the frames per file never change again: a disk that contradicts them (a receiver's
+first file appearing late, a file holding more rows) makes the placement `broken`. Rank 0 uses
+`Lima2Receivers` to place frames (`pieces`) and to count the frames in complete files; the writer
+ranks read pieces (`read_pieces`).
 """
 from __future__ import annotations
 
@@ -22,9 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from .detector_files import rows_in
+from .steps import Piece
 
-# (absolute file path, dataset path, first index in the file, count, first row, row stride)
-Piece = tuple[str, str, int, int, int, int]
 MASTER_SUFFIX = "_master.h5"
 
 
@@ -39,6 +43,9 @@ class Lima2Receivers:
     receivers: int = 0  # 0: no receiver file seen yet
     per_file: int = 0  # 0: no file closed yet (each receiver's frames are all in its first file)
     files: list[int] = field(default_factory=list)  # files seen per receiver (numbered from 0)
+    complete: list[int] = field(default_factory=list)  # per receiver: leading files closed and holding per_file rows
+    fixed: bool = False  # frames were copied by this placement: receivers and per_file never change again
+    broken: str = ""  # why the disk contradicts the fixed placement ("" while it does not)
 
     @classmethod
     def from_master(cls, master: tuple[str, str], shape: Sequence[int]) -> "Lima2Receivers | None":
@@ -57,29 +64,61 @@ class Lima2Receivers:
         """A frame as the receivers store it: (C, H, W)."""
         return (1,) * (3 - len(self.frame_shape)) + self.frame_shape
 
+    def fix(self) -> None:
+        """Frames are about to be copied by this placement: keep R and the frames per file as they are."""
+        self.fixed = True
+
     def look(self) -> bool:
-        """Learn receivers, files and frames per file from the disk; True if anything changed."""
-        before = (self.receivers, self.per_file, list(self.files))
+        """Learn receivers, files, frames per file and complete files from the disk; True if
+        anything changed."""
+        before = (self.receivers, self.per_file, list(self.files), list(self.complete), self.broken)
         while os.path.exists(self.file(self.receivers, 0)):
+            if self.fixed:
+                self._break(f"receiver {self.receivers}'s first file appeared after frames were copied "
+                            f"assuming {self.receivers} receivers")
+                break
             self.receivers += 1
             self.files.append(1)
+            self.complete.append(0)
         for rcv in range(self.receivers):
             while os.path.exists(self.file(rcv, self.files[rcv])):
                 self.files[rcv] += 1
-        if not self.per_file:
-            closed = [rcv for rcv in range(self.receivers) if self.files[rcv] > 1]
-            self.per_file = rows_in(self.file(closed[0], 0), self.dataset) if closed else 0
-        return before != (self.receivers, self.per_file, self.files)
+        while not self._check_closed_files():  # per_file learnt again: every closed file checked again
+            self.complete = [0] * self.receivers
+        return before != (self.receivers, self.per_file, self.files, self.complete, self.broken)
+
+    def _check_closed_files(self) -> bool:
+        """Count the closed files that hold per_file rows (False: per_file was learnt again)."""
+        for rcv in range(self.receivers):
+            while self.complete[rcv] < self.files[rcv] - 1:  # a closed file not known complete yet
+                rows = rows_in(self.file(rcv, self.complete[rcv]), self.dataset)
+                if rows > self.per_file and not self.fixed:
+                    self.per_file = rows
+                    return False
+                if self.fixed and (rows > self.per_file or not self.per_file):  # the placement copied by is wrong
+                    self._break(f"{os.path.basename(self.file(rcv, self.complete[rcv]))} holds {rows} frames, "
+                                f"frames were copied assuming {self.per_file or 'one file'} per file")
+                    return True
+                if rows < self.per_file or not self.per_file:  # its last rows not there yet: not available
+                    break
+                self.complete[rcv] += 1
+        return True
+
+    def _break(self, why: str) -> None:
+        self.broken = self.broken or why
 
     def closed_frames(self) -> int:
-        """Frames 0..n-1 that are all in files their receivers have closed."""
+        """Frames 0..n-1 that are all in complete files (closed by their receivers, per_file rows)."""
         if not self.receivers or not self.per_file:
             return 0
         r = self.receivers
-        return min(rcv + r * (self.files[rcv] - 1) * self.per_file for rcv in range(r))
+        return min(rcv + r * self.complete[rcv] * self.per_file for rcv in range(r))
 
     def frames_in_files(self, frames: int) -> bool:
-        """After the acquisition: the receivers' last files hold all of frames 0..frames-1."""
+        """After the acquisition: the receivers' files hold all of frames 0..frames-1 where this
+        placement puts them (never with a broken placement)."""
+        if self.broken:
+            return False
         if not self.receivers:
             return frames == 0
         for rcv in range(self.receivers):
@@ -89,8 +128,12 @@ class Lima2Receivers:
         return True
 
     def _rows_on_disk(self, rcv: int) -> int:
-        last = self.files[rcv] - 1
-        return (last * self.per_file if last else 0) + rows_in(self.file(rcv, last), self.dataset)
+        """A receiver's frames on disk without a gap: its complete files, then the rows of the next."""
+        done = self.complete[rcv]
+        if done >= self.files[rcv]:
+            return done * self.per_file
+        rows = rows_in(self.file(rcv, done), self.dataset)
+        return done * self.per_file + (min(rows, self.per_file) if self.per_file else rows)
 
     def pieces(self, start: int, stop: int) -> list[Piece]:
         """Frames [start, stop) as pieces of consecutive rows of one receiver's file (every R-th frame)."""
@@ -101,32 +144,35 @@ class Lima2Receivers:
             while j < end:
                 number, index = divmod(j, per_file) if per_file else (0, j)
                 count = min(per_file - index, end - j) if per_file else end - j
-                out.append((self.file(rcv, number), self.dataset, index, count, rcv + r * j, r))
+                out.append(Piece(self.file(rcv, number), self.dataset, index, count, rcv + r * j, r))
                 j += count
         return out
 
-
-    def master_agrees(self, master_path: str) -> bool:
-        """Does the master file's VDS put each receiver file's frames where the round robin in
-        receiver order put them (False also when it cannot be read)?"""
+    def master_agrees(self, master_path: str) -> bool | None:
+        """Does the master file's VDS put each receiver file's frames where this placement (the
+        receivers and frames per file fixed at the first copy) put them? None: cannot tell yet
+        (the master file or its dataset cannot be read)."""
         import h5py
 
         try:
             with h5py.File(master_path, "r", locking=False) as f:
                 plist = f[self.dataset].id.get_create_plist()
+                if plist.get_layout() != h5py.h5d.VIRTUAL:
+                    return False
                 mapped = [(plist.get_virtual_filename(i), _selected_rows(plist.get_virtual_vspace(i)))
                           for i in range(plist.get_virtual_count())]
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError):
+            return None
+        except ValueError:
             return False
-        per_file = self.per_file or max(len(frames) for _, frames in mapped) if mapped else 0
         for name, frames in mapped:
             rcv, number = _receiver_file(os.path.basename(name), self.prefix)
-            if rcv is None or rcv >= self.receivers or not frames:
+            if rcv is None or rcv >= self.receivers or not frames or number and not self.per_file:
                 return False
-            local = number * per_file
+            local = number * self.per_file
             if frames != [rcv + self.receivers * (local + k) for k in range(len(frames))]:
                 return False
-        return True
+        return bool(mapped)
 
 
 def _selected_rows(space) -> list[int]:

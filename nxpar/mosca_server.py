@@ -10,12 +10,26 @@ points the server holds (`available_points`), the writer ranks read their share 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 TIMEOUT_MS = 3000  # each call to the Mosca device
-_readers: dict[tuple[str, Any], Any] = {}  # (server url, acquisition id) → mosca-client Reader
+MAX_READERS = 16  # readers kept per process (the oldest dropped first)
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Which acquisition a Mosca server is read for: the scan, and Mosca's acquisition id. mosca-client's
+    Reader keeps the acquisition's metadata (detectors, spectrum size) and ignores the id for now,
+    so readers are kept per scan: a new scan never reads with an earlier scan's metadata."""
+
+    scan_key: str
+    acq_id: Any = None
+
+
+_readers: dict[tuple[str, Acquisition], Any] = {}  # (server url, acquisition) → mosca-client Reader
 
 
 def client_installed() -> bool:
@@ -26,40 +40,40 @@ def client_installed() -> bool:
     return True
 
 
-def _reader(url: str, acq_id: Any) -> Any:
-    """One mosca-client Reader per acquisition (it keeps the acquisition's metadata)."""
-    key = (url, acq_id)
+def _reader(url: str, acq: Acquisition) -> Any:
+    """One mosca-client Reader per server and acquisition (it keeps the acquisition's metadata)."""
+    key = (url, acq)
     if key not in _readers:
         from mosca_client.tango.readers import Reader
 
-        if len(_readers) > 16:
-            _readers.clear()
-        reader = Reader(url, acq_id)
+        while len(_readers) >= MAX_READERS:
+            _readers.pop(next(iter(_readers)))
+        reader = Reader(url, acq.acq_id)
         reader.proxy.set_timeout_millis(TIMEOUT_MS)
         _readers[key] = reader
     return _readers[key]
 
 
-def forget(url: str, acq_id: Any) -> None:
+def forget(url: str, acq: Acquisition) -> None:
     """Drop a reader whose server failed (the next call connects again)."""
-    _readers.pop((url, acq_id), None)
+    _readers.pop((url, acq), None)
 
 
-def available_points(url: str, acq_id: Any) -> int:
+def available_points(url: str, acq: Acquisition) -> int:
     """RANK 0: points the server holds for reading (raises if it cannot be asked)."""
     try:
-        return int(_reader(url, acq_id).n_available_points)
+        return int(_reader(url, acq).n_available_points)
     except Exception:
-        forget(url, acq_id)
+        forget(url, acq)
         raise
 
 
-def read_spectra(url: str, acq_id: Any, detector: int, lo: int, hi: int) -> np.ndarray:
+def read_spectra(url: str, acq: Acquisition, detector: int, lo: int, hi: int) -> np.ndarray:
     """WRITER RANKS: spectra [lo, hi) of one detector element, (hi - lo, spectrum size)."""
     try:
-        spectra = _reader(url, acq_id).read_spectra(lo, hi, read_detectors=[detector])
+        spectra = _reader(url, acq).read_spectra(lo, hi, read_detectors=[detector])
     except Exception:
-        forget(url, acq_id)
+        forget(url, acq)
         raise
     rows = np.asarray(spectra)[0]
     if rows.shape[0] != hi - lo:

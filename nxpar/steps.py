@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -131,14 +131,25 @@ class FileRunsSource:
     runs: list[tuple[str, str, int, int]]
 
 
+class Piece(NamedTuple):
+    """Frames of one Lima2 receiver's file: rows [index, index + count) of the file's dataset are
+    rows first, first + stride, … of the scan's dataset (see nxpar.lima2_receivers)."""
+
+    path: str  # absolute
+    dataset: str
+    index: int
+    count: int
+    first: int
+    stride: int
+
+
 @dataclass
 class FileStridedSource:
-    """Frames the writer ranks read from Lima2's receivers' files, dealt round robin: pieces of
-    (absolute path, dataset path, first index in the file, count, first row, row stride), rows
-    reshaped to `row_shape` (see nxpar.lima2_receivers)."""
+    """Frames the writer ranks read from Lima2's receivers' files, dealt round robin (pieces),
+    rows reshaped to `row_shape` (see nxpar.lima2_receivers)."""
 
     stream_name: str
-    pieces: list[tuple[str, str, int, int, int, int]]
+    pieces: list[Piece]
     row_shape: tuple[int, ...]
 
 
@@ -149,7 +160,7 @@ class MoscaServerSource:
 
     stream_name: str
     server_url: str
-    acq_id: Any
+    acq_id: Any  # a mosca_server.Acquisition: the scan and Mosca's acquisition id (readers are kept per scan)
     detector: int
 
 

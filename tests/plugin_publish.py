@@ -88,7 +88,12 @@ class Lima2Files:
     """Lima2's files for one frame channel, written as the receivers and the conductor write them:
     receivers' files `<det>_<source>_<rcv>_<NNNNN>.h5` ((n, C, H, W), bitshuffle-LZ4, frames dealt
     round robin, `per_file` frames a file, grown frame by frame, each file closed when full) during
-    the acquisition, and the master file's VDS (n,) + stream shape over them at the end."""
+    the acquisition, and the master file's VDS (n,) + stream shape over them at the end.
+
+    What a test may make the receivers do out of step: `write(..., hold=...)` keeps some
+    receivers' frames back (written by a later `write`: a receiver whose first file comes late),
+    `open_next(rcv)` creates a receiver's next file before its current one is full (a file that
+    looks closed, its next one being there, but does not hold all its frames yet)."""
 
     def __init__(self, directory: Path, det: str, source: str, stream_shape: tuple[int, ...], dtype: str = "uint16",
                  receivers: int = 2, per_file: int = 3, ordering: list[int] | None = None) -> None:
@@ -99,6 +104,7 @@ class Lima2Files:
         self.file_shape = (1,) * (3 - len(self.shape)) + self.shape
         self.receivers, self.per_file, self.written = receivers, per_file, 0
         self.ordering = ordering or list(range(receivers))  # lima2's RoundRobin: frame i to ordering[i % R]
+        self.local = [0] * receivers  # frames each receiver has written
 
     @property
     def master_file(self) -> tuple[str, str]:
@@ -107,19 +113,31 @@ class Lima2Files:
     def receiver_file(self, rcv: int, number: int) -> str:
         return f"{self.prefix}_{rcv}_{number:05d}.h5"
 
-    def write(self, frames: np.ndarray) -> None:
-        """Frames [written, len(frames)) appended to the receivers' files."""
-        for i in range(self.written, len(frames)):
+    def write(self, frames: np.ndarray, hold: tuple[int, ...] = ()) -> None:
+        """Those of `frames` not written yet appended to the receivers' files, but for the
+        receivers in `hold` (their frames wait for a later call)."""
+        for i in range(len(frames)):
             rcv, local = self.ordering[i % self.receivers], i // self.receivers
+            if rcv in hold or local < self.local[rcv]:
+                continue
             number, index = divmod(local, self.per_file)
             with h5py.File(self.directory / self.receiver_file(rcv, number), "a") as f:
-                d = f.get(self.data_path)
-                d = d if d is not None else f.create_dataset(
-                    self.data_path, shape=(0,) + self.file_shape, maxshape=(self.per_file,) + self.file_shape,
-                    dtype=self.dtype, chunks=(1,) + self.file_shape, **hdf5plugin.Bitshuffle(cname="lz4"))
+                d = self._dataset(f)
                 d.resize(index + 1, axis=0)
                 d[index] = frames[i].reshape(self.file_shape)
+            self.local[rcv] = local + 1
         self.written = max(self.written, len(frames))
+
+    def _dataset(self, f: h5py.File) -> h5py.Dataset:
+        d = f.get(self.data_path)
+        return d if d is not None else f.create_dataset(
+            self.data_path, shape=(0,) + self.file_shape, maxshape=(self.per_file,) + self.file_shape,
+            dtype=self.dtype, chunks=(1,) + self.file_shape, **hdf5plugin.Bitshuffle(cname="lz4"))
+
+    def open_next(self, rcv: int) -> None:
+        """The receiver's next file created (empty) while its current one may not be full yet."""
+        with h5py.File(self.directory / self.receiver_file(rcv, self.local[rcv] // self.per_file + 1), "a") as f:
+            self._dataset(f)
 
     def write_master(self) -> None:
         """The conductor's master file, once the acquisition has ended (lookup table complete)."""
@@ -298,3 +316,14 @@ class PluginScan:
         info["end_reason"] = "SUCCESS"
         self.scan.info = info
         self.scan.close()
+
+    def close_if_open(self) -> None:
+        """After a failed test: the scan closed, so that its stream sinks' threads end (else the
+        test process waits for them at exit)."""
+        if self.scan.state.name == "CLOSED":
+            return
+        for step in (self.scan.stop, self.scan.close):
+            try:
+                step()
+            except Exception:  # a test already failed: its own error is the one to see
+                pass

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..steps import ArraySpec, Node
+from ..steps import ArraySpec, Node, Piece
 from .chunking import fill_value
 
 
@@ -80,7 +80,7 @@ def lima2_vds_node(dataset_path: str, scan_file: str, info: Lima2Info, frames: i
 
 
 def lima2_receivers_vds_node(dataset_path: str, scan_file: str, info: Lima2Info, frames: int,
-                             pieces: list[tuple[str, str, int, int, int, int]]) -> Node:
+                             pieces: list[Piece]) -> Node:
     """The first `frames` frames straight from the receivers' files (relative paths, files not
     opened), while the master file does not exist yet: each piece is every R-th frame of the
     VDS from consecutive (1, C, H, W) rows of one file; frames not written yet read as the fill."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import mosca_server
@@ -33,6 +33,7 @@ log = logging.getLogger("nxpar.scan")
 
 RELINK_PERIOD_S = 1.0  # a growing Lima2/Mosca VDS is re-declared at most this often
 MASTER_CHECK_PERIOD_S = 1.0  # Lima2: how often rank 0 looks at the master and receivers' files
+SERVER_BACKOFF_S = 5.0  # a Mosca server that could not be asked is not asked again for this long
 
 
 @dataclass
@@ -53,7 +54,22 @@ class PluginChannel:
     linked_at: float = 0.0
     linked_state: tuple = ()  # Lima2: what the VDS declared last was made of
     checked_at: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    settled: bool = False  # Lima2, sealed: the files were looked at for the last time
+    complete: bool = False  # Lima2, settled: the master or the receivers' files hold every reported frame
+    copyable: int = 0  # Lima2 copies: frames that can be copied
+    order_checked: bool = False  # Lima2 copies: the master file was compared with the receivers' placement
+    closed: int = 0  # Mosca files: points in files Mosca closed
+
+
+@dataclass
+class ServerPoll:
+    """What one Mosca server said last (all the channels it serves share it)."""
+
+    points: int = 0
+    asked_round: int = -1  # the PluginStreams.refresh round it was asked in
+    asked_at: float = float("-inf")
+    failed_at: float = float("-inf")
+    error: str = ""  # why the last call failed ("" after an answer)
 
 
 class PluginStreams:
@@ -67,6 +83,9 @@ class PluginStreams:
         self.add_warning = warn
         self.channels: dict[str, PluginChannel] = {}
         self.warnings: dict[str, str] = {}
+        self.servers: dict[str, ServerPoll] = {}  # Mosca server url → its last answer
+        self.round = 0  # refresh rounds: a Mosca server is asked at most once a round
+        self.sealed_deadline: float | None = None  # Lima2: the one wait for master files after the seal
 
     def __contains__(self, name: str) -> bool:
         return name in self.channels
@@ -130,6 +149,7 @@ class PluginStreams:
         names = [n for n in self.channels if not streams[n].sealed]
         if not names:
             return
+        self.round += 1
         for n, (data, sealed) in self.scan_source.last_events(names).items():
             if data:
                 try:
@@ -163,41 +183,49 @@ class PluginStreams:
         p.sealed = sealed
 
     def _lima2_copyable(self, ch: PluginChannel, sealed: bool) -> int:
-        """Frames in receivers' files already closed during the scan; all reported frames once
-        the master or the receivers' files hold them after the end."""
+        """Frames in complete receivers' files during the scan; all reported frames once the master
+        or the receivers' files hold them after the end. A placement the disk contradicts after
+        copies began stops the copies until the master file comes."""
         self._lima2_files(ch, sealed)
-        if ch.master_ready or ch.extra.get("complete"):
-            ch.extra["copyable"] = ch.reported
-        elif ch.receivers is not None:
-            ch.extra["copyable"] = max(ch.extra.get("copyable", 0), min(ch.receivers.closed_frames(), ch.reported))
-        return ch.extra.get("copyable", 0)
+        rcv = ch.receivers
+        if ch.master_ready or ch.complete:
+            ch.copyable = ch.reported
+        elif rcv is not None and rcv.broken:
+            self._warn(ch.name, f"{ch.name}: {rcv.broken}: the first {ch.copyable} frames, copied during the scan, "
+                       "may be out of order; the others are copied from the Lima2 master file at the end")
+        elif rcv is not None:
+            ch.copyable = max(ch.copyable, min(rcv.closed_frames(), ch.reported))
+        if ch.master_ready and rcv is not None and rcv.fixed and not ch.order_checked:
+            self._check_round_robin(ch, sealed)
+        return ch.copyable
 
     def _lima2_files(self, ch: PluginChannel, sealed: bool) -> None:
         """Look at the master and receivers' files (at most every second during the scan). Once
-        sealed, wait up to WAIT_S for the master file (BLISS seals the stream after the conductor
-        closed the pipeline, which writes the master: it is normally there at once); without it the
-        receivers' files if they hold every reported frame, else a warning."""
+        sealed, wait for the master file until WAIT_S after the first seal of the scan (BLISS seals
+        the stream after the conductor closed the pipeline, which writes the master: it is normally
+        there at once); without it the receivers' files if they hold every reported frame, else a
+        warning."""
         assert ch.lima2 is not None and ch.lima2.master is not None
         now = time.monotonic()
-        if ch.master_ready or ch.extra.get("settled") or not sealed and now - ch.checked_at < MASTER_CHECK_PERIOD_S:
+        if ch.master_ready or ch.settled or not sealed and now - ch.checked_at < MASTER_CHECK_PERIOD_S:
             return
         if sealed and not ch.reported:  # no frame: nothing to wait for
-            ch.extra.update(settled=True, complete=True)
+            ch.settled = ch.complete = True
             return
-        deadline = now + (WAIT_S if sealed else 0.0)
+        if sealed and self.sealed_deadline is None:
+            self.sealed_deadline = now + WAIT_S
         while True:
             ch.checked_at = time.monotonic()
             ch.master_ready = bool(ch.reported) and lima2_master_ready(ch.lima2.master, ch.reported)
-            if ch.master_ready and ch.mode.copied and ch.extra.get("copyable") and ch.receivers is not None:
-                self._check_round_robin(ch)  # frames were copied from the receivers' files
             if ch.receivers is not None and not ch.master_ready:
                 ch.receivers.look()
             if not sealed:
                 return
-            if ch.master_ready or time.monotonic() > deadline:
-                complete = ch.master_ready or ch.receivers is not None and ch.receivers.frames_in_files(ch.reported)
-                ch.extra.update(settled=True, complete=complete)
-                if not complete:
+            assert self.sealed_deadline is not None
+            if ch.master_ready or time.monotonic() > self.sealed_deadline:
+                ch.settled = True
+                ch.complete = ch.master_ready or ch.receivers is not None and ch.receivers.frames_in_files(ch.reported)
+                if not ch.complete:
                     self._warn(ch.name, f"{ch.name}: neither the Lima2 master file {ch.lima2.master[0]} nor the "
                                f"receivers' files hold the {ch.reported} frames reported (waited {WAIT_S:g} s)")
                 return
@@ -216,33 +244,50 @@ class PluginStreams:
         now = time.monotonic()
         if now - ch.checked_at >= MASTER_CHECK_PERIOD_S / 4:
             ch.checked_at = now
-            ch.extra["closed"] = ch.mosca.closed_points(ch.reported)
-        return min(ch.extra.get("closed", 0), ch.reported)
+            ch.closed = ch.mosca.closed_points(ch.reported)
+        return min(ch.closed, ch.reported)
 
-    def _check_round_robin(self, ch: PluginChannel) -> None:
-        """Frames copied during the scan were placed by Lima2's round robin in receiver order: the
-        master file, which knows the real placement, must agree (else a warning: they may be out
-        of order, e.g. a detector that dispatches frames to receivers dynamically)."""
+    def _check_round_robin(self, ch: PluginChannel, sealed: bool) -> None:
+        """Frames copied from the receivers' files were placed by Lima2's round robin in receiver
+        order, with the receivers and frames per file fixed at the first copy: the master file,
+        which knows the real placement, must agree (else a warning: they may be out of order, e.g.
+        a detector that dispatches frames to receivers dynamically). A master file that cannot be
+        read yet is asked again at the next look."""
         assert ch.receivers is not None and ch.lima2 is not None and ch.lima2.master is not None
-        if not ch.receivers.master_agrees(ch.lima2.master[0]):
+        agrees = ch.receivers.master_agrees(ch.lima2.master[0])
+        ch.order_checked = agrees is not None or sealed
+        if agrees is None and sealed:
+            log.info("scan %s: %s: the Lima2 master file %s cannot be read: the placement of the frames copied "
+                     "during the scan was not checked", self.scan_source.info.get("name"), ch.name, ch.lima2.master[0])
+        elif agrees is False:
             self._warn(ch.name, f"{ch.name}: the Lima2 master file places frames otherwise than the round robin "
-                       f"assumed while copying the first {ch.extra['copyable']} frames during the scan: "
-                       "they may be out of order")
+                       f"assumed while copying frames from the receivers' files: they may be out of order")
 
     def _mosca_served(self, ch: PluginChannel, sealed: bool) -> int:
-        """Points the Mosca server holds (asked at most 4 times a second, and once more at the end);
-        a server that cannot be asked is a warning, the points it served so far stay written."""
+        """Points the Mosca server holds: each server asked at most once a refresh round (its
+        channels share the answer), at most 4 times a second, once more at the end; after a failure
+        not again for SERVER_BACKOFF_S. A server that cannot be asked is a warning, the points it
+        served so far stay written."""
+        m = ch.info["mosca_info"]
+        url = str(m["server_url"])
+        poll = self.servers.setdefault(url, ServerPoll())
         now = time.monotonic()
-        if sealed or now - ch.checked_at >= MASTER_CHECK_PERIOD_S / 4:
-            ch.checked_at = now
-            m = ch.info["mosca_info"]
+        due = sealed or now - poll.asked_at >= MASTER_CHECK_PERIOD_S / 4
+        if poll.asked_round != self.round and due and now - poll.failed_at >= SERVER_BACKOFF_S:
+            poll.asked_round, poll.asked_at = self.round, now
             try:
-                ch.extra["served"] = mosca_server.available_points(str(m["server_url"]), m.get("acq_id"))
-            except Exception as e:  # DevFailed and whatever the client raises: this channel only
-                log.info("Mosca server %s: %s", m["server_url"], e)
-                self._warn(ch.name, f"{ch.name}: the Mosca server {m['server_url']} cannot be read "
-                           f"({type(e).__name__}): spectra from there on not written")
-        return min(ch.extra.get("served", 0), ch.reported)
+                poll.points = max(poll.points, mosca_server.available_points(url, self._acquisition(ch)))
+                poll.error = ""
+            except Exception as e:  # DevFailed and whatever the client raises: this server only
+                log.info("Mosca server %s: %s", url, e)
+                poll.failed_at, poll.error = time.monotonic(), type(e).__name__
+        if poll.error:
+            self._warn(ch.name, f"{ch.name}: the Mosca server {url} cannot be read "
+                       f"({poll.error}): spectra from there on not written")
+        return min(poll.points, ch.reported)
+
+    def _acquisition(self, ch: PluginChannel) -> mosca_server.Acquisition:
+        return mosca_server.Acquisition(self.scan_source.key, ch.info["mosca_info"].get("acq_id"))
 
     # -- links during the scan (ScanWriter._stream) ------------------------------------------------
     def link(self, plan: PluginPlan, streams: dict[str, "StreamProgress"]) -> bool:
@@ -299,11 +344,12 @@ class PluginStreams:
         if ch.lima2 is not None:
             assert ch.lima2.master is not None
             if not ch.master_ready and ch.receivers is not None:  # frames dealt round robin
+                ch.receivers.fix()  # copied by this placement: it must not change any more
                 return st.FileStridedSource(p.name, ch.receivers.pieces(p.submitted, stop), ch.lima2.shape)
             runs = [(ch.lima2.master[0], ch.lima2.master[1], p.submitted, stop - p.submitted)]
         elif ch.mode == PluginMode.MOSCA_SERVER:
-            m = ch.info["mosca_info"]
-            return st.MoscaServerSource(p.name, str(m["server_url"]), m.get("acq_id"), int(ch.info["detector"]))
+            url = str(ch.info["mosca_info"]["server_url"])
+            return st.MoscaServerSource(p.name, url, self._acquisition(ch), int(ch.info["detector"]))
         else:
             assert ch.mosca is not None
             runs = ch.mosca.runs(p.submitted, stop)
