@@ -96,8 +96,9 @@ class Lima2Receivers:
                     self.per_file = rows
                     return False
                 if self.fixed and (rows > self.per_file or not self.per_file):  # the placement copied by is wrong
+                    assumed = f"{self.per_file} per file" if self.per_file else "each receiver's in its first file"
                     self._break(f"{os.path.basename(self.file(rcv, self.complete[rcv]))} holds {rows} frames, "
-                                f"frames were copied assuming {self.per_file or 'one file'} per file")
+                                f"frames were copied assuming {assumed}")
                     return True
                 if rows < self.per_file or not self.per_file:  # its last rows not there yet: not available
                     break

@@ -10,6 +10,7 @@ points the server holds (`available_points`), the writer ranks read their share 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ class Acquisition:
 
 
 _readers: dict[tuple[str, Acquisition], Any] = {}  # (server url, acquisition) → mosca-client Reader
+_readers_lock = threading.Lock()  # rank 0 asks from several scan threads
 
 
 def client_installed() -> bool:
@@ -43,15 +45,17 @@ def client_installed() -> bool:
 def _reader(url: str, acq: Acquisition) -> Any:
     """One mosca-client Reader per server and acquisition (it keeps the acquisition's metadata)."""
     key = (url, acq)
-    if key not in _readers:
+    reader = _readers.get(key)
+    if reader is None:
         from mosca_client.tango.readers import Reader
 
-        while len(_readers) >= MAX_READERS:
-            _readers.pop(next(iter(_readers)))
         reader = Reader(url, acq.acq_id)
-        reader.proxy.set_timeout_millis(TIMEOUT_MS)
-        _readers[key] = reader
-    return _readers[key]
+        reader.proxy.set_timeout_millis(TIMEOUT_MS)  # connects: not under the lock
+        with _readers_lock:
+            while len(_readers) >= MAX_READERS:
+                _readers.pop(next(iter(_readers)))
+            _readers[key] = reader
+    return reader
 
 
 def forget(url: str, acq: Acquisition) -> None:
