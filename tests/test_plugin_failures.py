@@ -14,17 +14,21 @@ import pytest
 
 from launch.simulate import realistic_frames
 from tests.helpers import wait_scan_done, wait_scan_exists
+from tests.mapping_client import MappingClient
 
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
 
 from tests.mosca_standin import spectra as served_spectra  # noqa: E402
 from tests.plugin_publish import (ConductorVersion, Lima2Files, MoscaStandInServer, PluginScan,  # noqa: E402
-                                  service_env)
-from tests.test_plugin_streams import wait_for, wait_frames  # noqa: E402
+                                  service_env, write_mosca_files)
+from tests.test_blisswriter import register_cli  # noqa: E402
+from tests.test_mapping_route_plugins import MappedPluginScan, warnings_of  # noqa: E402
+from tests.test_plugin_streams import spectra, wait_for, wait_frames  # noqa: E402
 
 SPECTRUM = 64
 SESSION = "plugfail"  # a service of its own: scans are keyed by name on the device
+MAPPED = "mapplugfail"  # BLISS's "mapping" route: a BlissWriter in a service of its own
 
 
 def writer(services):
@@ -118,4 +122,53 @@ def test_an_unreadable_lima2_receiver_file_is_a_warning_not_a_fault(services, st
         e = f["32.1"]
         np.testing.assert_array_equal(e["instrument/eiger/frame"][()], frames[:4])
         np.testing.assert_array_equal(e["measurement/elapsed_time"][()], np.arange(10) * 0.1)
+        assert e["writer/status"][()] == b"SUCCEEDED"
+
+
+@pytest.fixture(scope="module")
+def bliss_writer(stack):
+    """A BlissWriter device for MAPPED (plugins installed), in a service of its own."""
+    instance = f"w_{MAPPED}"
+    name = register_cli(MAPPED, "--class", "BlissWriter", "--instance", instance, "--domain", "id00",
+                        "--redis-url", stack.env["REDIS_DATA_URL"])
+    stack.start_service(instance, 3, "INFO", extra_env=service_env(plugins=True))
+    try:
+        yield stack.wait_device(name)
+    finally:
+        stack.stop_service(instance)
+
+
+def test_mapped_mosca_file_unreadable_is_a_warning_in_getwarning(bliss_writer, stack, data_dir):
+    """The "mapping" route: Mosca spectra copied from Mosca's files; the second file is truncated
+    when the writers read it: the warning naming the channel in GetWarning (BLISS logs it and goes
+    on), the spectra of the first file written, the other channels complete, the scan OFF."""
+    scan_dir = data_dir / "scan0033"
+    data = spectra(2, 9, seed=33)
+    saving = write_mosca_files(scan_dir, "fx", data, [0, 3], per_file=4, files=2)  # file 0 closed: points 0..3
+    filename = str(data_dir / "mapped_mosca_unreadable.h5")
+    pub = MappedPluginScan(stack.env["REDIS_DATA_URL"], MAPPED, filename, 33, 9,
+                           mosca={0: {"size": SPECTRUM, "saving": saving}}).create()
+    client = MappingClient(MAPPED)
+    client.prepare(pub.scan.key)
+    pub.prepare_start()
+    pub.points(0, 9)
+    pub.mosca_status(7, 7)
+    wait_frames(filename, "33.1/instrument/fx_det0/spectrum", data[0, :4])
+    broken = scan_dir / "fx_spectra_0001.h5"
+    os.truncate(broken, os.path.getsize(broken) // 2)  # points 4..7: a file not really closed
+    write_mosca_files(scan_dir, "fx", data, [0, 3], per_file=4, first_file=2)  # file 1 closed now
+    pub.mosca_status(8, 8)
+    wait_for("the warning in GetWarning", lambda: any(
+        "fx:spectrum:spec_det00" in w and "could not be read by the writers" in w
+        for w in warnings_of(bliss_writer, pub.scan.key)), timeout=20)
+    client.check()  # BLISS logs the warning and goes on (a FAULT would raise)
+    assert any("fx:spectrum:spec_det00" in w for w in client.logged_warnings)
+    pub.stop_close()
+    client.finalize()
+    assert wait_scan_done(bliss_writer, pub.scan.key) == "OFF", bliss_writer.scan_state_reason(pub.scan.key)
+    with h5py.File(filename, "r", locking=False) as f:
+        e = f["33.1"]
+        np.testing.assert_array_equal(e["instrument/fx_det0/spectrum"][()], data[0, :4])
+        np.testing.assert_array_equal(e["instrument/fx_det0/trigger_count_rate"][()], 1000.0 + np.arange(9))
+        np.testing.assert_array_equal(e["diode"][()], 2.0 * np.arange(9))
         assert e["writer/status"][()] == b"SUCCEEDED"
