@@ -53,12 +53,17 @@ class CollectiveTimeout(RuntimeError):
 
 def sleepy_allreduce_max(comm: MPI.Intracomm, value: int, timeout: float | None = None) -> int:
     """COLLECTIVE: max of `value` over `comm`, sleep-polled (ranks done early give the CPU to the others)."""
+    return sleepy_allreduce_max_all(comm, [value], timeout)[0]
+
+
+def sleepy_allreduce_max_all(comm: MPI.Intracomm, values: list[int], timeout: float | None = None) -> list[int]:
+    """COLLECTIVE: element-wise max of `values` (the same length on every rank) over `comm`, sleep-polled."""
     import time
 
     import numpy as np
 
-    send = np.array([value], dtype=np.int64)
-    recv = np.zeros(1, dtype=np.int64)
+    send = np.array(values, dtype=np.int64)
+    recv = np.zeros(len(values), dtype=np.int64)
     req = comm.Iallreduce(send, recv, op=MPI.MAX)
     deadline = None if timeout is None else time.monotonic() + timeout
     sleep_s = POLL_MIN_S
@@ -66,4 +71,4 @@ def sleepy_allreduce_max(comm: MPI.Intracomm, value: int, timeout: float | None 
         if deadline is not None and time.monotonic() > deadline:
             raise CollectiveTimeout(f"the other ranks did not answer within {timeout:.0f} s")
         sleep_s = backoff(sleep_s)
-    return int(recv[0])
+    return [int(v) for v in recv]

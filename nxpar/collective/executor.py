@@ -3,7 +3,9 @@
 Every public method here is collective over `comm` (the writer communicator): each writer rank
 must call it with the same step, in the same order. Work that can fail on one rank only
 (reading Redis, creating directories) happens first and is followed by an agreement
-(`_agree`), so that no rank enters a collective HDF5 call that another rank skips.
+(`_agree`), so that no rank enters a collective HDF5 call that another rank skips. A WriteBatch
+whose Lima2 / Mosca rows cannot be read skips those writes on every rank and says which in its
+result (`share_reads.py`): the scan goes on without that channel.
 """
 from __future__ import annotations
 
@@ -19,14 +21,11 @@ from mpi4py import MPI
 from .. import steps as st
 from ..compression import filter_kwargs
 from ..disk import free_bytes
-from ..mpi_roles import sleepy_allreduce_max
-from ..lima_files import read_frames
-from ..detector_files import read_runs
-from ..lima2_receivers import read_pieces
-from ..mosca_server import read_spectra
+from ..mpi_roles import sleepy_allreduce_max_all
 from . import layout
 from .file_access import open_collective
 from .redis_reader import StreamReader
+from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
 from .tree import apply_nodes, set_root_attrs
 
 log = logging.getLogger("nxpar.collective")
@@ -52,12 +51,6 @@ def share_of_rows(start: int, stop: int, chunk_rows: int, rank: int, size: int) 
     if hi <= lo:
         return start, start
     return max(start, lo * chunk_rows), min(stop, hi * chunk_rows)
-
-
-def _redis_reads(writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list[tuple]:
-    """(index, source, lo, hi) of the writes whose share on this rank is read from Redis."""
-    return [(i, w.source, lo, hi) for i, (w, (lo, hi)) in enumerate(zip(writes, shares))
-            if hi > lo and isinstance(w.source, st.StreamSource)]
 
 
 def _needs_collective(spec: st.ArraySpec, dset: h5py.Dataset) -> bool:
@@ -88,11 +81,14 @@ class CollectiveExecutor:
         self.open_files: dict[str, SharedFile] = {}  # real path -> handle
         self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.datasets: dict[tuple[str, str], h5py.Dataset] = {}  # (scan id, path) -> open row dataset
+        # scan id -> {stream: reason}: Lima2 / Mosca channels whose rows could not be read (agreed:
+        # the same on every rank); their later writes in the scan are skipped too
+        self.given_up: dict[str, dict[str, str]] = {}
         self.reader = StreamReader()
         # LOCAL: the next step if it has already arrived (the worker loop's peek), for prefetching its reads
         self.peek_next: Callable[[], Any] = lambda: None
         self.prefetch = os.environ.get("NXPAR_PREFETCH", "1") != "0"
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        self._handlers: dict[type, Callable[[Any], Any]] = {
             st.OpenFile: self._open_file,
             st.Tree: self._tree,
             st.WriteBatch: self._write_batch,
@@ -103,22 +99,26 @@ class CollectiveExecutor:
         }
 
     # -- agreement --------------------------------------------------------------------------
-    def _agree(self, error: str) -> None:
-        """Collective: raise StepFailed on every rank if any rank had an error."""
-        if not sleepy_allreduce_max(self.comm, 1 if error else 0):
-            return
+    def _agree(self, error: str, flags: list[int] | None = None) -> list[int]:
+        """Collective: raise StepFailed on every rank if any rank had an error; else the max over
+        the ranks of each of `flags` (the same length on every rank), in the same reduction."""
+        agreed = sleepy_allreduce_max_all(self.comm, [1 if error else 0] + list(flags or []))
+        if not agreed[0]:
+            return agreed[1:]
         errors = self.comm.allgather(error)
         failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
         if failed:
             raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else
                              next(e for e in errors if e))
+        return agreed[1:]
 
-    def execute(self, step: Any) -> None:
-        """COLLECTIVE: apply one step (every writer rank the same step, in the same order)."""
+    def execute(self, step: Any) -> Any:
+        """COLLECTIVE: apply one step (every writer rank the same step, in the same order); the
+        step's result value (a WriteBatch: {stream: reason} of the channels not written)."""
         handler = self._handlers.get(type(step))
         if handler is None:
             raise StepFailed(f"unknown step {type(step).__name__}")
-        handler(step)
+        return handler(step)
 
     # -- steps -------------------------------------------------------------------------------
     def _open_file(self, step: st.OpenFile) -> None:
@@ -173,21 +173,32 @@ class CollectiveExecutor:
             self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
         apply_nodes(self._file(step.scan_id), step.nodes)
 
-    def _write_batch(self, step: st.WriteBatch) -> None:
+    def _write_batch(self, step: st.WriteBatch) -> dict[str, str]:
         """Each rank reads its share of every write (one pipelined Redis round trip), all ranks
-        agree once (read errors, free space), then each dataset is written collectively in turn."""
+        agree once (read errors, free space, which Lima2 / Mosca writes could not be read), then
+        each dataset is written collectively in turn; {stream: reason} of the channels given up.
+
+        A Lima2 / Mosca write that failed on any rank is skipped on every rank (no resize, no
+        write), and so are the later writes of its channel in this scan (`given_up`)."""
         f = self._file(step.scan_id)
+        given_up = self.given_up.setdefault(step.scan_id, {})
         shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
-                  for w in step.writes]
-        error, rows = "", [None] * len(step.writes)
+                  if w.source.stream_name not in given_up else (w.start, w.start) for w in step.writes]
+        error, rows, failed = "", [None] * len(step.writes), {}
         try:
-            rows = self._read_shares(step.writes, shares)
+            rows, failed = read_shares(self.reader, step.writes, shares)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
         self._prefetch_next()
-        self._agree(error or self._space_error(step.scan_id, step.nbytes))
+        flags = self._agree(error or self._space_error(step.scan_id, step.nbytes),
+                            failure_flags(failed, len(step.writes)))
+        for i, reason in agreed_failures(self.comm, failed, flags).items():
+            given_up.setdefault(step.writes[i].source.stream_name, reason)
         for write, (lo, _), raw in zip(step.writes, shares, rows):
-            self._write_rows(step.scan_id, f, write, lo, raw)
+            if write.source.stream_name not in given_up:
+                self._write_rows(step.scan_id, f, write, lo, raw)
+        return {w.source.stream_name: given_up[w.source.stream_name] for w in step.writes
+                if w.source.stream_name in given_up}
 
     def _prefetch_next(self) -> None:
         """LOCAL (no collective): if the next step is already here and writes rows, send this rank's
@@ -197,32 +208,9 @@ class CollectiveExecutor:
             if isinstance(step, st.WriteBatch) and step.scan_id in self.scan_files:
                 shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
                           for w in step.writes]
-                self.reader.prefetch([r[1:] for r in _redis_reads(step.writes, shares)])
+                self.reader.prefetch([r[1:] for r in redis_reads(step.writes, shares)])
         except Exception as e:
             log.debug("prefetch skipped: %s", e)
-
-    def _read_shares(self, writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> list:
-        """This rank's rows of each write (None where its share is empty), shaped as rows."""
-        redis_reads = _redis_reads(writes, shares)
-        rows: list = [None] * len(writes)
-        for (i, *_), raw in zip(redis_reads, self.reader.read_many([r[1:] for r in redis_reads])):
-            rows[i] = raw
-        for i, (w, (lo, hi)) in enumerate(zip(writes, shares)):
-            if hi > lo and isinstance(w.source, st.FileFramesSource):
-                rows[i] = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
-            elif hi > lo and isinstance(w.source, st.FileRunsSource):  # Lima2 / Mosca files
-                rows[i] = read_runs(w.source.runs, w.source.first_row, lo, hi)
-            elif hi > lo and isinstance(w.source, st.FileStridedSource):  # Lima2 receivers' files
-                rows[i] = read_pieces(w.source.pieces, lo, hi, w.source.row_shape, w.spec.dtype)
-            elif hi > lo and isinstance(w.source, st.MoscaServerSource):  # spectra Mosca does not save
-                s = w.source
-                rows[i] = read_spectra(s.server_url, s.acq_id, s.detector, lo, hi)
-            if rows[i] is not None and not w.spec.variable:
-                try:
-                    rows[i] = layout.as_rows(rows[i], w.spec)
-                except Exception as e:
-                    raise RuntimeError(f"{w.source.stream_name}[{lo}:{hi}]: {e}") from e
-        return rows
 
     def _write_rows(self, scan_id: str, f: h5py.File, write: st.WriteRows, lo: int, raw) -> None:
         """COLLECTIVE: create/resize the dataset, then each rank writes its rows."""
@@ -266,6 +254,7 @@ class CollectiveExecutor:
 
     def _close_file(self, step: st.CloseFile) -> None:
         key = self.scan_files.pop(step.scan_id, None)
+        self.given_up.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
         self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
         if key is None:

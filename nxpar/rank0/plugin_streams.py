@@ -146,7 +146,7 @@ class PluginStreams:
     # -- progress (ScanWriter._refresh_lengths) ------------------------------------------------
     def refresh(self, streams: dict[str, "StreamProgress"]) -> None:
         """One pipelined round trip: the last event (and seal) of every unsealed plugin stream."""
-        names = [n for n in self.channels if not streams[n].sealed]
+        names = [n for n in self.channels if not streams[n].sealed and not streams[n].given_up]
         if not names:
             return
         self.round += 1
@@ -354,6 +354,12 @@ class PluginStreams:
             assert ch.mosca is not None
             runs = ch.mosca.runs(p.submitted, stop)
         return st.FileRunsSource(p.name, p.submitted, runs)
+
+    def write_failed(self, name: str, start: int, stop: int, reason: str) -> None:
+        """The writer ranks could not read points [start, stop) of a copied channel (RowWrites has
+        given it up): a warning, the points before stay written, the scan goes on."""
+        self._warn(name, f"{name}: points {start}..{stop - 1} could not be read by the writers ({reason}): "
+                   f"points from {start} on not written")
 
     # -- finalisation (ScanWriter._finalise) ------------------------------------------------------
     def final_nodes(self, plan: PluginPlan, streams: dict[str, "StreamProgress"]) -> list[st.Node]:

@@ -3,7 +3,10 @@
 `rows_due` cuts a stream's pending rows by bytes and time; `RowWrites` gathers the due rows of all
 streams of a scan into one `WriteBatch`, keeps at most MAX_INFLIGHT batches of the scan pending
 and accounts for them in order (a failed one raises StepError). Nothing is buffered here: rows
-stay in Redis until a writer rank reads them.
+stay in Redis until a writer rank reads them. A completed batch may name Lima2 / Mosca channels
+the writers could not read (its result value, collective/share_reads.py): their rows are not
+counted as written, the stream is given up (done: the scan does not wait for it) and `on_failed`
+says so (a warning, never a FAULT).
 """
 from __future__ import annotations
 
@@ -36,10 +39,11 @@ class StreamProgress:
     reported: int = 0  # lima_copy: frames Lima reported (available = frames saved in closed files)
     linked: bool = False  # groups/links of its dataset written
     last_write: float = field(default_factory=time.monotonic)
+    given_up: bool = False  # Lima2 / Mosca: the writers could not read its rows; no more writes
 
     @property
     def done(self) -> bool:
-        return self.sealed and self.submitted >= self.available
+        return self.given_up or self.sealed and self.submitted >= self.available
 
 
 def rows_due(submitted: int, available: int, rows_per_chunk: int, row_nbytes: int, budget_bytes: int,
@@ -69,11 +73,14 @@ class RowWrites:
     """The row-writing steps of one scan: sized by bytes and time, at most MAX_INFLIGHT pending."""
 
     def __init__(self, scan_key: str, submit: Callable[[st.WriteBatch], Future], nwriters: int,
-                 tuning: Tuning) -> None:
+                 tuning: Tuning, on_failed: Callable[[str, int, int, str], None] | None = None) -> None:
+        """on_failed(stream, start, stop, reason): rows [start, stop) of a stream could not be read
+        by the writers, the stream is given up."""
         self.scan_key = scan_key
         self.submit = submit
         self.nwriters = nwriters
         self.tuning = tuning
+        self.on_failed = on_failed
         self.bytes_written = 0
         self._inflight: collections.deque[tuple[list[StreamProgress], st.WriteBatch, Future]] = collections.deque()
 
@@ -95,7 +102,7 @@ class RowWrites:
         now = time.monotonic()
         writes: list[tuple[StreamProgress, st.WriteRows]] = []
         for p in sorted(streams, key=lambda p: p.last_write):
-            if p.kind not in ROW_KINDS or p.available <= p.submitted or budget <= 0:
+            if p.kind not in ROW_KINDS or p.given_up or p.available <= p.submitted or budget <= 0:
                 continue
             if p.spec is None:
                 p.spec = spec_of(p)
@@ -127,10 +134,22 @@ class RowWrites:
             result: st.StepResult = future.result()
             if not result.ok:
                 raise StepError(result.error)
+            not_written = result.value if isinstance(result.value, dict) else {}
             for p, write in zip(progress, batch.writes):
-                p.written = write.stop
-            self.bytes_written += batch.nbytes
+                if p.name in not_written:
+                    self._give_up(p, write, str(not_written[p.name]))
+                elif not p.given_up:  # rows after a hole are not counted (nor written: the writers skip them)
+                    p.written = write.stop
+                    self.bytes_written += write.nbytes
             wait_oldest = False
+
+    def _give_up(self, p: StreamProgress, write: st.WriteRows, reason: str) -> None:
+        """The writers could not read these rows: none of them counts, the stream gets no more writes."""
+        if p.given_up:
+            return
+        p.given_up = True
+        if self.on_failed is not None:
+            self.on_failed(p.name, write.start, write.stop, reason)
 
     def wait_all(self, ignore_errors: bool = False) -> None:
         """Until every pending row write completed (after a failure: ignoring theirs, keeping the rest)."""

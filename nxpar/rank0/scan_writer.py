@@ -67,13 +67,13 @@ class ScanWriter:
         self.plan: FilePlan | None = None
         self.streams: dict[str, StreamProgress] = {}
         self.lima_infos: dict[str, dict] = {}
-        self.rows = RowWrites(self.key, channel.submit, channel.nwriters, self.tuning)
         self.warning = ""
         self.timeline: dict[str, float] = {}
         self._stop = threading.Event()
         self._killed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"scan-{self.name}", daemon=True)
         self.plugins = PluginStreams(source, channel, self._add_warning)  # Lima2 / Mosca channels
+        self.rows = RowWrites(self.key, channel.submit, channel.nwriters, self.tuning, self.plugins.write_failed)
         self._follow = {StreamKind.LIMA: self._follow_references, StreamKind.SCAN: self._follow_references,
                         StreamKind.LIMA_COPY: self._follow_lima_copy}
 
@@ -124,7 +124,7 @@ class ScanWriter:
 
     def backlog_bytes(self) -> int:
         return sum((p.available - p.written) * p.spec.row_nbytes for p in self.streams.values()
-                   if p.spec is not None)
+                   if p.spec is not None and not p.given_up)
 
     def published(self) -> int:
         return max((p.available for p in self.streams.values()), default=0)

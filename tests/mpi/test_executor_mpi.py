@@ -148,3 +148,44 @@ def test_every_step_type_has_a_handler_and_unknown_ones_fail_everywhere(executor
     assert set(executor._handlers) == steps
     with pytest.raises(StepFailed, match="unknown step"):
         executor.execute(st.StepResult(True))
+
+
+def runs_write(runs: list[tuple[str, str, int, int]], start: int, stop: int) -> st.WriteRows:
+    """Lima2 frames (a plugin source: read errors cost this write only) from runs of HDF5 files."""
+    spec = st.ArraySpec(path="/1.1/instrument/eiger/frame", dtype="uint16", detector_shape=FRAME,
+                        chunks=(2,) + FRAME, compression="gzip", fillvalue=0)
+    return st.WriteRows(spec, st.FileRunsSource("eiger:frame", start, runs), start, stop)
+
+
+def test_an_unreadable_plugin_write_is_skipped_on_every_rank_and_the_rest_written(comm, executor, shared_dir,
+                                                                                  lima_file):
+    """A Lima2/Mosca write that one rank cannot read (a receiver's file not closed, a server gone) is
+    skipped on every rank and named in the step's value; the other writes of the batch are written;
+    later writes of that channel in the scan are skipped too."""
+    path = str(shared_dir / "scan.h5")
+    open_scan(executor, path)
+    # rows 8..11 are the last rank's share (whole chunks of 2 rows, 3 ranks): only it fails to read
+    runs = [(lima_file, "entry/data", 0, 8), (str(shared_dir / "not_closed.h5"), "entry/data", 0, 4)]
+    failed = executor.execute(st.WriteBatch("scan1", [runs_write(runs, 0, 12), frames_write(lima_file, 0, 12)]))
+    assert list(failed) == ["eiger:frame"] and "not_closed.h5" in failed["eiger:frame"]
+    readable = runs_write([(lima_file, "entry/data", 0, 12)], 0, 12)
+    assert list(executor.execute(st.WriteBatch("scan1", [readable]))) == ["eiger:frame"]
+    executor.execute(st.Tree("scan1", [st.Node("value", "/1.1/writer_status", "SUCCEEDED")]))
+    executor.execute(st.CloseFile("scan1"))
+    assert executor.given_up == {}
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["1.1/instrument/cam/data"][()],
+                                      np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME))
+        assert "1.1/instrument/eiger/frame" not in f and f["1.1/writer_status"][()] == b"SUCCEEDED"
+
+
+def test_a_readable_plugin_write_returns_no_failure(comm, executor, shared_dir, lima_file):
+    path = str(shared_dir / "scan.h5")
+    open_scan(executor, path)
+    assert executor.execute(st.WriteBatch("scan1", [runs_write([(lima_file, "entry/data", 0, 12)], 0, 12)])) == {}
+    executor.execute(st.CloseFile("scan1"))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["1.1/instrument/eiger/frame"][()],
+                                      np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME))
