@@ -86,9 +86,10 @@ def test_a_mosca_server_stopped_mid_scan_is_a_warning_not_a_fault(services, stac
 
 def test_an_unreadable_lima2_receiver_file_is_a_warning_not_a_fault(services, stack, data_dir):
     """Lima2 frames copied during the scan from the receivers' files: frames 0..3 are copied, then
-    a receiver's second file is truncated (not really closed) before its frames are copied: the
-    channel is given up with a warning, the frames copied before stay, the scan ends OFF with its
-    other channels complete."""
+    a receiver's second file, complete in its metadata, holds a corrupt compressed frame when its
+    frames are copied: the channel is given up with a warning, the frames copied before stay, the
+    scan ends OFF with its other channels complete. (A truncated file is never copied from at all:
+    it does not count as closed, tests/test_lima2_receivers.py.)"""
     proxy = writer(services)
     conductor = ConductorVersion()
     scan_dir = data_dir / "scan0032"
@@ -106,8 +107,12 @@ def test_an_unreadable_lima2_receiver_file_is_a_warning_not_a_fault(services, st
         pub.lima2_progress(8)
         virtual, _ = wait_frames(filename, "32.1/instrument/eiger/frame", frames[:4])
         assert not virtual
-        broken = scan_dir / files.receiver_file(1, 1)  # frames 5 and 7
-        os.truncate(broken, os.path.getsize(broken) // 2)
+        broken = scan_dir / files.receiver_file(1, 1)  # frames 5 and 7: frame 5's LZ4 chunk overwritten
+        with h5py.File(broken, "r", locking=False) as f:
+            chunk = f[files.data_path].id.get_chunk_info(0)
+        with open(broken, "r+b") as fh:
+            fh.seek(chunk.byte_offset)
+            fh.write(b"\xff" * chunk.size)
         files.write(frames)  # the receivers' third files: frames 4..7 can be copied now
         pub.points(8, 10)
         pub.lima2_progress(10)
