@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from blissdata.streams.default import BrokenStream, MissingPluginStream
 from blissdata.streams.encoding.numeric import NumericStreamEncoder
 from blissdata.streams.event_stream import StreamEntry
@@ -32,11 +31,6 @@ def stream_end(last_raw_entry: Any) -> tuple[int, bool]:
 def data_entries(raw: list[Any]) -> list[StreamEntry]:
     """The row batches of raw stream entries (the seal left out)."""
     return [e for e in (StreamEntry.from_raw(item) for item in raw) if not e.is_seal]
-
-
-def batch_rows(entry: StreamEntry, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """The rows of a fixed-shape numeric batch, without copying its payload."""
-    return np.frombuffer(entry.batch.payload, dtype=dtype).reshape((entry.length,) + shape)
 
 
 def fixed_numeric(event_stream: Any) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 
 from perf.bench_stack import bench_stack, free_stream_data
+from perf.profile_live import writer_ranks
 
 
 class CpuMeter:
@@ -27,13 +28,11 @@ class CpuMeter:
 
     def __init__(self, instance: str, redis_port: str) -> None:
         self.procs = {"publisher": psutil.Process()}
-        for p in psutil.process_iter(["name", "cmdline", "environ"]):
-            cmd = p.info["cmdline"] or []
-            if p.info["name"] == "redis-server" and f":{redis_port}" in " ".join(cmd):  # this stack's (its title)
-                self.procs["redis"] = p
-            elif any(c.endswith("NexusWriterService") for c in cmd) and instance in cmd and "mpirun" not in cmd[0]:
-                rank = (p.info["environ"] or {}).get("PMI_RANK", "?")
-                self.procs["rank 0" if rank == "0" else f"writer rank {rank}"] = p
+        for p in psutil.process_iter(["name", "cmdline"]):
+            if p.info["name"] == "redis-server" and f":{redis_port}" in " ".join(p.info["cmdline"] or []):
+                self.procs["redis"] = p  # this stack's (the port is in its process title)
+        for name, pid in writer_ranks(instance).items():
+            self.procs["rank 0" if name == "rank0" else f"writer {name}"] = psutil.Process(pid)
 
     def _now(self) -> dict[str, float]:
         out = {}
@@ -48,7 +47,7 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         t1 = self._now()
         spent = {k: t1[k] - self._t0[k] for k in t1}
-        writers = sum(v for k, v in spent.items() if k.startswith("writer rank"))
+        writers = sum(v for k, v in spent.items() if k.startswith("writer "))
         return {"publisher": spent["publisher"], "redis": spent.get("redis", 0.0),
                 "rank 0": spent.get("rank 0", 0.0), "writer ranks": writers}
 

@@ -27,12 +27,14 @@ OUT = ROOT / "perf" / "out" / "profile"
 RATE_HZ = 100
 
 
-def writer_ranks() -> dict[str, int]:
-    """{'rank0': pid, …} of the running NexusWriterService processes."""
+def writer_ranks(instance: str | None = None) -> dict[str, int]:
+    """{'rank0': pid, …} of the running NexusWriterService processes (of one instance, if given)."""
     ranks = {}
     for p in psutil.process_iter(["cmdline", "environ"]):
         try:
-            if any("NexusWriterService" in c for c in p.info["cmdline"] or []) and "mpirun" not in p.info["cmdline"][0]:
+            cmd = p.info["cmdline"] or []
+            if any("NexusWriterService" in c for c in cmd) and "mpirun" not in cmd[0] and \
+                    (instance is None or instance in cmd):
                 ranks[f"rank{(p.info['environ'] or {}).get('PMI_RANK', p.pid)}"] = p.pid
         except (psutil.Error, TypeError, IndexError):
             pass

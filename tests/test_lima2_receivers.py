@@ -182,19 +182,27 @@ def _rows(filename: str, path: str) -> int:
         return -1
 
 
+def _copy_scan(stack, data_dir, number: int, npoints: int, receivers: int, per_file: int):
+    """(conductor, frames, Lima2 files, scan publisher, scan file) of a Lima2 copy scan of session
+    l2copy: `npoints` 16×12 frames (seed = number + 10) dealt to `receivers`, `per_file` per file."""
+    conductor = ConductorVersion()
+    frames = realistic_frames(npoints, (16, 12), seed=number + 10)
+    files = Lima2Files(data_dir / f"scan{number:04d}", "eiger", "frame", (16, 12), receivers=receivers,
+                       per_file=per_file)
+    lima2 = {"eiger:frame": {"shape": (16, 12), "dtype": "uint16", "master_file": list(files.master_file)}}
+    filename = str(data_dir / f"copy{number}.h5")
+    pub = PluginScan(stack.env["REDIS_DATA_URL"], "l2copy", filename, number, npoints, lima2=lima2,
+                     conductor_port=conductor.port).create()
+    return conductor, frames, files, pub, filename
+
+
 def test_frames_of_a_file_not_full_are_not_copied_yet(services, stack, data_dir):
     """Receiver 1 has opened its second file while its first holds 2 frames of 3: only the frames
     before its missing one are copied during the scan (frame 0: frame 1 is receiver 1's first,
     in that file, frame 5 is missing from it); every frame at the end, no warning. The old check
     copied frames 0..5 and failed reading frame 5."""
     proxy = copy_service(services)
-    conductor = ConductorVersion()
-    frames = realistic_frames(10, (16, 12), seed=21)
-    files = Lima2Files(data_dir / "scan0011", "eiger", "frame", (16, 12), receivers=2, per_file=3)
-    lima2 = {"eiger:frame": {"shape": (16, 12), "dtype": "uint16", "master_file": list(files.master_file)}}
-    filename = str(data_dir / "notfull.h5")
-    pub = PluginScan(stack.env["REDIS_DATA_URL"], "l2copy", filename, 11, 10, lima2=lima2,
-                     conductor_port=conductor.port).create()
+    conductor, frames, files, pub, filename = _copy_scan(stack, data_dir, 11, 10, receivers=2, per_file=3)
     path = "11.1/instrument/eiger/frame"
     try:
         wait_scan_exists(proxy, "11_ascan")
@@ -228,13 +236,7 @@ def test_a_receiver_late_after_frames_were_copied_stops_the_copies(services, sta
     that the frames copied may be out of order, copies nothing more from the receivers' files and
     the rest from the master file at the end. The old code took 3 receivers silently."""
     proxy = copy_service(services)
-    conductor = ConductorVersion()
-    frames = realistic_frames(12, (16, 12), seed=22)
-    files = Lima2Files(data_dir / "scan0012", "eiger", "frame", (16, 12), receivers=3, per_file=2)
-    lima2 = {"eiger:frame": {"shape": (16, 12), "dtype": "uint16", "master_file": list(files.master_file)}}
-    filename = str(data_dir / "late.h5")
-    pub = PluginScan(stack.env["REDIS_DATA_URL"], "l2copy", filename, 12, 12, lima2=lima2,
-                     conductor_port=conductor.port).create()
+    conductor, frames, files, pub, filename = _copy_scan(stack, data_dir, 12, 12, receivers=3, per_file=2)
     path = "12.1/instrument/eiger/frame"
     try:
         wait_scan_exists(proxy, "12_ascan")

@@ -8,10 +8,10 @@ import redis
 from blissdata.exceptions import IndexNoMoreThereError
 from blissdata.redis_engine.store import DataStore
 
-from ..blissdata_raw import batch_rows, data_entries, fixed_numeric, redis_of
+from ..blissdata_raw import data_entries, fixed_numeric, redis_of
 from ..redis_retry import call_with_backoff
 from ..steps import StreamSource
-from .resp_reader import DIRECT_MIN_BYTES, RespConnection, RowPlacer
+from .resp_reader import DIRECT_MIN_BYTES, EntryPayload, RespConnection, RowPlacer
 
 RETRY_FOR_S = 10.0  # connection errors: back off for this long, then give up (scan FAULT)
 
@@ -161,22 +161,12 @@ class StreamReader:
         return buf[:nrows]
 
     def _decode_into_buffer(self, request: tuple[StreamSource, int, int], stream, raw: list) -> np.ndarray | None:
-        """Copy the payloads of [start, stop) into the stream's buffer; None when they are not all
-        there (trimmed), so that blissdata's decoder raises the right error."""
+        """hiredis' entries copied into the stream's buffer by the direct reader's rules (RowPlacer);
+        None when [start, ...) is not there (trimmed), so that blissdata's decoder raises the right error."""
         source, start, stop = request
-        shape, dtype = tuple(stream.shape), np.dtype(stream.dtype)
-        entries = data_entries(raw)
-        if not entries or entries[0].id > start or entries[0].id + entries[0].length <= start:
-            return None
-        out = self._buffer(source, stream, stop - start)
-        filled = 0
-        for e in entries:
-            lo, hi = max(start - e.id, 0), min(stop - e.id, e.length)
-            if hi > lo:
-                batch = batch_rows(e, dtype, shape)
-                out[filled:filled + hi - lo] = batch[lo:hi]
-                filled += hi - lo
-        return out[:filled]
+        placer = RowPlacer(self._buffer(source, stream, stop - start), start, stop)
+        return placer.rows([EntryPayload(e.id, {b"len": b"%d" % e.length}, len(e.batch.payload), e.batch.payload)
+                            for e in data_entries(raw)])
 
     def _drop_direct(self) -> None:
         for conn in self._direct.values():
