@@ -103,3 +103,63 @@ def test_prefetched_reads_are_collected_in_order(stack):
     np.testing.assert_array_equal(reader.read(source, 0, 16), frames)
     scan.stop()
     scan.close()
+
+
+@pytest.mark.parametrize("batches", [[1] * 5, [3, 2], [5]])
+def test_stream_ends_leave_payloads_in_redis(stack, batches):
+    """rank 0's lengths (a Lua script returning ids and lengths only) equal blissdata's own len()
+    read from the whole last entry: before the first row, while rows come, once sealed."""
+    from blissdata.redis_engine.store import DataStore
+    from blissdata.streams.default import Stream
+
+    from nxpar.blissdata_raw import redis_of, stream_end, stream_ends
+
+    url = stack.env["REDIS_DATA_URL"]
+    frames = np.arange(5 * 64 * 48, dtype="uint16").reshape(5, 64, 48)
+    scan = DataStore(url).create_scan({"name": f"ends{batches[0]}", "number": 1, "data_policy": "None",
+                                       "session": "direct"}, info={"name": "ends"})
+    stream = scan.create_stream(Stream.make_definition("cam:image", "uint16", (64, 48)))
+    scan.prepare()
+    scan.start()
+    r = redis_of(scan)
+    assert stream_ends(r, [stream.key, "no:such:stream"]) == [None, None]
+    lo = 0
+    for n in batches:
+        stream.send(frames[lo:lo + n])
+        stream.join()
+        lo += n
+        assert stream_ends(r, [stream.key]) == [(lo, False)] == [stream_end(r.xrevrange(stream.key, count=1)[0])]
+    scan.stop()
+    stream.seal()
+    assert stream_ends(r, [stream.key]) == [(5, True)] == [stream_end(r.xrevrange(stream.key, count=1)[0])]
+    scan.close()
+
+
+def test_stream_lengths_fall_back_without_scripts(stack):
+    """A Redis user that may not run scripts (ACL; blissdata's publisher needs them, a reader may
+    not): rank 0 warns once and reads the last entries."""
+    from blissdata.redis_engine.store import DataStore
+    from blissdata.streams.default import Stream
+
+    from nxpar.rank0.scan_source import ScanSource
+
+    url = stack.env["REDIS_DATA_URL"]
+    admin = redis.Redis.from_url(url)
+    admin.execute_command("ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "&*", "+@all", "-@scripting")
+    try:
+        user_url = url.replace("redis://", "redis://noscripts:pw@")
+        scan = DataStore(url).create_scan({"name": "noscripts", "number": 1, "data_policy": "None",
+                                           "session": "direct"}, info={"name": "noscripts"})
+        stream = scan.create_stream(Stream.make_definition("diode", "float64", ()))
+        scan.prepare()
+        scan.start()
+        stream.send(np.arange(7.0))
+        stream.join()
+        source = ScanSource(DataStore(user_url).load_scan(scan.key), retry_s=1.0)
+        assert source.lengths(["diode"]) == {"diode": (7, False)}
+        assert not source._scripts, "the script was refused, the fallback is in use"
+        assert source.lengths(["diode"]) == {"diode": (7, False)}
+        scan.stop()
+        scan.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "noscripts")

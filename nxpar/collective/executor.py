@@ -23,6 +23,8 @@ from ..compression import filter_kwargs
 from ..disk import free_bytes
 from ..mpi_roles import sleepy_allreduce_max_all
 from . import layout
+from .chunk_codec import ChunkEncoder, encoder_for
+from .direct_write import DirectChunkWriter, direct_rows
 from .file_access import open_collective
 from .redis_reader import StreamReader
 from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
@@ -81,6 +83,12 @@ class CollectiveExecutor:
         self.open_files: dict[str, SharedFile] = {}  # real path -> handle
         self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.datasets: dict[tuple[str, str], h5py.Dataset] = {}  # (scan id, path) -> open row dataset
+        # one writer process (comm of size 1): files use the serial driver, whole chunks are stored
+        # pre-compressed (direct_write.py); (scan id, path) -> encoder, None where HDF5 must filter
+        # (NXPAR_SERIAL_DRIVER=0: the mpio driver even then, e.g. to compare)
+        self.serial = comm.size == 1 and os.environ.get("NXPAR_SERIAL_DRIVER", "1") != "0"
+        self.encoders: dict[tuple[str, str], ChunkEncoder | None] = {}
+        self.direct = DirectChunkWriter() if self.serial else None
         # scan id -> {stream: reason}: Lima2 / Mosca channels whose rows could not be read (agreed:
         # the same on every rank); their later writes in the scan are skipped too
         self.given_up: dict[str, dict[str, str]] = {}
@@ -134,7 +142,7 @@ class CollectiveExecutor:
         shared = self.open_files.get(key)
         if shared is None:
             try:
-                shared = SharedFile(open_collective(step.path, self.comm), step.path)
+                shared = SharedFile(open_collective(step.path, self.comm, self.serial), step.path)
             except Exception as e:  # all ranks fail together: open is collective
                 raise StepFailed(f"Cannot open {step.path}: {e}") from e
         try:
@@ -235,7 +243,23 @@ class CollectiveExecutor:
         shape = layout.scan_extent(spec, dset.shape[:nscan], write.stop) + tuple(detector_dims)
         if dset.shape != shape:
             dset.resize(shape)
-        self._write_selection(dset, nscan, lo, rows, collective=_needs_collective(spec, dset))
+        encoder = self._encoder(scan_id, spec, dset) if rows is not None and len(rows) else None
+        if encoder is not None:  # serial file: whole chunks pre-compressed, the rows before them through HDF5
+            first = direct_rows(lo, lo + len(rows), encoder.chunk_shape[0])
+            if first < lo + len(rows):
+                self.direct.write(dset, encoder, first, rows[first - lo:])
+                rows = rows[:first - lo]
+        self._write_selection(dset, nscan, lo, rows, collective=_needs_collective(spec, dset), mpio=not self.serial)
+
+    def _encoder(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset) -> ChunkEncoder | None:
+        """LOCAL: how this process may store whole chunks itself (serial files, flat scans,
+        fixed-shape rows, plugin filters only); None: HDF5 writes the rows."""
+        if not self.serial or spec.scan_ndim != 1 or spec.variable:
+            return None
+        key = (scan_id, spec.path)
+        if key not in self.encoders:
+            self.encoders[key] = encoder_for(dset)
+        return self.encoders[key]
 
     def _dataset(self, scan_id: str, f: h5py.File, spec: st.ArraySpec) -> h5py.Dataset:
         """Open datasets are kept per scan: a lookup is a collective metadata read."""
@@ -250,13 +274,17 @@ class CollectiveExecutor:
 
     def _flush(self, step: st.Flush) -> None:
         self._agree(self._space_error(step.scan_id, 0))
-        self._file(step.scan_id).flush()
+        f = self._file(step.scan_id)
+        f.flush()
+        if self.serial:  # as MPI_File_sync does behind the mpio driver's flush: flushed data is on disk
+            os.fsync(f.id.get_vfd_handle())
 
     def _close_file(self, step: st.CloseFile) -> None:
         key = self.scan_files.pop(step.scan_id, None)
         self.given_up.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
         self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
+        self.encoders = {k: e for k, e in self.encoders.items() if k[0] != step.scan_id}
         if key is None:
             return
         shared = self.open_files[key]
@@ -287,7 +315,7 @@ class CollectiveExecutor:
         if os.path.realpath(step.path) in self.open_files:
             raise StepFailed(f"{step.path} is open for writing")
         try:
-            f = open_collective(step.path, self.comm)
+            f = open_collective(step.path, self.comm, self.serial)
         except Exception as e:
             raise StepFailed(f"{step.path} cannot be opened after the crash: {e}") from e
         try:
@@ -303,6 +331,8 @@ class CollectiveExecutor:
         """Collective: close every file still open (service shutdown)."""
         for scan_id in sorted(self.scan_files):
             self._close_file(st.CloseFile(scan_id))
+        if self.direct is not None:
+            self.direct.close()
 
     # -- helpers -----------------------------------------------------------------------------
     def _file(self, scan_id: str) -> h5py.File:
@@ -323,15 +353,19 @@ class CollectiveExecutor:
 
     @staticmethod
     def _write_selection(dset: h5py.Dataset, nscan: int, start: int, rows: np.ndarray | None,
-                         collective: bool = True) -> None:
+                         collective: bool = True, mpio: bool = True) -> None:
         """Raw-data write, each rank its rows (or an empty selection).
 
         Filtered datasets need collective transfers (parallel HDF5 ≥ 1.10.2); unfiltered ones with
         one-row chunks are written independently (`_needs_collective`).
         Rows are consecutive scan points: one slab for flat scans, a few for grid scans.
+        mpio False: a serial file (one writer process), where an empty write has nobody to meet.
         """
+        if not mpio and (rows is None or not len(rows)):
+            return
         dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE if collective else h5py.h5fd.MPIO_INDEPENDENT)
+        if mpio:
+            dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE if collective else h5py.h5fd.MPIO_INDEPENDENT)
         fspace = dset.id.get_space()
         detector_dims = tuple(dset.shape[nscan:])
         if rows is not None and len(rows):

@@ -196,6 +196,26 @@ def make_fapl(comm: MPI.Intracomm, settings: FileAccessSettings) -> h5py.h5p.Pro
     finally:
         if info != MPI.INFO_NULL:
             info.Free()
+    _apply_layout_settings(fapl, settings)
+    try:
+        lib = _hdf5_lib()
+        lib.H5Pset_all_coll_metadata_ops(ctypes_hid(fapl.id), int(settings.coll_metadata_ops))
+        lib.H5Pset_coll_metadata_write(ctypes_hid(fapl.id), int(settings.coll_metadata_write))
+    except (OSError, AttributeError):
+        log.warning("collective metadata operations not available", exc_info=True)
+    return fapl
+
+
+def make_serial_fapl(settings: FileAccessSettings) -> h5py.h5p.PropFAID:
+    """The serial (sec2) file access property list: alignment and metadata settings, no file
+    locking (readers may open the file while it is written, as with the MPI-IO driver)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_file_locking(False, True)
+    _apply_layout_settings(fapl, settings)
+    return fapl
+
+
+def _apply_layout_settings(fapl: h5py.h5p.PropFAID, settings: FileAccessSettings) -> None:
     if settings.alignment_interval > 1:
         fapl.set_alignment(settings.alignment_threshold, settings.alignment_interval)
     if settings.meta_block_size:
@@ -207,18 +227,15 @@ def make_fapl(comm: MPI.Intracomm, settings: FileAccessSettings) -> h5py.h5p.Pro
         config.set_initial_size = True
         config.initial_size = settings.mdc_initial_size
         fapl.set_mdc_config(config)
-    try:
-        lib = _hdf5_lib()
-        lib.H5Pset_all_coll_metadata_ops(ctypes_hid(fapl.id), int(settings.coll_metadata_ops))
-        lib.H5Pset_coll_metadata_write(ctypes_hid(fapl.id), int(settings.coll_metadata_write))
-    except (OSError, AttributeError):
-        log.warning("collective metadata operations not available", exc_info=True)
-    return fapl
 
 
-def open_collective(path: str, comm: MPI.Intracomm) -> h5py.File:
-    """COLLECTIVE: open/create with the mpio driver and the agreed settings (collective metadata by default)."""
-    fapl = make_fapl(comm, agreed_settings(comm))
+def open_collective(path: str, comm: MPI.Intracomm, serial: bool = False) -> h5py.File:
+    """COLLECTIVE: open/create a scan file with the agreed settings: the mpio driver (collective
+    metadata by default), or HDF5's serial driver when `serial` and one process writes it (`comm`
+    of size 1: no MPI-IO layer to go through, and whole chunks may be stored pre-compressed,
+    direct_write.py)."""
+    settings = agreed_settings(comm)
+    fapl = make_serial_fapl(settings) if serial and comm.size == 1 else make_fapl(comm, settings)
     name = path.encode()
     if os.path.exists(path):
         fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)

@@ -1,0 +1,81 @@
+"""Whole chunks compressed outside HDF5 (one writer process): the very bytes HDF5 stores, rows read
+back equal rows written, partly filled chunks merged by HDF5 afterwards. Real HDF5 files."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from nxpar.collective.chunk_codec import encoder_for
+from nxpar.collective.direct_write import DirectChunkWriter, direct_rows
+from nxpar.compression import filter_kwargs
+
+
+def _dataset(f: h5py.File, name: str, scheme: str, detector=(100, 70), chunks=(4, 32, 32), dtype="uint16"):
+    return f.create_dataset(name, shape=(0,) + detector, maxshape=(None,) + detector, dtype=dtype,
+                            chunks=chunks, fillvalue=7, **filter_kwargs(scheme))
+
+
+def _frames(n: int, detector=(100, 70), dtype="uint16") -> np.ndarray:
+    rng = np.random.default_rng(n)
+    base = np.add.outer(np.arange(detector[0]), np.arange(detector[1])).astype(dtype)
+    return base[None] + rng.poisson(3, (n,) + detector).astype(dtype)  # compressible, not trivial
+
+
+@pytest.mark.parametrize("scheme", ["none", "gzip", "gzip-byteshuffle", "byteshuffle"])
+def test_no_encoder_where_hdf5_filters(tmp_path, scheme):
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        assert encoder_for(_dataset(f, "d", scheme)) is None
+
+
+@pytest.mark.parametrize("scheme", ["lz4-bitshuffle", "bitshuffle", "blosc-zstd"])
+def test_encoded_chunks_are_the_bytes_hdf5_stores(tmp_path, scheme):
+    frames = _frames(4, (64, 64))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        by_hdf5 = _dataset(f, "hdf5", scheme, (64, 64), (4, 32, 32))
+        by_us = _dataset(f, "us", scheme, (64, 64), (4, 32, 32))
+        for d in (by_hdf5, by_us):
+            d.resize((4, 64, 64))
+        by_hdf5[:] = frames
+        encoder = encoder_for(by_us)
+        assert encoder is not None and encoder.chunk_shape == (4, 32, 32)
+        for y in (0, 32):
+            for x in (0, 32):
+                data, mask = encoder.encode(frames[:, y:y + 32, x:x + 32])
+                by_us.id.write_direct_chunk((0, y, x), data, filter_mask=mask)
+        f.flush()
+        for y in (0, 32):
+            for x in (0, 32):
+                assert by_us.id.read_direct_chunk((0, y, x)) == by_hdf5.id.read_direct_chunk((0, y, x))
+        np.testing.assert_array_equal(by_us[()], frames)
+
+
+def test_direct_rows_start_at_the_first_chunk_boundary():
+    assert direct_rows(0, 10, 4) == 0  # all of it (the last chunk padded)
+    assert direct_rows(6, 11, 4) == 8  # rows 6, 7 share chunk 1 with rows written before
+    assert direct_rows(5, 7, 4) == 7  # nothing: HDF5 merges the two rows
+    assert direct_rows(8, 9, 4) == 8
+
+
+def test_rows_in_whole_edge_and_shared_chunks_read_back(tmp_path):
+    """Edge tiles (100×70 in 32×32 chunks) are padded, a short last chunk is stored padded and
+    the rows that come later into it go through HDF5, as the executor does."""
+    frames = _frames(23)
+    writer = DirectChunkWriter(threads=2)
+    try:
+        with h5py.File(tmp_path / "f.h5", "w", locking=False) as f:
+            d = _dataset(f, "d", "lz4-bitshuffle")
+            encoder = encoder_for(d)
+            for lo, hi in [(0, 6), (6, 11), (11, 12), (12, 23)]:
+                d.resize((hi, 100, 70))
+                first = direct_rows(lo, hi, 4)
+                if first > lo:
+                    d[lo:first] = frames[lo:first]
+                if first < hi:
+                    writer.write(d, encoder, first, frames[first:hi])
+            d.resize((24, 100, 70))  # a row nobody wrote reads as the fill value
+            got = d[()]
+        np.testing.assert_array_equal(got[:23], frames)
+        assert (got[23] == 7).all()
+    finally:
+        writer.close()
