@@ -28,47 +28,6 @@ def stream_end(last_raw_entry: Any) -> tuple[int, bool]:
     return entry.id + entry.length, entry.is_seal
 
 
-# The last entry of each stream without its payload: id, `len` and the seal's `id` field. blissdata's
-# own len() reads the whole last entry; for 2D frames that is a frame per poll, sent by Redis and
-# decoded by rank 0 for nothing (measured live, 1024² frames: rank 0 0.13 → see perf/RESULTS.md).
-_ENDS_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-  if e == nil then
-    out[i] = {}
-  else
-    local f, len, seal = e[2], '1', ''
-    for j = 1, #f, 2 do
-      if f[j] == 'len' then len = f[j + 1] elseif f[j] == 'id' then seal = f[j + 1] end
-    end
-    out[i] = {e[1], len, seal}
-  end
-end
-return out
-"""
-
-
-def stream_ends(redis: Any, keys: list[str]) -> list[tuple[int, bool] | None]:
-    """[(rows published, sealed) or None (no entry yet)] of raw blissdata streams, in one round trip
-    that leaves the payloads in Redis (a Lua script; redis.exceptions.ResponseError where scripts
-    are not allowed: the caller falls back to `stream_end`)."""
-    script = getattr(redis, "_nxpar_ends_script", None)
-    if script is None:
-        script = redis._nxpar_ends_script = redis.register_script(_ENDS_LUA)
-    out: list[tuple[int, bool] | None] = []
-    for item in script(keys=keys):
-        if not item:
-            out.append(None)
-            continue
-        entry_id, length, seal_id = (v.decode() if isinstance(v, bytes) else str(v) for v in item)
-        if seal_id:
-            out.append((int(seal_id), True))
-        else:
-            out.append((int(entry_id.split("-")[0]) + int(length), False))
-    return out
-
-
 def data_entries(raw: list[Any]) -> list[StreamEntry]:
     """The row batches of raw stream entries (the seal left out)."""
     return [e for e in (StreamEntry.from_raw(item) for item in raw) if not e.is_seal]

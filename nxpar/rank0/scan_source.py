@@ -8,22 +8,17 @@ sequence, and a few small streams read back at the end. Redis errors are retried
 """
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import redis
 from blissdata.exceptions import ScanNotFoundError
 from blissdata.redis_engine.scan import Scan, ScanState
 
 from ..blissdata_raw import (FrameRef, broken_plugin, decode_events, frame_ref, lima_frames_saved_and_closed,
-                             load_scan_info, raw_entries, redis_of, stream_end, stream_ends)
+                             load_scan_info, raw_entries, redis_of, stream_end)
 from ..lima2_conductor import bound_lima2_handshakes
 from ..redis_retry import call_with_backoff
-
-log = logging.getLogger("nxpar.scan")
 
 bound_lima2_handshakes()  # before any scan is loaded: blissdata asks a Lima2 conductor with a timeout
 
@@ -49,7 +44,6 @@ class ScanSource:
         self.scan = scan
         self.retry_s = retry_s
         self.check_stop = check_stop  # raises to abandon a retry loop (stop requested)
-        self._scripts = os.environ.get("NXPAR_LUA_LENGTHS", "1") != "0"  # payload-free lengths (stream_ends)
 
     @property
     def key(self) -> str:
@@ -109,17 +103,9 @@ class ScanSource:
         that had rows is empty now (Redis restarted or the data expired)."""
         if not names:
             return {}
-        keys = [self.scan.streams[n].key for n in names]
-        if self._scripts:
-            try:
-                ends = self._call(lambda: stream_ends(redis_of(self.scan), keys))
-                return {n: end or (0, False) for n, end in zip(names, ends)}
-            except redis.exceptions.ResponseError as e:  # scripts not allowed (ACL, read-only replica)
-                log.warning("scan %s: stream lengths without Lua (%s): the last entry of each stream is read", self.key, e)
-                self._scripts = False
         pipe = redis_of(self.scan).pipeline(transaction=False)
-        for k in keys:
-            pipe.xrevrange(k, count=1)
+        for n in names:
+            pipe.xrevrange(self.scan.streams[n].key, count=1)
         return {n: stream_end(raw[0]) if raw else (0, False) for n, raw in zip(names, self._call(pipe.execute))}
 
     def reference_length(self, name: str) -> tuple[int, bool]:
