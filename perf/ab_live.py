@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="uint16")
     p.add_argument("--compression", default="lz4-bitshuffle")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--preload", action="store_true",
+                   help="drain instead of live: every frame in Redis before the writer may start (the ratio to the "
+                        "publisher alone is then meaningless)")
     p.add_argument("--json", default=None, help="write the medians (MB/s, ratios, core-seconds per GB) here")
     p.add_argument("--variant", action="append", default=[], help="KEY=VALUE[,KEY=VALUE]: environment of one service")
     args = p.parse_args(argv)
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, (session, proxy) in proxies.items():
                 meters[name].start()
                 r = replay(proxy, url, session, str(base / f"{session}_{i}.h5"), i + 1, args.frames, shape,
-                           args.dtype, args.compression, args.ranks, frame_pool=pool)
+                           args.dtype, args.compression, args.ranks, frame_pool=pool, preload=args.preload)
                 if r.state != "OFF":
                     raise RuntimeError(f"{name}: scan ended {r.state}: {r.reason}")
                 cpu[name].append(meters[name].stop())

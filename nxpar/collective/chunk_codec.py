@@ -5,25 +5,27 @@ Why: a file written by one process (one writer rank) can take pre-compressed chu
 instead of HDF5's gather + scatter. The bytes are those HDF5 would store: every filter is the
 very plugin HDF5 loads (hdf5plugin's `H5PLget_plugin_info` → `H5Z_class2_t.filter`), called with
 the dataset's own client data (as `set_local` completed them at creation) and HDF5's calling
-convention (a malloc'd buffer the filter may replace). HDF5's built-in filters (deflate, shuffle,
-fletcher32, …) are not plugins: a dataset using one gets no encoder and is written through HDF5.
-ctypes releases the GIL during each filter call, so a thread pool compresses in parallel; only
-filters whose code keeps no global state run concurrently (CONCURRENT_FILTERS), others one at a time.
+convention (a malloc'd buffer the filter may replace). ctypes releases the GIL during each filter
+call, so a thread pool compresses in parallel, concurrently with HDF5 calls of other threads.
+
+Only filters that keep no state between calls and always encode are taken (ENCODABLE_FILTERS:
+bitshuffle(+LZ4), LZ4, Zstandard). Others go through HDF5: Blosc sets library-wide options and
+leaves incompressible chunks unfiltered (an optional filter skipped, a non-zero filter mask, which
+HDF5 1.10.8's cached chunk entry then ignores when it merges later rows: a decompression error);
+lossy and built-in filters (deflate, shuffle, fletcher32) are not plugins of that kind. A filter
+that fails here fails the write (HDF5 would skip an optional one; these three fail only without
+memory).
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import threading
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
-H5Z_FLAG_OPTIONAL = 0x0001
-# bitshuffle(+LZ4), LZ4, Zstandard: per-call state only. Blosc's filters also set library-wide options.
-CONCURRENT_FILTERS = frozenset({32008, 32004, 32015})
-_one_at_a_time = threading.Lock()
+ENCODABLE_FILTERS = frozenset({32008, 32004, 32015})  # bitshuffle, LZ4, Zstandard (HDF5 filter ids)
 
 _libc = ctypes.CDLL(None)
 _libc.malloc.restype = ctypes.c_void_p
@@ -72,7 +74,6 @@ class FilterStep:
     func: FilterFunc
     flags: int
     cd_values: tuple[int, ...]
-    concurrent: bool = False
 
 
 class ChunkEncoder:
@@ -83,42 +84,48 @@ class ChunkEncoder:
         self.chunk_shape = chunk_shape
         self.dtype = np.dtype(dtype)
         self.nbytes = int(np.prod(chunk_shape)) * self.dtype.itemsize
-        self.concurrent = all(step.concurrent for step in steps)
 
-    def encode(self, chunk: np.ndarray) -> tuple[bytes, int]:
-        """(stored bytes, filter mask) of one chunk (`chunk_shape`, any strides). Thread-safe."""
-        if self.concurrent:
-            return self._encode(chunk)
-        with _one_at_a_time:
-            return self._encode(chunk)
+    def encode(self, chunk: np.ndarray) -> bytes:
+        """The stored bytes of one chunk (`chunk_shape`, any strides). Thread-safe."""
+        return self.encode_loaded(self.load(chunk))
 
-    def _encode(self, chunk: np.ndarray) -> tuple[bytes, int]:
+    def load(self, chunk: np.ndarray) -> int:
+        """A malloc'd copy of one chunk (`chunk_shape`, any strides), to give to `encode_loaded`
+        (which frees it) or to `drop`: the caller's rows may be reused as soon as this returns."""
         if chunk.shape != self.chunk_shape:
             raise ValueError(f"chunk shape {chunk.shape} is not {self.chunk_shape}")
-        buf = ctypes.c_void_p(_libc.malloc(self.nbytes))
-        if not buf.value:
+        ptr = _libc.malloc(self.nbytes)
+        if not ptr:
             raise MemoryError("cannot allocate a chunk buffer")
+        target = (ctypes.c_char * self.nbytes).from_address(ptr)
+        np.frombuffer(target, self.dtype).reshape(self.chunk_shape)[...] = chunk
+        return ptr
+
+    @staticmethod
+    def drop(ptr: int) -> None:
+        _libc.free(ptr)
+
+    def encode_loaded(self, ptr: int) -> bytes:
+        """The stored bytes of a loaded chunk (filter mask 0); its buffer is freed. Thread-safe.
+
+        HDF5's convention: a filter gets the buffer and its size, may replace the buffer (freeing
+        the old one) and returns the bytes it holds, 0 on failure (the buffer left valid)."""
+        buf = ctypes.c_void_p(ptr)
         try:
-            target = (ctypes.c_char * self.nbytes).from_address(buf.value)
-            np.frombuffer(target, self.dtype).reshape(self.chunk_shape)[...] = chunk
-            size, nbytes, mask = ctypes.c_size_t(self.nbytes), self.nbytes, 0
+            size, nbytes = ctypes.c_size_t(self.nbytes), self.nbytes
             for i, step in enumerate(self.steps):
                 cd = (ctypes.c_uint * len(step.cd_values))(*step.cd_values)
-                out = step.func(step.flags, len(step.cd_values), cd, nbytes, ctypes.byref(size), ctypes.byref(buf))
-                if out == 0:  # HDF5: an optional filter that fails is skipped and noted in the mask
-                    if not step.flags & H5Z_FLAG_OPTIONAL:
-                        raise ChunkEncodeError(f"filter {i} of the pipeline failed on a chunk")
-                    mask |= 1 << i
-                    continue
-                nbytes = out
-            return ctypes.string_at(buf.value, nbytes), mask
+                nbytes = step.func(step.flags, len(step.cd_values), cd, nbytes, ctypes.byref(size), ctypes.byref(buf))
+                if nbytes == 0:
+                    raise ChunkEncodeError(f"filter {i} of the pipeline failed on a chunk")
+            return ctypes.string_at(buf.value, nbytes)
         finally:
             _libc.free(buf.value)
 
 
 def encoder_for(dset: h5py.Dataset) -> ChunkEncoder | None:
-    """An encoder for a chunked dataset whose every filter is an encoding plugin; None otherwise
-    (unfiltered, or a built-in HDF5 filter: HDF5 writes those)."""
+    """An encoder for a chunked dataset whose every filter is one of ENCODABLE_FILTERS; None
+    otherwise (unfiltered, or other filters: HDF5 writes those)."""
     if dset.chunks is None or dset.dtype.kind not in "biuf":
         return None
     dcpl = dset.id.get_create_plist()
@@ -129,8 +136,7 @@ def encoder_for(dset: h5py.Dataset) -> ChunkEncoder | None:
     steps = []
     for i in range(count):
         code, flags, cd_values, _name = dcpl.get_filter(i)
-        if code not in available:
+        if code not in ENCODABLE_FILTERS or code not in available:
             return None
-        steps.append(FilterStep(available[code], int(flags), tuple(int(v) for v in cd_values),
-                                code in CONCURRENT_FILTERS))
+        steps.append(FilterStep(available[code], int(flags), tuple(int(v) for v in cd_values)))
     return ChunkEncoder(steps, tuple(dset.chunks), dset.dtype)

@@ -5,19 +5,24 @@ serial driver (file_access.open_scan_file), where H5Dwrite_chunk is allowed. The
 covers entirely are encoded on a thread pool (chunk_codec: the dataset's own filter plugins) and
 stored with H5Dwrite_chunk; rows of a chunk the write covers only in part (a flush of a partly
 filled chunk, or the rest of it later) go through HDF5, which merges them with what is stored.
-Measured (1 core, 1024² uint16, chunks (8,256,256), bitshuffle-LZ4): MPI-IO driver 1 176 MB/s,
-serial driver through HDF5 1 529, direct 1 thread 1 579, 2 threads 2 204.
+Compression and storage run one step behind the caller (`submit` / `wait`), overlapping the
+next step's Redis reads. Measured (1024² uint16, chunks (8,256,256), bitshuffle-LZ4, one process
+writing from memory): MPI-IO driver 1 176 MB/s, serial driver through HDF5 1 529, direct 1 thread
+1 579, 2 threads 2 204.
 """
 from __future__ import annotations
 
+import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 import h5py
 import numpy as np
 
 from .chunk_codec import ChunkEncoder
+
+log = logging.getLogger("nxpar.collective")
 
 
 def compress_threads() -> int:
@@ -45,35 +50,90 @@ def _tiles(detector_shape: tuple[int, ...], detector_chunks: tuple[int, ...]) ->
 
 
 class DirectChunkWriter:
-    """Writes whole chunks of flat-scan datasets, compressing on `threads` threads."""
+    """Stores whole chunks of flat-scan datasets, compressing on `threads` threads, one step behind.
+
+    `submit` copies the chunks out of the caller's rows (the row buffer is free again at once) and
+    hands their compression and storage to a background thread, so that a writer rank receives the
+    next step from Redis while this one is compressed. `wait` returns once everything submitted is
+    stored; what went wrong is kept for the scan that submitted it (`take_failure`), which may
+    not be the scan of the step that waited. The executor waits before any other step touches the
+    file (metadata, resize, rows through HDF5, flush, close): a flush or a close covers every row.
+    """
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or compress_threads()
         self._pool: ThreadPoolExecutor | None = None
+        self._store: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self._pending_dset: h5py.Dataset | None = None
+        self._pending_owner = ""
+        self._failures: dict[str, str] = {}  # scan id -> why storing its chunks failed
+        self.overlap = os.environ.get("NXPAR_DIRECT_OVERLAP", "1") != "0"  # 0: store before submit returns
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nxpar-compress")
-        return self._pool
-
-    def write(self, dset: h5py.Dataset, encoder: ChunkEncoder, start: int, rows: np.ndarray) -> None:
-        """Rows [start, start + len(rows)) of `dset` (already resized), every one in a chunk they fill."""
+    def submit(self, owner: str, dset: h5py.Dataset, encoder: ChunkEncoder, start: int, rows: np.ndarray) -> None:
+        """Rows [start, start + len(rows)) of `dset` (already resized), every one in a chunk they
+        fill, for scan `owner`."""
         chunks = encoder.chunk_shape
         origins = [(r,) + tile for r in range(0, len(rows), chunks[0]) for tile in _tiles(rows.shape[1:], chunks[1:])]
+        loaded: list[int] = []
+        try:
+            for origin in origins:
+                block = rows[tuple(slice(o, o + c) for o, c in zip(origin, chunks))]
+                if block.shape != chunks:  # an edge chunk: stored full size, padded with the fill value
+                    padded = np.full(chunks, dset.fillvalue, dtype=dset.dtype)
+                    padded[tuple(slice(0, n) for n in block.shape)] = block
+                    block = padded
+                loaded.append(encoder.load(block))
+        except BaseException:
+            for ptr in loaded:
+                encoder.drop(ptr)
+            raise
+        self.wait()
+        offsets = [(start + o[0],) + o[1:] for o in origins]
+        if self._store is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nxpar-compress")
+            self._store = ThreadPoolExecutor(1, thread_name_prefix="nxpar-store")
+        self._pending = self._store.submit(self._compress_and_store, dset, encoder, offsets, loaded)
+        self._pending_dset, self._pending_owner = dset, owner
+        if not self.overlap:
+            self.wait()
 
-        def encode(origin: tuple[int, ...]) -> tuple[bytes, int]:
-            block = rows[tuple(slice(o, o + c) for o, c in zip(origin, chunks))]
-            if block.shape != chunks:  # an edge chunk: stored full size, padded with the fill value
-                padded = np.full(chunks, dset.fillvalue, dtype=dset.dtype)
-                padded[tuple(slice(0, n) for n in block.shape)] = block
-                block = padded
-            return encoder.encode(block)
+    def _compress_and_store(self, dset: h5py.Dataset, encoder: ChunkEncoder, offsets: list[tuple[int, ...]],
+                            loaded: list[int]) -> None:
+        """BACKGROUND: every loaded chunk is encoded (and freed) even if one fails or storing fails."""
+        encoded = [self._pool.submit(encoder.encode_loaded, ptr) for ptr in loaded]
+        try:
+            for offset, future in zip(offsets, encoded):
+                dset.id.write_direct_chunk(offset, future.result())
+        finally:
+            for future in encoded:
+                future.exception()  # every buffer is freed by its own task: wait for all of them
 
-        for origin, (data, mask) in zip(origins, self.pool.map(encode, origins)):
-            dset.id.write_direct_chunk((start + origin[0],) + origin[1:], data, filter_mask=mask)
+    def wait_for(self, dset: h5py.Dataset) -> None:
+        """`wait`, if chunks of `dset` are pending (before it is resized or written through HDF5)."""
+        if self._pending is not None and self._pending_dset is not None and self._pending_dset.id == dset.id:
+            self.wait()
+
+    def wait(self) -> None:
+        """Until every chunk submitted is stored (a failure is kept for its scan)."""
+        pending, self._pending, self._pending_dset = self._pending, None, None
+        if pending is not None:
+            try:
+                pending.result()
+            except Exception as e:
+                log.warning("scan %s: storing compressed chunks failed", self._pending_owner, exc_info=True)
+                self._failures.setdefault(self._pending_owner, f"storing compressed chunks failed: "
+                                                               f"{type(e).__name__}: {e}")
+
+    def take_failure(self, owner: str | None) -> str | None:
+        """Why storing chunks of scan `owner` failed, once (None: nothing failed)."""
+        return self._failures.pop(owner, None) if owner is not None else None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        try:
+            self.wait()
+        finally:
+            for pool in (self._store, self._pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._pool = self._store = None

@@ -126,7 +126,16 @@ class CollectiveExecutor:
         handler = self._handlers.get(type(step))
         if handler is None:
             raise StepFailed(f"unknown step {type(step).__name__}")
-        return handler(step)
+        if self.direct is None:
+            return handler(step)
+        if not isinstance(step, st.WriteBatch):
+            self.direct.wait()  # chunks of the previous step stored before metadata, flush or close
+        try:
+            return handler(step)
+        finally:  # the step (a close too) done, its scan learns that earlier chunks were lost
+            failure = self.direct.take_failure(getattr(step, "scan_id", None))
+            if failure:
+                raise StepFailed(failure)
 
     # -- steps -------------------------------------------------------------------------------
     def _open_file(self, step: st.OpenFile) -> None:
@@ -179,6 +188,7 @@ class CollectiveExecutor:
         self._agree(self._space_error(step.scan_id, 0))
         if any(node.op == "delete" for node in step.nodes):  # a kept dataset handle may go stale
             self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
+            self.encoders = {k: e for k, e in self.encoders.items() if k[0] != step.scan_id}
         apply_nodes(self._file(step.scan_id), step.nodes)
 
     def _write_batch(self, step: st.WriteBatch) -> dict[str, str]:
@@ -224,6 +234,8 @@ class CollectiveExecutor:
         """COLLECTIVE: create/resize the dataset, then each rank writes its rows."""
         spec = write.spec
         dset = self._dataset(scan_id, f, spec)
+        if self.direct is not None:
+            self.direct.wait_for(dset)  # its chunks of the previous step stored before it changes
         nscan = spec.scan_ndim
         detector_dims = dset.shape[nscan:]
         if spec.variable:  # every rank pads to the same, agreed, detector dims
@@ -247,7 +259,7 @@ class CollectiveExecutor:
         if encoder is not None:  # serial file: whole chunks pre-compressed, the rows before them through HDF5
             first = direct_rows(lo, lo + len(rows), encoder.chunk_shape[0])
             if first < lo + len(rows):
-                self.direct.write(dset, encoder, first, rows[first - lo:])
+                self.direct.submit(scan_id, dset, encoder, first, rows[first - lo:])
                 rows = rows[:first - lo]
         self._write_selection(dset, nscan, lo, rows, collective=_needs_collective(spec, dset), mpio=not self.serial)
 
@@ -291,6 +303,8 @@ class CollectiveExecutor:
         shared.users -= 1
         if shared.users > 0:
             shared.file.flush()  # another scan still writes to it
+            if self.serial:
+                os.fsync(shared.file.id.get_vfd_handle())
         else:
             del self.open_files[key]
             shared.file.close()
