@@ -88,6 +88,18 @@ class RowWrites:
     def step_bytes(self) -> int:
         return self.tuning.step_bytes_per_writer * self.nwriters
 
+    def queued_bytes(self, streams: list[StreamProgress]) -> int:
+        """Bytes of rows known to be published and not yet sent to the writers."""
+        return sum((p.available - p.submitted) * p.spec.row_nbytes for p in streams
+                   if p.kind in ROW_KINDS and p.spec is not None and not p.given_up)
+
+    def knows_enough(self, streams: list[StreamProgress]) -> bool:
+        """Enough rows are known to fill the next steps: asking Redis for lengths can wait.
+
+        blissdata's stream length is the last entry read whole: a frame per poll, i.e. one frame
+        more over the wire per step of 8 frames while a writer is behind (perf/RESULTS.md)."""
+        return self.queued_bytes(streams) >= (MAX_INFLIGHT + 1) * self.step_bytes
+
     def submit_due(self, streams: list[StreamProgress], spec_of: Callable[[StreamProgress], st.ArraySpec],
                    source_of: Callable[[StreamProgress, int], st.RowsSource]
                    ) -> list[StreamProgress]:

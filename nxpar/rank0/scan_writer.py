@@ -35,6 +35,9 @@ from .writer_channel import StepError, WriterChannel
 
 log = logging.getLogger("nxpar.scan")
 
+# Stream lengths are asked at least this often (seals, scalars), and at every loop while fewer rows are
+# known than the next steps can take (RowWrites.knows_enough).
+LENGTHS_MAX_AGE_S = 0.25
 KILLED = "Killed: writing stopped without finalisation, the file may be incomplete"
 
 
@@ -248,12 +251,15 @@ class ScanWriter:
     def _stream(self, plan: FilePlan) -> None:
         """Until every stream is sealed and written: lengths, due rows, flushes, disk checks."""
         self._classify(plan)
-        last_flush = last_disk = time.monotonic()
+        last_flush = last_disk = last_lengths = time.monotonic()
         dirty = False
         while True:
             self._check_stop()
             self.rows.wait_for_room()
-            self._refresh_lengths()
+            if time.monotonic() - last_lengths >= LENGTHS_MAX_AGE_S or \
+                    not self.rows.knows_enough(list(self.streams.values())):
+                self._refresh_lengths()
+                last_lengths = time.monotonic()
             wrote = self._link_lima_groups(plan)
             wrote |= self.plugins.link(plan, self.streams)  # Lima2 / Mosca groups and growing VDS
             wrote |= self._submit_rows(plan)

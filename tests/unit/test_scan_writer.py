@@ -159,3 +159,24 @@ def test_keepshape_datasets_have_the_grid_shape(tmp_path):
     assert writer.state == State.OFF, writer.reason
     specs = {w.spec.path: w.spec for b in executor.of(st.WriteBatch) for w in b.writes}
     assert {s.scan_shape for s in specs.values()} == {(2, 3)}
+
+
+def test_lengths_are_not_asked_while_enough_rows_are_known(scan, tmp_path):
+    """blissdata's length is a whole last entry (a frame): while the writers are behind by more rows
+    than the next steps take, the driver does not ask again (at least every LENGTHS_MAX_AGE_S)."""
+    calls = []
+    lengths = scan.lengths
+    scan.lengths = lambda names: calls.append(names) or lengths(names)
+    scan.publish(400, seal=True)  # a backlog: many steps' worth, all known at the first ask
+    tight = Tuning(flush_period_s=10, poll_period_s=0.002, max_delay_s=0.05, disk_check_period_s=10,
+                   step_bytes_per_writer=2048, min_step_bytes_per_writer=0)
+    channel, executor = one_process_channel()
+    writer = ScanWriter(scan, "redis://fake", SaveOptions(), channel, tight, "2.4.5", None)
+    writer.start()
+    wait_until(lambda: len(executor.of(st.WriteBatch)) > 20)
+    scan.close()
+    finish(writer)
+    assert (writer.state, writer.reason) == (State.OFF, REASON_DONE)
+    assert set(rows_written(executor).values()) == {400}
+    batches = len(executor.of(st.WriteBatch))
+    assert batches > 40 and len(calls) < batches / 4, (len(calls), batches)
