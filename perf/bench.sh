@@ -22,5 +22,13 @@ echo "+ perf.point_rate --repeat 3" | tee -a perf/out/bench.md
 $PY -m perf.point_rate --repeat 3 | tee -a perf/out/bench.md
 # live frames against the very same publisher alone, with the CPU budget per process (issue 11); plot with
 # `python3 perf/plot_cpu_budget.py perf/out/ab_live.json` (any Python with matplotlib)
-echo "+ perf.ab_live --repeat 5 --variant NXPAR_DIRECT_READS=0" | tee -a perf/out/bench.md
-$PY -m perf.ab_live --repeat 5 --variant NXPAR_DIRECT_READS=0 --json perf/out/ab_live.json | tee -a perf/out/bench.md
+echo "+ perf.ab_live --repeat 5 --variant NXPAR_SERIAL_DRIVER=0" | tee -a perf/out/bench.md
+$PY -m perf.ab_live --repeat 5 --variant NXPAR_SERIAL_DRIVER=0 --json perf/out/ab_live.json | tee -a perf/out/bench.md
+# one writer process: serial driver + chunks compressed outside HDF5 vs the MPI-IO driver, draining Redis
+for r in 1 2; do
+    echo "+ perf.ab_live --ranks $r --repeat 3 --preload --variant NXPAR_SERIAL_DRIVER=0" | tee -a perf/out/bench.md
+    $PY -m perf.ab_live --ranks "$r" --repeat 3 --preload --variant NXPAR_SERIAL_DRIVER=0 | tee -a perf/out/bench.md
+done
+# where the two cores go during a live scan; plot with `python3 perf/plot_timeline.py perf/out/timeline.json OUT.png`
+echo "+ perf.timeline_live --repeat 3" | tee -a perf/out/bench.md
+$PY -m perf.timeline_live --repeat 3 --json perf/out/timeline.json | tee -a perf/out/bench.md
