@@ -14,7 +14,8 @@ leaves incompressible chunks unfiltered (an optional filter skipped, a non-zero 
 HDF5 1.10.8's cached chunk entry then ignores when it merges later rows: a decompression error);
 lossy and built-in filters (deflate, shuffle, fletcher32) are not plugins of that kind. A filter
 that fails here fails the write (HDF5 would skip an optional one; these three fail only without
-memory).
+memory). Their only call into HDF5 is `H5Epush` on such a failure, made outside h5py's lock: the
+one unsynchronised HDF5 call this path can make, on an error that fails the scan anyway.
 """
 from __future__ import annotations
 

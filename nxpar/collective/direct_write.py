@@ -75,6 +75,8 @@ class DirectChunkWriter:
         fill, for scan `owner`."""
         chunks = encoder.chunk_shape
         origins = [(r,) + tile for r in range(0, len(rows), chunks[0]) for tile in _tiles(rows.shape[1:], chunks[1:])]
+        if not origins or 0 in rows.shape:
+            return
         loaded: list[int] = []
         try:
             for origin in origins:
@@ -136,14 +138,15 @@ class DirectChunkWriter:
 
     def wait(self) -> None:
         """Until every chunk submitted is stored (a failure is kept for its scan)."""
-        pending, self._pending, self._pending_dset = self._pending, None, None
-        if pending is not None:
-            try:
-                pending.result()
-            except Exception as e:
-                log.warning("scan %s: storing compressed chunks failed", self._pending_owner, exc_info=True)
-                self._failures.setdefault(self._pending_owner, f"storing compressed chunks failed: "
-                                                               f"{type(e).__name__}: {e}")
+        if self._pending is None:
+            return
+        try:
+            self._pending.result()
+        except Exception as e:
+            log.warning("scan %s: storing compressed chunks failed", self._pending_owner, exc_info=True)
+            self._failures.setdefault(self._pending_owner, f"storing compressed chunks failed: "
+                                                           f"{type(e).__name__}: {e}")
+        self._pending, self._pending_dset = None, None  # after result(): an interrupted wait waits again
 
     def take_failure(self, owner: str | None) -> str | None:
         """Why storing chunks of scan `owner` failed, once (None: nothing failed)."""

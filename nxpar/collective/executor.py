@@ -128,14 +128,29 @@ class CollectiveExecutor:
             raise StepFailed(f"unknown step {type(step).__name__}")
         if self.direct is None:
             return handler(step)
+        scan_id = getattr(step, "scan_id", None)
         if not isinstance(step, st.WriteBatch):
             self.direct.wait()  # chunks of the previous step stored before metadata, flush or close
+            failure = self.direct.take_failure(scan_id)
+            if failure and not isinstance(step, st.CloseFile):
+                raise StepFailed(failure)  # before the step: no status written over lost chunks
+            return self._run_then_fail(handler, step, failure)  # a file is closed all the same
+        return self._run_then_fail(handler, step, None)
+
+    def _run_then_fail(self, handler: Callable[[Any], Any], step: Any, failure: str | None) -> Any:
+        """The handler's result; StepFailed if `failure` or storing this scan's chunks failed meanwhile
+        (with the handler's own error, if it raised one too)."""
         try:
-            return handler(step)
-        finally:  # the step (a close too) done, its scan learns that earlier chunks were lost
-            failure = self.direct.take_failure(getattr(step, "scan_id", None))
-            if failure:
-                raise StepFailed(failure)
+            result = handler(step)
+        except Exception as e:
+            late = failure or self.direct.take_failure(getattr(step, "scan_id", None))
+            if late:
+                raise StepFailed(f"{late}; {e}") from e
+            raise
+        late = failure or self.direct.take_failure(getattr(step, "scan_id", None))
+        if late:
+            raise StepFailed(late)
+        return result
 
     # -- steps -------------------------------------------------------------------------------
     def _open_file(self, step: st.OpenFile) -> None:
@@ -343,6 +358,12 @@ class CollectiveExecutor:
 
     def close_all(self) -> None:
         """Collective: close every file still open (service shutdown)."""
+        if self.direct is not None:  # every chunk stored before any file closes
+            self.direct.wait()
+            for scan_id in sorted(self.scan_files):
+                failure = self.direct.take_failure(scan_id)
+                if failure:
+                    log.error("scan %s: closed at shutdown, incomplete: %s", scan_id, failure)
         for scan_id in sorted(self.scan_files):
             self._close_file(st.CloseFile(scan_id))
         if self.direct is not None:

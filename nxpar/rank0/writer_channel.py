@@ -4,7 +4,9 @@ Scan-writer threads (one per scan, several sessions) submit steps here; this thr
 to the writers in one global order and hands back the combined results, in the same order. Up to
 `depth` steps are in flight: the writers find the next step already queued when they finish one,
 so they never wait for rank 0 (whose polling latency is then hidden behind a whole step). With
-N == 1 it executes the steps itself on COMM_SELF. No other rank-0 thread makes MPI or HDF5 calls.
+N == 1 it executes the steps itself on COMM_SELF. No other rank-0 thread makes MPI calls, nor HDF5
+calls other than the executor's own background thread storing compressed chunks (direct_write.py,
+through h5py's lock).
 """
 from __future__ import annotations
 
