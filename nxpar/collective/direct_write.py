@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import h5py
 import numpy as np
 
-from .chunk_codec import ChunkEncoder
+from .. import steps as st
+from .chunk_codec import ChunkEncoder, encoder_for
 
 log = logging.getLogger("nxpar.collective")
 
@@ -49,6 +50,10 @@ def _tiles(detector_shape: tuple[int, ...], detector_chunks: tuple[int, ...]) ->
         yield tuple(g[i] for g, i in zip(grids, index))
 
 
+class ChunksLost(RuntimeError):
+    """Storing compressed chunks of this scan failed (in the background, during an earlier step)."""
+
+
 class DirectChunkWriter:
     """Stores whole chunks of flat-scan datasets, compressing on `threads` threads, one step behind.
 
@@ -68,8 +73,64 @@ class DirectChunkWriter:
         self._pending_dset: h5py.Dataset | None = None
         self._pending_owner = ""
         self._failures: dict[str, str] = {}  # scan id -> why storing its chunks failed
+        self.encoders: dict[tuple[str, str], ChunkEncoder | None] = {}  # (scan id, path); None: HDF5 filters
         self.overlap = os.environ.get("NXPAR_DIRECT_OVERLAP", "1") != "0"  # 0: store before submit returns
 
+    # -- what the executor of one writer process asks ------------------------------------------------
+    def run_step(self, call: Callable[[], Any], owner: str | None, waits: bool, closes: bool) -> Any:
+        """call()'s result. waits: the chunks submitted so far are stored first, and a scan whose
+        chunks were lost fails before the step writes anything (a close closes all the same).
+        Raises ChunksLost when this step's scan lost chunks (with the step's own error, if any)."""
+        failure = None
+        if waits:
+            self.wait()
+            failure = self.take_failure(owner)
+            if failure and not closes:
+                raise ChunksLost(failure)
+        try:
+            result = call()
+        except Exception as e:
+            late = failure or self.take_failure(owner)
+            if late:
+                raise ChunksLost(f"{late}; {e}") from e
+            raise
+        late = failure or self.take_failure(owner)
+        if late:
+            raise ChunksLost(late)
+        return result
+
+    def store_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int, rows: np.ndarray) -> np.ndarray:
+        """Submit the whole chunks of rows [lo, lo + len(rows)) of a flat scan; the rows left for HDF5
+        (before the first chunk boundary, or all of them: grid scans, variable rows, other filters)."""
+        encoder = self._encoder(scan_id, spec, dset)
+        if encoder is None:
+            return rows
+        first = direct_rows(lo, lo + len(rows), encoder.chunk_shape[0])
+        if first < lo + len(rows):
+            self.submit(scan_id, dset, encoder, first, rows[first - lo:])
+        return rows[:first - lo]
+
+    def _encoder(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset) -> ChunkEncoder | None:
+        if spec.scan_ndim != 1 or spec.variable:
+            return None
+        key = (scan_id, spec.path)
+        if key not in self.encoders:
+            self.encoders[key] = encoder_for(dset)
+        return self.encoders[key]
+
+    def forget(self, scan_id: str) -> None:
+        """The scan's datasets are closed or deleted: their encoders go."""
+        self.encoders = {k: e for k, e in self.encoders.items() if k[0] != scan_id}
+
+    def store_all(self, scan_ids: list[str]) -> None:
+        """Shutdown: every chunk stored before the files close; what was lost is logged per scan."""
+        self.wait()
+        for scan_id in scan_ids:
+            failure = self.take_failure(scan_id)
+            if failure:
+                log.error("scan %s: closed at shutdown, incomplete: %s", scan_id, failure)
+
+    # -- the pipeline ---------------------------------------------------------------------------------
     def submit(self, owner: str, dset: h5py.Dataset, encoder: ChunkEncoder, start: int, rows: np.ndarray) -> None:
         """Rows [start, start + len(rows)) of `dset` (already resized), every one in a chunk they
         fill, for scan `owner`."""

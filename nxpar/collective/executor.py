@@ -23,8 +23,7 @@ from ..compression import filter_kwargs
 from ..disk import free_bytes
 from ..mpi_roles import sleepy_allreduce_max_all
 from . import layout
-from .chunk_codec import ChunkEncoder, encoder_for
-from .direct_write import DirectChunkWriter, direct_rows
+from .direct_write import ChunksLost, DirectChunkWriter
 from .file_access import open_collective
 from .redis_reader import StreamReader
 from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
@@ -84,10 +83,9 @@ class CollectiveExecutor:
         self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.datasets: dict[tuple[str, str], h5py.Dataset] = {}  # (scan id, path) -> open row dataset
         # one writer process (comm of size 1): files use the serial driver, whole chunks are stored
-        # pre-compressed (direct_write.py); (scan id, path) -> encoder, None where HDF5 must filter
+        # pre-compressed (direct_write.py)
         # (NXPAR_SERIAL_DRIVER=0: the mpio driver even then, e.g. to compare)
         self.serial = comm.size == 1 and os.environ.get("NXPAR_SERIAL_DRIVER", "1") != "0"
-        self.encoders: dict[tuple[str, str], ChunkEncoder | None] = {}
         self.direct = DirectChunkWriter() if self.serial else None
         # scan id -> {stream: reason}: Lima2 / Mosca channels whose rows could not be read (agreed:
         # the same on every rank); their later writes in the scan are skipped too
@@ -128,29 +126,11 @@ class CollectiveExecutor:
             raise StepFailed(f"unknown step {type(step).__name__}")
         if self.direct is None:
             return handler(step)
-        scan_id = getattr(step, "scan_id", None)
-        if not isinstance(step, st.WriteBatch):
-            self.direct.wait()  # chunks of the previous step stored before metadata, flush or close
-            failure = self.direct.take_failure(scan_id)
-            if failure and not isinstance(step, st.CloseFile):
-                raise StepFailed(failure)  # before the step: no status written over lost chunks
-            return self._run_then_fail(handler, step, failure)  # a file is closed all the same
-        return self._run_then_fail(handler, step, None)
-
-    def _run_then_fail(self, handler: Callable[[Any], Any], step: Any, failure: str | None) -> Any:
-        """The handler's result; StepFailed if `failure` or storing this scan's chunks failed meanwhile
-        (with the handler's own error, if it raised one too)."""
-        try:
-            result = handler(step)
-        except Exception as e:
-            late = failure or self.direct.take_failure(getattr(step, "scan_id", None))
-            if late:
-                raise StepFailed(f"{late}; {e}") from e
-            raise
-        late = failure or self.direct.take_failure(getattr(step, "scan_id", None))
-        if late:
-            raise StepFailed(late)
-        return result
+        try:  # the previous step's chunks stored first, unless this is a row write; lost ones fault their scan
+            return self.direct.run_step(lambda: handler(step), getattr(step, "scan_id", None),
+                                        waits=not isinstance(step, st.WriteBatch), closes=isinstance(step, st.CloseFile))
+        except ChunksLost as e:
+            raise StepFailed(str(e)) from e
 
     # -- steps -------------------------------------------------------------------------------
     def _open_file(self, step: st.OpenFile) -> None:
@@ -203,7 +183,8 @@ class CollectiveExecutor:
         self._agree(self._space_error(step.scan_id, 0))
         if any(node.op == "delete" for node in step.nodes):  # a kept dataset handle may go stale
             self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
-            self.encoders = {k: e for k, e in self.encoders.items() if k[0] != step.scan_id}
+            if self.direct is not None:
+                self.direct.forget(step.scan_id)
         apply_nodes(self._file(step.scan_id), step.nodes)
 
     def _write_batch(self, step: st.WriteBatch) -> dict[str, str]:
@@ -270,23 +251,9 @@ class CollectiveExecutor:
         shape = layout.scan_extent(spec, dset.shape[:nscan], write.stop) + tuple(detector_dims)
         if dset.shape != shape:
             dset.resize(shape)
-        encoder = self._encoder(scan_id, spec, dset) if rows is not None and len(rows) else None
-        if encoder is not None:  # serial file: whole chunks pre-compressed, the rows before them through HDF5
-            first = direct_rows(lo, lo + len(rows), encoder.chunk_shape[0])
-            if first < lo + len(rows):
-                self.direct.submit(scan_id, dset, encoder, first, rows[first - lo:])
-                rows = rows[:first - lo]
+        if self.direct is not None and rows is not None and len(rows):  # whole chunks pre-compressed
+            rows = self.direct.store_rows(scan_id, spec, dset, lo, rows)  # the rest through HDF5
         self._write_selection(dset, nscan, lo, rows, collective=_needs_collective(spec, dset), mpio=not self.serial)
-
-    def _encoder(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset) -> ChunkEncoder | None:
-        """LOCAL: how this process may store whole chunks itself (serial files, flat scans,
-        fixed-shape rows, plugin filters only); None: HDF5 writes the rows."""
-        if not self.serial or spec.scan_ndim != 1 or spec.variable:
-            return None
-        key = (scan_id, spec.path)
-        if key not in self.encoders:
-            self.encoders[key] = encoder_for(dset)
-        return self.encoders[key]
 
     def _dataset(self, scan_id: str, f: h5py.File, spec: st.ArraySpec) -> h5py.Dataset:
         """Open datasets are kept per scan: a lookup is a collective metadata read."""
@@ -311,7 +278,8 @@ class CollectiveExecutor:
         self.given_up.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
         self.datasets = {k: d for k, d in self.datasets.items() if k[0] != step.scan_id}
-        self.encoders = {k: e for k, e in self.encoders.items() if k[0] != step.scan_id}
+        if self.direct is not None:
+            self.direct.forget(step.scan_id)
         if key is None:
             return
         shared = self.open_files[key]
@@ -359,11 +327,7 @@ class CollectiveExecutor:
     def close_all(self) -> None:
         """Collective: close every file still open (service shutdown)."""
         if self.direct is not None:  # every chunk stored before any file closes
-            self.direct.wait()
-            for scan_id in sorted(self.scan_files):
-                failure = self.direct.take_failure(scan_id)
-                if failure:
-                    log.error("scan %s: closed at shutdown, incomplete: %s", scan_id, failure)
+            self.direct.store_all(sorted(self.scan_files))
         for scan_id in sorted(self.scan_files):
             self._close_file(st.CloseFile(scan_id))
         if self.direct is not None:

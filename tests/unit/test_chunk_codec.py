@@ -58,6 +58,21 @@ def test_direct_rows_start_at_the_first_chunk_boundary():
     assert direct_rows(8, 9, 4) == 8
 
 
+def write_steps(writer: DirectChunkWriter, d: h5py.Dataset, encoder, rows: np.ndarray, steps) -> None:
+    """Rows [lo, hi) of each step as the executor writes them: the previous step's chunks stored
+    before the resize, rows sharing a chunk with earlier ones through HDF5, the rest direct."""
+    for lo, hi in steps:
+        writer.wait_for(d)
+        d.resize((hi,) + d.shape[1:])
+        first = direct_rows(lo, hi, d.chunks[0])
+        if first > lo:
+            d[lo:first] = rows[lo:first]
+        if first < hi:
+            writer.submit("scan", d, encoder, first, rows[first:hi])
+    writer.wait()
+    assert writer.take_failure("scan") is None
+
+
 def test_rows_in_whole_edge_and_shared_chunks_read_back(tmp_path):
     """Edge tiles (100×70 in 32×32 chunks) are padded, a short last chunk is stored padded and
     the rows that come later into it go through HDF5, as the executor does."""
@@ -67,16 +82,7 @@ def test_rows_in_whole_edge_and_shared_chunks_read_back(tmp_path):
         with h5py.File(tmp_path / "f.h5", "w", locking=False) as f:
             d = _dataset(f, "d", "lz4-bitshuffle")
             encoder = encoder_for(d)
-            for lo, hi in [(0, 6), (6, 11), (11, 12), (12, 23)]:
-                writer.wait_for(d)  # as the executor: the previous step's chunks stored before a resize
-                d.resize((hi, 100, 70))
-                first = direct_rows(lo, hi, 4)
-                if first > lo:
-                    d[lo:first] = frames[lo:first]
-                if first < hi:
-                    writer.submit("scan", d, encoder, first, frames[first:hi])
-            writer.wait()
-            assert writer.take_failure("scan") is None
+            write_steps(writer, d, encoder, frames, [(0, 6), (6, 11), (11, 12), (12, 23)])
             d.resize((24, 100, 70))  # a row nobody wrote reads as the fill value
             got = d[()]
         np.testing.assert_array_equal(got[:23], frames)
@@ -98,16 +104,7 @@ def test_incompressible_rows_merged_into_a_stored_padded_chunk(tmp_path, dtype):
             d = f.create_dataset("d", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(n,),
                                  **filter_kwargs("lz4-bitshuffle"))
             encoder = encoder_for(d)
-            for lo, hi in [(0, n - 1), (n - 1, n), (n, 2 * n)]:
-                writer.wait_for(d)
-                d.resize((hi,))
-                first = direct_rows(lo, hi, n)
-                if first > lo:
-                    d[lo:first] = values[lo:first]
-                if first < hi:
-                    writer.submit("scan", d, encoder, first, values[first:hi])
-            writer.wait()
-            assert writer.take_failure("scan") is None
+            write_steps(writer, d, encoder, values, [(0, n - 1), (n - 1, n), (n, 2 * n)])
             np.testing.assert_array_equal(d[()], values)
     finally:
         writer.close()

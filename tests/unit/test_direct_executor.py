@@ -9,7 +9,7 @@ import pytest
 from mpi4py import MPI
 
 from nxpar import steps as st
-from nxpar.collective import executor as executor_module
+from nxpar.collective import direct_write
 from nxpar.collective.chunk_codec import ChunkEncoder, FilterFunc, FilterStep
 from nxpar.collective.executor import CollectiveExecutor, StepFailed
 
@@ -44,7 +44,7 @@ def test_one_writer_stores_chunks_itself_and_shutdown_waits_for_them(tmp_path, l
     open_scan(ex, path)
     ex.execute(st.WriteBatch("scan1", [frames_write(lima, 0, 6)]))  # chunk 0 direct, chunk 1 stored padded
     ex.execute(st.WriteBatch("scan1", [frames_write(lima, 6, 12)]))  # rows 6, 7 merged by HDF5, chunk 2 direct
-    assert ex.encoders[("scan1", "/1.1/instrument/cam/data")] is not None
+    assert ex.direct.encoders[("scan1", "/1.1/instrument/cam/data")] is not None
     ex.close_all()  # shutdown with chunks pending: stored before the file closes
     with h5py.File(path, "r", locking=False) as f:
         np.testing.assert_array_equal(f["1.1/instrument/cam/data"][()], FRAMES)
@@ -52,7 +52,7 @@ def test_one_writer_stores_chunks_itself_and_shutdown_waits_for_them(tmp_path, l
 
 def test_a_failure_storing_chunks_faults_its_scan_before_its_next_step_not_another_scan(tmp_path, lima, monkeypatch):
     failing = ChunkEncoder([FilterStep(FilterFunc(lambda *args: 0), 1, ())], (4,) + FRAME, np.dtype("uint16"))
-    monkeypatch.setattr(executor_module, "encoder_for", lambda dset: failing)
+    monkeypatch.setattr(direct_write, "encoder_for", lambda dset: failing)
     ex = CollectiveExecutor(MPI.COMM_SELF)
     try:
         open_scan(ex, str(tmp_path / "a.h5"))
