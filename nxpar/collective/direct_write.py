@@ -1,7 +1,7 @@
 """ONE WRITER PROCESS ONLY: rows of a filtered dataset written as pre-compressed whole chunks.
 
 A file that only one process writes (one writer rank, or rank 0 alone) is opened with HDF5's
-serial driver (file_access.open_scan_file), where H5Dwrite_chunk is allowed. The chunks a row write
+serial driver (file_access.open_collective with serial=True), where H5Dwrite_chunk is allowed. The chunks a row write
 covers entirely are encoded on a thread pool (chunk_codec: the dataset's own filter plugins) and
 stored with H5Dwrite_chunk; rows of a chunk the write covers only in part (a flush of a partly
 filled chunk, or the rest of it later) go through HDF5, which merges them with what is stored.
