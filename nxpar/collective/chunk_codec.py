@@ -9,24 +9,42 @@ convention (a malloc'd buffer the filter may replace). ctypes releases the GIL d
 call, so a thread pool compresses in parallel, concurrently with HDF5 calls of other threads.
 
 Only filters that keep no state between calls and always encode are taken (ENCODABLE_FILTERS:
-bitshuffle(+LZ4), LZ4, Zstandard). Others go through HDF5: Blosc sets library-wide options and
-leaves incompressible chunks unfiltered (an optional filter skipped, a non-zero filter mask, which
-HDF5 1.10.8's cached chunk entry then ignores when it merges later rows: a decompression error);
-lossy and built-in filters (deflate, shuffle, fletcher32) are not plugins of that kind. A filter
-that fails here fails the write (HDF5 would skip an optional one; these three fail only without
-memory). Their only call into HDF5 is `H5Epush` on such a failure, made outside h5py's lock: the
-one unsynchronised HDF5 call this path can make, on an error that fails the scan anyway.
+bitshuffle(+LZ4), LZ4, Zstandard), and HDF5's own byte shuffle and deflate (gzip), which are not
+plugins: `BuiltinEncoder` applies them as HDF5 does (the same system zlib: the same bytes; zlib
+releases the GIL too). Others stay with HDF5: Blosc sets library-wide options and leaves
+incompressible chunks unfiltered (an optional filter skipped: a non-zero filter mask, which HDF5
+1.10.8's cached chunk entry ignores when it merges later rows, a decompression error); lossy
+filters and fletcher32 too. A filter that fails here fails the write (HDF5 would skip an optional
+one; these fail only without memory). The plugins' only call into HDF5 is `H5Epush` on such a
+failure, made outside h5py's lock: the one unsynchronised HDF5 call of this path, on an error that
+fails the scan anyway.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
+import zlib
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
 
 ENCODABLE_FILTERS = frozenset({32008, 32004, 32015})  # bitshuffle, LZ4, Zstandard (HDF5 filter ids)
+H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE = 1, 2
+BUILTIN_FILTERS = frozenset({H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE})
+
+
+class Encoder(Protocol):
+    """What the direct writer needs: a chunk copied out of the rows (`load`), then encoded (or dropped)."""
+
+    chunk_shape: tuple[int, ...]
+
+    def load(self, chunk: np.ndarray) -> Any: ...
+
+    def drop(self, loaded: Any) -> None: ...
+
+    def encode_loaded(self, loaded: Any) -> bytes: ...
 
 _libc = ctypes.CDLL(None)
 _libc.malloc.restype = ctypes.c_void_p
@@ -124,20 +142,57 @@ class ChunkEncoder:
             _libc.free(buf.value)
 
 
-def encoder_for(dset: h5py.Dataset) -> ChunkEncoder | None:
-    """An encoder for a chunked dataset whose every filter is one of ENCODABLE_FILTERS; None
-    otherwise (unfiltered, or other filters: HDF5 writes those)."""
+class BuiltinEncoder:
+    """HDF5's byte shuffle and deflate, in the dataset's pipeline order: shuffle puts byte k of every
+    element together (H5Z__filter_shuffle), deflate is zlib's compress2 at the dataset's level."""
+
+    def __init__(self, steps: list[tuple[int, tuple[int, ...]]], chunk_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.steps = steps
+        self.chunk_shape = chunk_shape
+        self.dtype = np.dtype(dtype)
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        return self.encode_loaded(self.load(chunk))
+
+    def load(self, chunk: np.ndarray) -> np.ndarray:
+        if chunk.shape != self.chunk_shape:
+            raise ValueError(f"chunk shape {chunk.shape} is not {self.chunk_shape}")
+        return np.array(chunk, dtype=self.dtype, order="C")
+
+    @staticmethod
+    def drop(loaded: np.ndarray) -> None:
+        pass
+
+    def encode_loaded(self, loaded: np.ndarray) -> bytes:
+        data: Any = loaded.reshape(-1).view(np.uint8)
+        for code, cd_values in self.steps:
+            if code == H5Z_FILTER_SHUFFLE:
+                data = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+                size = cd_values[0] if cd_values else self.dtype.itemsize
+                count = data.size // size
+                if size > 1 and count > 1:
+                    whole = count * size
+                    data = np.concatenate([data[:whole].reshape(count, size).T.reshape(-1), data[whole:]])
+            else:
+                data = zlib.compress(data, cd_values[0] if cd_values else 6)
+        return data if isinstance(data, bytes) else data.tobytes()
+
+
+def encoder_for(dset: h5py.Dataset) -> Encoder | None:
+    """An encoder for a chunked dataset whose filters are all ENCODABLE_FILTERS, or all HDF5's shuffle
+    and deflate; None otherwise (unfiltered, or other filters: HDF5 writes those)."""
     if dset.chunks is None or dset.dtype.kind not in "biuf":
         return None
     dcpl = dset.id.get_create_plist()
-    count = dcpl.get_nfilters()
-    if count == 0:
+    pipeline = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
+    codes = {code for code, *_ in pipeline}
+    if not codes:
         return None
+    if codes <= BUILTIN_FILTERS:
+        return BuiltinEncoder([(code, tuple(int(v) for v in cd)) for code, _flags, cd, _name in pipeline],
+                              tuple(dset.chunks), dset.dtype)
     available = plugin_filters()
-    steps = []
-    for i in range(count):
-        code, flags, cd_values, _name = dcpl.get_filter(i)
-        if code not in ENCODABLE_FILTERS or code not in available:
-            return None
-        steps.append(FilterStep(available[code], int(flags), tuple(int(v) for v in cd_values)))
+    if not codes <= ENCODABLE_FILTERS & set(available):
+        return None
+    steps = [FilterStep(available[code], int(flags), tuple(int(v) for v in cd)) for code, flags, cd, _name in pipeline]
     return ChunkEncoder(steps, tuple(dset.chunks), dset.dtype)

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from .. import steps as st
-from .chunk_codec import ChunkEncoder, encoder_for
+from .chunk_codec import Encoder, encoder_for
 
 log = logging.getLogger("nxpar.collective")
 
@@ -73,7 +73,7 @@ class DirectChunkWriter:
         self._pending_dset: h5py.Dataset | None = None
         self._pending_owner = ""
         self._failures: dict[str, str] = {}  # scan id -> why storing its chunks failed
-        self.encoders: dict[tuple[str, str], ChunkEncoder | None] = {}  # (scan id, path); None: HDF5 filters
+        self.encoders: dict[tuple[str, str], Encoder | None] = {}  # (scan id, path); None: HDF5 filters
         self.overlap = os.environ.get("NXPAR_DIRECT_OVERLAP", "1") != "0"  # 0: store before submit returns
 
     # -- what the executor of one writer process asks ------------------------------------------------
@@ -110,7 +110,7 @@ class DirectChunkWriter:
             self.submit(scan_id, dset, encoder, first, rows[first - lo:])
         return rows[:first - lo]
 
-    def _encoder(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset) -> ChunkEncoder | None:
+    def _encoder(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset) -> Encoder | None:
         if spec.scan_ndim != 1 or spec.variable:
             return None
         key = (scan_id, spec.path)
@@ -131,14 +131,14 @@ class DirectChunkWriter:
                 log.error("scan %s: closed at shutdown, incomplete: %s", scan_id, failure)
 
     # -- the pipeline ---------------------------------------------------------------------------------
-    def submit(self, owner: str, dset: h5py.Dataset, encoder: ChunkEncoder, start: int, rows: np.ndarray) -> None:
+    def submit(self, owner: str, dset: h5py.Dataset, encoder: Encoder, start: int, rows: np.ndarray) -> None:
         """Rows [start, start + len(rows)) of `dset` (already resized), every one in a chunk they
         fill, for scan `owner`."""
         chunks = encoder.chunk_shape
         origins = [(r,) + tile for r in range(0, len(rows), chunks[0]) for tile in _tiles(rows.shape[1:], chunks[1:])]
         if not origins or 0 in rows.shape:
             return
-        loaded: list[int] = []
+        loaded: list[Any] = []
         try:
             for origin in origins:
                 block = rows[tuple(slice(o, o + c) for o, c in zip(origin, chunks))]
@@ -161,8 +161,8 @@ class DirectChunkWriter:
         if not self.overlap:
             self.wait()
 
-    def _compress_and_store(self, dset: h5py.Dataset, encoder: ChunkEncoder, offsets: list[tuple[int, ...]],
-                            loaded: list[int]) -> None:
+    def _compress_and_store(self, dset: h5py.Dataset, encoder: Encoder, offsets: list[tuple[int, ...]],
+                            loaded: list[Any]) -> None:
         """BACKGROUND: every loaded chunk is encoded (and freed) even if one fails or storing fails.
         One task per thread, each a run of consecutive chunks: a wake-up per chunk costs more CPU
         than it saves on 2 cores."""
@@ -180,7 +180,7 @@ class DirectChunkWriter:
                 future.exception()  # every buffer is freed by its own task: wait for all of them
 
     @staticmethod
-    def _encode_run(encoder: ChunkEncoder, run: list[int]) -> list[bytes]:
+    def _encode_run(encoder: Encoder, run: list[Any]) -> list[bytes]:
         """Encode (and free) every chunk of a run, whatever fails: the first failure is raised."""
         out, failure = [], None
         for ptr in run:
