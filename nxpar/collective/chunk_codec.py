@@ -10,14 +10,14 @@ call, so a thread pool compresses in parallel, concurrently with HDF5 calls of o
 
 Only filters that keep no state between calls and always encode are taken (ENCODABLE_FILTERS:
 bitshuffle(+LZ4), LZ4, Zstandard), and HDF5's own byte shuffle and deflate (gzip), which are not
-plugins: `BuiltinEncoder` applies them as HDF5 does (the same system zlib: the same bytes; zlib
-releases the GIL too). Others stay with HDF5: Blosc sets library-wide options and leaves
-incompressible chunks unfiltered (an optional filter skipped: a non-zero filter mask, which HDF5
-1.10.8's cached chunk entry ignores when it merges later rows, a decompression error); lossy
-filters and fletcher32 too. A filter that fails here fails the write (HDF5 would skip an optional
-one; these fail only without memory). The plugins' only call into HDF5 is `H5Epush` on such a
-failure, made outside h5py's lock: the one unsynchronised HDF5 call of this path, on an error that
-fails the scan anyway.
+plugins: `BuiltinEncoder` applies them as HDF5 does (the same system zlib as libhdf5 here: the
+same bytes; another zlib would give other bytes, as valid; zlib releases the GIL too). Others stay
+with HDF5: Blosc sets library-wide options and leaves incompressible chunks unfiltered (an optional
+filter skipped: a non-zero filter mask, which HDF5 1.10.8's cached chunk entry ignores when it
+merges later rows, a decompression error); lossy filters and fletcher32 too. A filter that fails
+here fails the write (HDF5 would skip an optional one; these fail only without memory). The
+plugins' only call into HDF5 is `H5Epush` on such a failure, made outside h5py's lock: the one
+unsynchronised HDF5 call of this path, on an error that fails the scan anyway.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class Encoder(Protocol):
 
     def drop(self, loaded: Any) -> None: ...
 
-    def encode_loaded(self, loaded: Any) -> bytes: ...
+    def encode_loaded(self, loaded: Any) -> bytes | np.ndarray: ...
 
 _libc = ctypes.CDLL(None)
 _libc.malloc.restype = ctypes.c_void_p
@@ -163,19 +163,19 @@ class BuiltinEncoder:
     def drop(loaded: np.ndarray) -> None:
         pass
 
-    def encode_loaded(self, loaded: np.ndarray) -> bytes:
+    def encode_loaded(self, loaded: np.ndarray) -> bytes | np.ndarray:
         data: Any = loaded.reshape(-1).view(np.uint8)
         for code, cd_values in self.steps:
             if code == H5Z_FILTER_SHUFFLE:
                 data = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
-                size = cd_values[0] if cd_values else self.dtype.itemsize
-                count = data.size // size
+                size, count = cd_values[0], data.size // cd_values[0]
                 if size > 1 and count > 1:
                     whole = count * size
-                    data = np.concatenate([data[:whole].reshape(count, size).T.reshape(-1), data[whole:]])
+                    shuffled = data[:whole].reshape(count, size).T.reshape(-1)
+                    data = shuffled if whole == data.size else np.concatenate([shuffled, data[whole:]])
             else:
-                data = zlib.compress(data, cd_values[0] if cd_values else 6)
-        return data if isinstance(data, bytes) else data.tobytes()
+                data = zlib.compress(data, cd_values[0])
+        return data  # bytes, or a contiguous array (write_direct_chunk takes any buffer)
 
 
 def encoder_for(dset: h5py.Dataset) -> Encoder | None:
@@ -189,6 +189,11 @@ def encoder_for(dset: h5py.Dataset) -> Encoder | None:
     if not codes:
         return None
     if codes <= BUILTIN_FILTERS:
+        # as HDF5 1.10.8 applies them: each once, one client value each (shuffle: the element size set
+        # at creation; deflate: a level 0-9); otherwise HDF5 skips the filter, which is not ours to mimic
+        if len(pipeline) != len(codes) or any(len(cd) != 1 for _c, _f, cd, _n in pipeline) or \
+                any(code == H5Z_FILTER_DEFLATE and not 0 <= cd[0] <= 9 for code, _f, cd, _n in pipeline):
+            return None
         return BuiltinEncoder([(code, tuple(int(v) for v in cd)) for code, _flags, cd, _name in pipeline],
                               tuple(dset.chunks), dset.dtype)
     available = plugin_filters()

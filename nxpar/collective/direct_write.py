@@ -168,6 +168,7 @@ class DirectChunkWriter:
         than it saves on 2 cores."""
         size = -(-len(loaded) // self.threads)
         runs = [loaded[i:i + size] for i in range(0, len(loaded), size)]
+        loaded.clear()  # each run holds its chunks, and lets each go once encoded
         encoded = [self._pool.submit(self._encode_run, encoder, run) for run in runs]
         try:
             stored = 0
@@ -180,14 +181,16 @@ class DirectChunkWriter:
                 future.exception()  # every buffer is freed by its own task: wait for all of them
 
     @staticmethod
-    def _encode_run(encoder: Encoder, run: list[Any]) -> list[bytes]:
+    def _encode_run(encoder: Encoder, run: list[Any]) -> list[Any]:
         """Encode (and free) every chunk of a run, whatever fails: the first failure is raised."""
         out, failure = [], None
-        for ptr in run:
+        for i, loaded in enumerate(run):
+            run[i] = None  # the raw chunk goes as soon as it is encoded
             try:
-                out.append(encoder.encode_loaded(ptr))
+                out.append(encoder.encode_loaded(loaded))
             except Exception as e:
                 failure = failure or e
+            del loaded
         if failure is not None:
             raise failure
         return out
