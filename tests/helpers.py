@@ -80,6 +80,12 @@ def wait_scan_done(proxy, name: str, timeout: float = 120) -> str:
     raise TimeoutError(f"scan {name} still {proxy.scan_state(name)} after {timeout}s")
 
 
+def assert_done_without_warning(proxy, name: str) -> None:
+    """The scan ended OFF (else its reason is shown) and scan_info has no WARNING line for it."""
+    assert wait_scan_done(proxy, name) == "OFF", proxy.scan_state_reason(name)
+    assert not [row for row in proxy.scan_info if row.startswith(name) and "WARNING" in row]
+
+
 def wait_scan_exists(proxy, name: str, timeout: float = 10) -> None:
     """BLISS fails the scan if the writer has not registered it within 10 s."""
     deadline = time.monotonic() + timeout

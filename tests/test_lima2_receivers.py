@@ -17,7 +17,7 @@ from launch.simulate import realistic_frames
 from nxpar import lima2_conductor
 from nxpar.lima2_conductor import BoundedLima2Plugin, ConductorUnreachable
 from nxpar.lima2_receivers import Lima2Receivers, read_pieces
-from tests.helpers import wait_scan_done, wait_scan_exists
+from tests.helpers import assert_done_without_warning, wait_scan_done, wait_scan_exists
 
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
@@ -219,8 +219,7 @@ def test_frames_of_a_file_not_full_are_not_copied_yet(services, stack, data_dir)
         files.write_master()
         pub.lima2_progress(10)
         pub.stop_close()
-        assert wait_scan_done(proxy, "11_ascan") == "OFF", proxy.scan_state_reason("11_ascan")
-        assert not [row for row in proxy.scan_info if row.startswith("11_ascan") and "WARNING" in row]
+        assert_done_without_warning(proxy, "11_ascan")
     finally:
         pub.close_if_open()
         conductor.stop()

@@ -136,7 +136,7 @@ class DirectChunkWriter:
         fill, for scan `owner`."""
         chunks = encoder.chunk_shape
         origins = [(r,) + tile for r in range(0, len(rows), chunks[0]) for tile in _tiles(rows.shape[1:], chunks[1:])]
-        if not origins or 0 in rows.shape:
+        if not origins:  # no rows, or a detector dimension of 0
             return
         loaded: list[Any] = []
         try:

@@ -268,7 +268,9 @@ class CollectiveExecutor:
 
     def _flush(self, step: st.Flush) -> None:
         self._agree(self._space_error(step.scan_id, 0))
-        f = self._file(step.scan_id)
+        self._flush_to_disk(self._file(step.scan_id))
+
+    def _flush_to_disk(self, f: h5py.File) -> None:
         f.flush()
         if self.serial:  # as MPI_File_sync does behind the mpio driver's flush: flushed data is on disk
             os.fsync(f.id.get_vfd_handle())
@@ -285,9 +287,7 @@ class CollectiveExecutor:
         shared = self.open_files[key]
         shared.users -= 1
         if shared.users > 0:
-            shared.file.flush()  # another scan still writes to it
-            if self.serial:
-                os.fsync(shared.file.id.get_vfd_handle())
+            self._flush_to_disk(shared.file)  # another scan still writes to it
         else:
             del self.open_files[key]
             shared.file.close()
