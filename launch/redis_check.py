@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .stack import Stack
+from launch.stack import Stack
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 A rank that dies takes the whole MPI job down (mpirun aborts the others). The supervisor restarts
 it after a short back-off and hands the next run the reason (NXPAR_RESTART_REASON), which the
 devices show in their Status; the scans that were being written are reported FAULT by the new run
-(see nxpar/rank0/journal.py). SIGTERM stops the job and the supervisor.
+(see nxpar/driver/journal.py). SIGTERM stops the job and the supervisor.
 
     python -m launch.supervisor --ranks 4 nexuswriters -- --log=info
 """

@@ -42,7 +42,7 @@ def mb(nbytes: float) -> float:
 def bench_serial_h5py(frames: np.ndarray, n: int, scheme: str, path: str, driver: str | None = None) -> float:
     import h5py
 
-    from nxpar.compression import filter_kwargs
+    from nxpar.writers.filters import filter_kwargs
 
     kwargs = {"driver": "core", "backing_store": False} if driver == "core" else {}
     t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def _follow(url: str, key: str, n: int, scheme: str | None, path: str, done) -> 
     if scheme:
         import h5py
 
-        from nxpar.compression import filter_kwargs
+        from nxpar.writers.filters import filter_kwargs
         f = h5py.File(path, "w")
         dset = f.create_dataset("data", shape=(n,) + tuple(stream.shape), dtype=stream.dtype,
                                 chunks=(1,) + tuple(stream.shape), **filter_kwargs(scheme))

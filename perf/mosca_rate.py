@@ -59,7 +59,7 @@ def baseline(files_dir: Path, npoints: int, out: str) -> float:
     """Seconds for one process to copy every element's spectra (same chunks and filter as nxpar)."""
     import h5py
 
-    from nxpar.compression import filter_kwargs
+    from nxpar.writers.filters import filter_kwargs
 
     rows = max((1 << 20) // (CHANNELS * 4), 1)
     t0 = time.perf_counter()

@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--idle", action="store_true", help="sample waiting threads too (where do the ranks wait?)")
     args = p.parse_args(argv)
 
-    from launch.stack import Stack
     from launch.simulate import realistic_frames
+    from launch.stack import Stack
     from perf.replay_scan import replay
 
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")

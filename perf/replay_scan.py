@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         if own:
             proxy = stack.start_writer_stack("replay", "replay", args.ranks)
         else:
-            from nxpar.register import find_session_writer
+            from nxpar.service.register import find_session_writer
 
             os.environ.update(stack.env)
             proxy = stack.wait_device(find_session_writer("replay"))

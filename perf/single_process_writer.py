@@ -20,8 +20,8 @@ def follow_and_write(url: str, scan_key: str, filename: str, done) -> None:
     from blissdata.redis_engine.store import DataStore
     from blissdata.streams import CursorGroup
 
-    from nxpar.compression import filter_kwargs
     from nxpar.nexus.chunking import ChunkOptions, dataset_layout, fill_value
+    from nxpar.writers.filters import filter_kwargs
 
     scan = DataStore(url).load_scan(scan_key)
     done.put("ready")

@@ -121,9 +121,9 @@ def probe_write(path: str, shape: tuple[int, int], dtype: str, scheme: str, n: i
     import h5py
     from mpi4py import MPI
 
-    from nxpar.collective.file_access import FileAccessSettings, make_fapl
-    from nxpar.compression import filter_kwargs
     from launch.simulate import realistic_frames
+    from nxpar.writers.file_access import FileAccessSettings, make_fapl
+    from nxpar.writers.filters import filter_kwargs
 
     frames = realistic_frames(16, shape, dtype)
 
@@ -155,7 +155,7 @@ def probe_agree(steps: int) -> float:
     """All ranks: CPU s per step of the agreements a writer rank makes (one in the step, one after it)."""
     from mpi4py import MPI
 
-    from nxpar.mpi_roles import sleepy_allreduce_max
+    from nxpar.protocol.mpi_roles import sleepy_allreduce_max
 
     comm = MPI.COMM_WORLD
     comm.Barrier()

@@ -1,5 +1,5 @@
 """Run under mpirun by tests/test_file_access.py: every rank opens one file with nxpar's
-open_collective, writes its own chunk collectively, and writes what the open file's access property
+open_scan_file, writes its own chunk collectively, and writes what the open file's access property
 list says (PROBE.rankN.json) plus the byte offset of every chunk."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from nxpar.collective.file_access import coll_metadata, open_collective
+from nxpar.writers.file_access import coll_metadata, open_scan_file
 
 logging.basicConfig(level=logging.INFO, format=f"[rank {MPI.COMM_WORLD.rank}] %(levelname)s %(name)s: %(message)s")
 comm = MPI.COMM_WORLD
-f = open_collective(sys.argv[1], comm)
+f = open_scan_file(sys.argv[1], comm)
 dset = f.create_dataset("frames", shape=(comm.size, 300, 300), chunks=(1, 300, 300), dtype="u2")
 with dset.collective:
     dset[comm.rank] = np.full((300, 300), comm.rank, dtype="u2")

@@ -19,10 +19,9 @@ from pathlib import Path
 import psutil
 
 from launch.netns import Node, SimulatedNodes, mpiexec_command, tcp_sockets
-from launch.stack import ROOT, VENV, Stack
 from launch.simulate import ScanSpec
-from tests.helpers import run_scan, start_scan, wait_progress
-from tests.helpers import assert_file_matches
+from launch.stack import ROOT, VENV, Stack
+from tests.helpers import assert_file_matches, run_scan, start_scan, wait_progress
 
 INSTANCE = "w_cluster"
 SESSION = "cluster"

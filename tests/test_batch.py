@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-
 from types import SimpleNamespace
 
 import h5py
@@ -15,17 +14,16 @@ import pytest
 from tango.server import device_property
 
 from launch.simulate import ScanPublisher, ScanSpec, realistic_frames
-from nxpar.batch import build_parser, parse_args, save_options
-from nxpar.options import SaveOptions
-from nxpar.tango_blisswriter import BlissWriter
-from nxpar.tango_service import NexusWriter
-from tests.helpers import ROOT
-from tests.helpers import assert_file_matches
+from nxpar.protocol.options import SaveOptions
+from nxpar.service.batch import build_parser, parse_args, save_options
+from nxpar.service.bliss_writer import BlissWriter
+from nxpar.service.nexus_writer import NexusWriter
+from tests.helpers import ROOT, assert_file_matches
 from tests.test_h5maps import scan_map
 
 
 def batch_cmd(url: str, *args: str, ranks: int = 3) -> list[str]:
-    return ["mpirun", "-n", str(ranks), sys.executable, "-m", "nxpar.batch", url, *args]
+    return ["mpirun", "-n", str(ranks), sys.executable, "-m", "nxpar.service.batch", url, *args]
 
 
 def batch_env(state_dir=None) -> dict[str, str]:
@@ -43,7 +41,7 @@ def publish_closed(url: str, spec: ScanSpec) -> ScanPublisher:
 
 
 def test_help_says_what_it_is_for():
-    out = subprocess.run([sys.executable, "-m", "nxpar.batch", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "nxpar.service.batch", "--help"], capture_output=True, text=True,
                          env=batch_env(), check=True).stdout
     assert "without Tango" in out and "facilities without Tango" in out and "debugging" in out
     assert "re-writing" in out and "--session" in out and "--existing" in out

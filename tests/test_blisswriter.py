@@ -15,8 +15,8 @@ import tango
 from blissdata import h5map as h5m
 from tango import DevState
 
-from nxpar.register import find_session_writer, from_beacon_yaml, to_beacon_yaml
 from launch.simulate import ScanPublisher, ScanSpec
+from nxpar.service.register import find_session_writer, from_beacon_yaml, to_beacon_yaml
 from tests.helpers import ROOT, wait_scan_done
 from tests.mapping_client import MappingClient
 from tests.test_h5maps import scan_map
@@ -27,7 +27,7 @@ INSTANCE = "w_mapping"
 
 def register_cli(*args: str) -> str:
     """RegisterNexusWriter as an operator runs it; returns the device name it prints."""
-    out = subprocess.run([sys.executable, "-m", "nxpar.register", *args], check=True, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "nxpar.service.register", *args], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     return out.stdout.strip().splitlines()[-1]
 
@@ -83,7 +83,7 @@ def test_registration_by_class_and_beacon_yaml(devices, tmp_path):
     text = yml.read_text()
     assert "class: BlissWriter" in text and "class: NexusWriter" in text and "redis_url" in text
     yml.write_text(text.replace(SESSION, "yaml_sess").replace(INSTANCE, "w_yaml"))
-    subprocess.run([sys.executable, "-m", "nxpar.register", "--import-yaml", str(yml)], check=True,
+    subprocess.run([sys.executable, "-m", "nxpar.service.register", "--import-yaml", str(yml)], check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     imported = find_session_writer("yaml_sess", writer_class="BlissWriter")
     assert imported == "id00/blisswriter/yaml_sess"

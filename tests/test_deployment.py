@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,8 +21,8 @@ def test_sbatch_dry_run_prints_the_srun_command_and_hints():
     assert "NexusWriterService nexuswriters --log=INFO" in out
     assert "HDF5_USE_FILE_LOCKING=FALSE" in out
     assert "TANGO_HOST=tango.example:20000" in out
-    # what the script exports is what nxpar reads (nxpar/collective/file_access.py): nothing refused
-    from nxpar.collective.file_access import settings_from_env
+    # what the script exports is what nxpar reads (nxpar/writers/file_access.py): nothing refused
+    from nxpar.writers.file_access import settings_from_env
 
     exported = dict(item.split("=", 1) for line in out.splitlines() if line.startswith("export ")
                     for item in line[7:].split() if item.startswith("NXPAR_"))

@@ -29,8 +29,8 @@ def _frame_scan(url: str, name: str, frames: np.ndarray, batches: list[int], ext
 
 @pytest.mark.parametrize("batches", [[1] * 12, [3, 3, 3, 3], [5, 1, 4, 2], [12]])
 def test_direct_reads_equal_published_rows(stack, batches):
-    from nxpar.collective.redis_reader import StreamReader
-    from nxpar.steps import StreamSource
+    from nxpar.protocol.steps import StreamSource
+    from nxpar.sources.redis_reader import StreamReader
 
     url = stack.env["REDIS_DATA_URL"]
     frames = np.random.default_rng(len(batches)).integers(0, 60000, (12, 64, 48), dtype="uint16")  # 6 KiB rows
@@ -54,8 +54,8 @@ def test_direct_reads_equal_published_rows(stack, batches):
 def test_direct_reader_after_trim_and_lost_connection(stack):
     """Rows trimmed from Redis: the same clear error as before; a connection Redis closed is
     replaced on the retry and the next read is right (no stale reply read)."""
-    from nxpar.collective.redis_reader import StreamReader
-    from nxpar.steps import StreamSource
+    from nxpar.protocol.steps import StreamSource
+    from nxpar.sources.redis_reader import StreamReader
 
     url = stack.env["REDIS_DATA_URL"]
     frames = np.arange(10 * 64 * 64, dtype="uint16").reshape(10, 64, 64)
@@ -82,8 +82,8 @@ def test_direct_reader_after_trim_and_lost_connection(stack):
 def test_prefetched_reads_are_collected_in_order(stack):
     """prefetch() sends the next step's reads before the current rows are used: the same requests
     collect them (rows equal), other requests drop them and read afresh (never a stale reply)."""
-    from nxpar.collective.redis_reader import StreamReader
-    from nxpar.steps import StreamSource
+    from nxpar.protocol.steps import StreamSource
+    from nxpar.sources.redis_reader import StreamReader
 
     url = stack.env["REDIS_DATA_URL"]
     frames = np.random.default_rng(7).integers(0, 60000, (16, 64, 64), dtype="uint16")

@@ -11,8 +11,8 @@ import h5py
 import hdf5plugin  # noqa: F401
 import pytest
 
-from nxpar.collective.file_access import FileAccessSettings, parse_hints, settings_from_env
 from launch.simulate import ScanSpec
+from nxpar.writers.file_access import FileAccessSettings, parse_hints, settings_from_env
 from tests.helpers import ROOT, run_scan
 
 SETTINGS_ENV = {"NXPAR_ALIGNMENT": "65536", "NXPAR_ALIGNMENT_THRESHOLD": "4096",

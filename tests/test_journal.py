@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from nxpar.rank0.journal import Journal, journal_path, state_dir
+from nxpar.driver.journal import Journal, journal_path, state_dir
 from tests.helpers import ROOT
 
 
@@ -48,7 +48,7 @@ def test_entries_are_removed_when_the_scan_file_is_closed(shared):
 
 RESTART = """
 import json, socket, sys
-from nxpar.rank0.journal import Journal
+from nxpar.driver.journal import Journal
 print(json.dumps({"host": socket.gethostname(), "taken": Journal(sys.argv[1], sys.argv[2]).take_all()}))
 """
 

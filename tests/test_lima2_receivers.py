@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from launch.simulate import realistic_frames
-from nxpar import lima2_conductor
-from nxpar.lima2_conductor import BoundedLima2Plugin, ConductorUnreachable
-from nxpar.lima2_receivers import Lima2Receivers, read_pieces
+from nxpar.sources import lima2_conductor
+from nxpar.sources.lima2_conductor import BoundedLima2Plugin, ConductorUnreachable
+from nxpar.sources.lima2_receivers import Lima2Receivers, read_pieces
 from tests.helpers import assert_done_without_warning, wait_scan_done, wait_scan_exists
 
 pytest.importorskip("blissdata_lima2")
@@ -271,7 +271,7 @@ def test_mosca_readers_are_kept_per_scan(stack):
     acquisition id, mosca-client ignores it) with another spectrum size reads with a new reader."""
     import tango
 
-    from nxpar import mosca_server
+    from nxpar.sources import mosca_server
     from tests.mosca_standin import spectra as served
 
     server = MoscaStandInServer(stack, "id00/mosca/fx21", detectors=[0, 3], size=64)

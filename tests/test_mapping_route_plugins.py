@@ -22,8 +22,7 @@ from tests.mapping_client import MappingClient
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
 
-from tests.plugin_publish import (ConductorVersion, PluginScan, service_env, write_lima2_files,  # noqa: E402
-                                  write_mosca_files)
+from tests.plugin_publish import ConductorVersion, PluginScan, service_env, write_lima2_files, write_mosca_files  # noqa: E402
 from tests.test_batch import batch_cmd, batch_env  # noqa: E402
 from tests.test_blisswriter import register_cli  # noqa: E402
 from tests.test_plugin_streams import SPECTRUM, read_during_scan, spectra, wait_for  # noqa: E402

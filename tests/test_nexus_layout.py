@@ -10,8 +10,7 @@ import pytest
 from blissdata.streams.default import Stream
 
 from launch.simulate import ScanPublisher, ScanSpec
-from tests.helpers import run_scan, wait_scan_done, wait_scan_exists
-from tests.helpers import assert_file_matches
+from tests.helpers import assert_file_matches, run_scan, wait_scan_done, wait_scan_exists
 
 ROOT = Path(__file__).resolve().parent.parent
 PUNX = ROOT / ".venv-punx" / "bin" / "punx"

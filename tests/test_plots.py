@@ -3,7 +3,6 @@ Redis + blissdata publisher, mpirun'd writer service, files read back with h5py.
 from __future__ import annotations
 
 import itertools
-
 import warnings
 
 import h5py
@@ -11,8 +10,7 @@ import numpy as np
 import pytest
 
 from launch.simulate import ScanSpec
-from tests.helpers import run_scan, start_scan, wait_scan_done
-from tests.helpers import assert_file_matches
+from tests.helpers import assert_file_matches, run_scan, start_scan, wait_scan_done
 
 MOTORS = ["axis:robx", "axis:roby", "axis:robz"]
 

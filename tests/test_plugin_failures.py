@@ -1,7 +1,7 @@
 """Lima2 / Mosca sources that fail while the writer ranks read them, on the real stack: the Mosca
 server stops mid-scan, a Lima2 receiver's file is unreadable when its frames are copied. The
 channel is given up with a warning naming it, what was written before stays, the other channels
-are complete and the scan ends OFF, never FAULT (collective/share_reads.py, RowWrites)."""
+are complete and the scan ends OFF, never FAULT (writers/share_reads.py, RowWrites)."""
 from __future__ import annotations
 
 import os
@@ -20,8 +20,7 @@ pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
 
 from tests.mosca_standin import spectra as served_spectra  # noqa: E402
-from tests.plugin_publish import (ConductorVersion, Lima2Files, MoscaStandInServer, PluginScan,  # noqa: E402
-                                  service_env, write_mosca_files)
+from tests.plugin_publish import ConductorVersion, Lima2Files, MoscaStandInServer, PluginScan, service_env, write_mosca_files  # noqa: E402
 from tests.test_blisswriter import register_cli  # noqa: E402
 from tests.test_mapping_route_plugins import MappedPluginScan, warnings_of  # noqa: E402
 from tests.test_plugin_streams import spectra, wait_for, wait_frames  # noqa: E402

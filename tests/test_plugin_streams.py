@@ -9,22 +9,29 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 
-from nxpar.blissdata_raw import plugin_entry, use_plugin
-from nxpar.collective.tree import apply_nodes
-from nxpar.detector_files import MoscaSaving, read_runs
-from nxpar.lima2_conductor import BoundedLima2Plugin
-from nxpar.lima2_receivers import Lima2Receivers, read_pieces
-from nxpar.nexus.mapping import map_subscan
-from nxpar.nexus.plugin_plan import Lima2Info, PluginMode, lima2_mode, lima2_receivers_vds_node, lima2_vds_node
 from launch.simulate import realistic_frames
+from nxpar.nexus.channel_mapping import map_subscan
+from nxpar.nexus.plugin_plan import Lima2Info, PluginMode, lima2_mode, lima2_receivers_vds_node, lima2_vds_node
+from nxpar.sources.blissdata_raw import plugin_entry, use_plugin
+from nxpar.sources.detector_files import MoscaSaving, read_runs
+from nxpar.sources.lima2_conductor import BoundedLima2Plugin
+from nxpar.sources.lima2_receivers import Lima2Receivers, read_pieces
+from nxpar.writers.tree import apply_nodes
 from tests.helpers import assert_done_without_warning, wait_progress, wait_scan_done, wait_scan_exists
 
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
 
 from tests.mosca_standin import spectra as served_spectra  # noqa: E402
-from tests.plugin_publish import (ConductorVersion, Lima2Files, MoscaStandInServer, PluginScan,  # noqa: E402
-                                  service_env, write_lima2_files, write_mosca_files)
+from tests.plugin_publish import (  # noqa: E402
+    ConductorVersion,
+    Lima2Files,
+    MoscaStandInServer,
+    PluginScan,
+    service_env,
+    write_lima2_files,
+    write_mosca_files,
+)
 
 SPECTRUM = 64
 
@@ -367,7 +374,7 @@ def test_a_hung_lima2_conductor_costs_a_bounded_wait(services, stack, data_dir):
 def test_the_bounded_handshake_asks_what_lima2_client_asks():
     """ask_version: None from a conductor that answers the handshake, a reason within the time
     limit from one that accepts and never answers, or from a closed port."""
-    from nxpar.lima2_conductor import ask_version
+    from nxpar.sources.lima2_conductor import ask_version
 
     conductor = ConductorVersion()
     assert ask_version("127.0.0.1", conductor.port, 1.0) is None

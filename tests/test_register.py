@@ -13,8 +13,14 @@ import tango
 import yaml
 
 from launch.stack import Stack
-from nxpar.register import (BLISS_WRITER_CLASS, CLASS, device_properties, find_session_writer, from_beacon_yaml,
-                            to_beacon_yaml)
+from nxpar.service.register import (
+    BLISS_WRITER_CLASS,
+    CLASS,
+    device_properties,
+    find_session_writer,
+    from_beacon_yaml,
+    to_beacon_yaml,
+)
 from tests.helpers import ROOT
 
 SESSION = "regexport"
@@ -32,7 +38,7 @@ BLISS_PROPS = {"disable_external_hdf5": "True", "copy_non_external": "True", "mo
 
 def register_cli(*args: str, env: dict[str, str] | None = None) -> list[str]:
     """RegisterNexusWriter as an operator runs it; the device names it prints (between its log lines)."""
-    out = subprocess.run([sys.executable, "-m", "nxpar.register", *args], check=True, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "nxpar.service.register", *args], check=True, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     return [line for line in out.stdout.splitlines() if re.fullmatch(r"[\w.-]+/[\w.-]+/[\w.-]+", line)]
 

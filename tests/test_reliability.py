@@ -14,8 +14,7 @@ import tango
 from tango import DevState
 
 from launch.simulate import ScanPublisher, ScanSpec
-from tests.helpers import start_scan, wait_progress, wait_scan_done, wait_scan_exists
-from tests.helpers import assert_disk_checks_refuse
+from tests.helpers import assert_disk_checks_refuse, start_scan, wait_progress, wait_scan_done, wait_scan_exists
 
 
 def service_ranks(instance: str) -> dict[int, psutil.Process]:

@@ -9,10 +9,9 @@ import pytest
 import tango
 from tango import DevState
 
-from nxpar.register import find_session_writer, from_beacon_yaml, register, to_beacon_yaml
 from launch.simulate import ScanPublisher, ScanSpec
-from tests.helpers import run_scan, start_scan, wait_progress, wait_scan_done, wait_scan_exists
-from tests.helpers import assert_disk_checks_refuse
+from nxpar.service.register import find_session_writer, from_beacon_yaml, register, to_beacon_yaml
+from tests.helpers import assert_disk_checks_refuse, run_scan, start_scan, wait_progress, wait_scan_done, wait_scan_exists
 
 
 def _reason(excinfo) -> str:
@@ -262,6 +261,6 @@ def test_resource_profiling_reports_in_the_log(services, stack, data_dir, mode, 
         text = log_file.read_text()
         assert "resources:" in text and "fds" in text  # the immediate resource log of the write
         if mode == 1:
-            assert "function calls" in text and "scan_writer.py" in text
+            assert "function calls" in text and "scan_driver.py" in text
     finally:
         proxy.resource_profiling = 0

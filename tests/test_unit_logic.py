@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nxpar.collective.executor import share_of_rows
+from launch.simulate import ScanSpec, scan_info
+from nxpar.nexus.channel_mapping import map_subscan, shortest_unique_suffixes
 from nxpar.nexus.chunking import guess_chunks
-from nxpar.nexus.mapping import map_subscan, shortest_unique_suffixes
 from nxpar.nexus.plan import ScanPlan
 from nxpar.nexus.scan_info import validate
-from nxpar.options import SaveOptions
-from launch.simulate import ScanSpec, scan_info
-from nxpar.tango_display import align_columns
+from nxpar.protocol.options import SaveOptions
+from nxpar.service.display import align_columns
+from nxpar.writers.executor import share_of_rows
 
 
 @pytest.mark.parametrize("shape,itemsize,expected", [
@@ -93,7 +93,7 @@ def test_separate_scan_file_name():
 
 
 def _spec(detector_shape=(), scan_shape=(), chunks=(4,)):
-    from nxpar.steps import ArraySpec
+    from nxpar.protocol.steps import ArraySpec
     return ArraySpec("/1.1/x", "float64", detector_shape, chunks, "none", float("nan"), scan_shape=scan_shape)
 
 
@@ -102,7 +102,7 @@ def _spec(detector_shape=(), scan_shape=(), chunks=(4,)):
 def test_grid_runs_cover_points_in_c_order(lo, hi, grid):
     import numpy as np
 
-    from nxpar.collective.layout import runs
+    from nxpar.writers.layout import runs
     shape = (max(grid[0], -(-hi // int(np.prod(grid[1:])))),) + grid[1:]
     flat_index = np.arange(np.prod(shape)).reshape(shape)
     order = []
@@ -112,7 +112,7 @@ def test_grid_runs_cover_points_in_c_order(lo, hi, grid):
 
 
 def test_grid_grows_along_the_slow_axis_only():
-    from nxpar.collective.layout import initial_shape, scan_extent
+    from nxpar.writers.layout import initial_shape, scan_extent
     spec = _spec(scan_shape=(3, 4), chunks=(3, 4))
     assert initial_shape(spec) == (3, 4)
     assert scan_extent(spec, (3, 4), 12) == (3, 4)
@@ -124,7 +124,7 @@ def test_grid_grows_along_the_slow_axis_only():
 def test_ragged_rows_are_padded_with_the_fill_value():
     import numpy as np
 
-    from nxpar.collective.layout import as_rows, initial_shape
+    from nxpar.writers.layout import as_rows, initial_shape
     spec = _spec(detector_shape=(-1,), chunks=(4, 512))
     assert initial_shape(spec) == (0, 0) and spec.variable and spec.row_nbytes == 8
     rows = as_rows([np.array([1.0]), np.array([2.0, 3.0, 4.0])], spec)
@@ -179,7 +179,7 @@ def test_frames_follow_blisswriter_chunk_options(scan_shape, detector, dtype, op
 
 def test_k_frames_per_chunk_have_one_owner_rank():
     from nxpar.nexus.chunking import ChunkOptions, dataset_layout
-    from nxpar.steps import ArraySpec
+    from nxpar.protocol.steps import ArraySpec
     options = ChunkOptions(chunk_nbytes=3 * 64 * 64 * 2, chunk_split=1)
     chunks, scheme = dataset_layout((10,), (64, 64), "uint16", options)
     assert chunks == (3, 64, 64)
@@ -193,7 +193,7 @@ def test_k_frames_per_chunk_have_one_owner_rank():
 
 
 def _plotted(name, device_type, shape, master=-1, dtype="float64"):
-    from nxpar.nexus.mapping import ChannelMap
+    from nxpar.nexus.channel_mapping import ChannelMap
     from nxpar.nexus.plots import Plotted
     m = ChannelMap(name, device_type=device_type, device_name=name.split(":")[-1], unique_name=name.split(":")[-1],
                    master_index=master, data_name="value" if master >= 0 else "data")
@@ -242,7 +242,7 @@ def test_plots_of_a_flat_mesh_are_grids_even_when_incomplete():
 
 
 # -- issue 11: steps sized by bytes and time (rows_due) ----------------------------------------------
-from nxpar.rank0.row_writes import rows_due  # noqa: E402
+from nxpar.driver.row_writes import rows_due  # noqa: E402
 
 MB = 1 << 20
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from launch.simulate import ScanPublisher, ScanSpec
-from tests.helpers import run_scan, start_scan, wait_scan_done, wait_scan_exists
-from tests.helpers import assert_file_matches
+from tests.helpers import assert_file_matches, run_scan, start_scan, wait_scan_done, wait_scan_exists
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
@@ -193,7 +192,7 @@ def test_collective_metadata_operations_are_enabled():
 
     from mpi4py import MPI
 
-    from nxpar.collective.file_access import _hdf5_lib, ctypes_hid
+    from nxpar.writers.file_access import _hdf5_lib, ctypes_hid
 
     lib = _hdf5_lib()
     assert "hdf5" in lib._name
@@ -255,8 +254,8 @@ def test_stream_reader_reads_shares_that_start_inside_a_batch(stack):
     from blissdata.redis_engine.store import DataStore
     from blissdata.streams.default import Stream
 
-    from nxpar.collective.redis_reader import StreamReader
-    from nxpar.steps import StreamSource
+    from nxpar.protocol.steps import StreamSource
+    from nxpar.sources.redis_reader import StreamReader
 
     url = stack.env["REDIS_DATA_URL"]
     scan = DataStore(url).create_scan({"name": "reader", "number": 1, "data_policy": "None", "session": "reader"},

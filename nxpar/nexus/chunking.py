@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compression import DEFAULT_2D, DEFAULT_OTHER, normalise_scheme
+from .compression import DEFAULT_2D, DEFAULT_OTHER, normalise_scheme
 
 ALLOWED_CHUNK_OPTIONS = {"compression_scheme", "chunk_nbytes", "compression_limit_nbytes", "chunk_split"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..steps import Node, NodeOp
+from ..protocol.steps import Node, NodeOp
 from .chunking import fill_value
 from .lima_plan import LimaMode
 

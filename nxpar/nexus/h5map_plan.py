@@ -6,7 +6,7 @@ the scan file has such a map, nxpar writes exactly that tree (plus `writer/statu
 entry, so that an incomplete file says so) instead of deriving one from scan_info (plan.py).
 Streams the map does not mention are not written. Lima streams become a VDS / external dataset at
 the end (h5map_lima.py); Lima2 and Mosca streams are written at their mapped path as on the scan_info
-route (rank0/plugin_streams.py, through protocol.PluginPlan). Pure logic, like plan.py.
+route (driver/plugin_streams.py, through protocol.PluginPlan). Pure logic, like plan.py.
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from blissdata import h5map as h5m
 
-from ..options import SaveOptions
-from ..steps import ArraySpec, Node, NodeOp
+from ..protocol.options import SaveOptions
+from ..protocol.steps import ArraySpec, Node, NodeOp
 from . import h5map_lima
 from .chunking import ChunkOptions, dataset_layout, fill_value
+from .file_plan import StreamKind
 from .lima_plan import LimaMode
 from .nodes import failed_nodes, root_attrs, status_nodes
-from .protocol import StreamKind
 from .scan_info import now_iso, parse_common
 
 

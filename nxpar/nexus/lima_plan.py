@@ -9,8 +9,8 @@ import enum
 import os
 from typing import Any
 
-from ..options import SaveOptions
-from ..steps import Node, NodeOp
+from ..protocol.options import SaveOptions
+from ..protocol.steps import Node, NodeOp
 from .chunking import fill_value
 
 

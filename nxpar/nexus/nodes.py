@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import h5py
-
-from ..steps import Node, NodeOp
-from .mapping import normalise
+from ..protocol.steps import Node, NodeOp
+from .channel_mapping import normalise
 from .scan_info import now_iso
 
 
@@ -21,9 +19,9 @@ def failed_nodes(entries: list[str], reason: str) -> list[Node]:
 
 
 def root_attrs(scan_info: dict[str, Any], filename: str, blissdata_version: str) -> dict[str, Any]:
-    """NXroot attributes, set when a file is first created."""
+    """NXroot attributes, set when a file is first created (the writer ranks add the HDF5 and h5py
+    versions they write with: writers/tree.py `library_versions`)."""
     return {"NX_class": "NXroot", "file_time": now_iso(), "file_name": filename,
-            "HDF5_Version": h5py.version.hdf5_version, "h5py_version": h5py.version.version,
             "creator": "blissdata", "create_version": blissdata_version,
             "publisher": scan_info.get("publisher", "bliss"),
             "publisher_version": str(scan_info.get("publisher_version", "")),

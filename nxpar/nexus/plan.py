@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from ..options import SaveOptions
-from ..steps import ArraySpec, Node, NodeOp
+from ..protocol.options import SaveOptions
+from ..protocol.steps import ArraySpec, Node, NodeOp
+from .channel_mapping import ChannelMap, map_subscan, normalise
 from .chunking import ChunkOptions, dataset_layout, fill_value
 from .esrf_metadata import sample_tree
+from .file_plan import StreamKind
 from .lima_plan import LimaMode, frame_nodes, lima_mode
-from .mapping import ChannelMap, map_subscan, normalise
 from .nodes import dict_to_nodes, failed_nodes, root_attrs, scalar, status_nodes
 from .plots import Plotted, plot_nodes, wanted_channels
-from .protocol import StreamKind
 from .scan_info import iso_with_tz, now_iso, parse
 
 

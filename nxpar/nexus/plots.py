@@ -17,9 +17,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..steps import Node, NodeOp
+from ..protocol.steps import Node, NodeOp
+from .channel_mapping import ChannelMap, normalise
 from .chunking import fill_value
-from .mapping import ChannelMap, normalise
 
 PLOT_NAME = "plotselect"
 

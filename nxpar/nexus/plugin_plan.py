@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..steps import ArraySpec, Node, Piece
+from ..protocol.steps import ArraySpec, Node, Piece
 from .chunking import fill_value
 
 

@@ -53,7 +53,7 @@ class BlissStack(Stack):
 
     def register_bliss_writer(self, session: str, instance: str) -> str:
         """`RegisterNexusWriter SESSION --class BlissWriter`: the device of BLISS's "mapping" route."""
-        cmd = [sys.executable, "-m", "nxpar.register", session, "--class", "BlissWriter", "--instance", instance,
+        cmd = [sys.executable, "-m", "nxpar.service.register", session, "--class", "BlissWriter", "--instance", instance,
                "--domain", "id00"]
         out = subprocess.run(cmd, env={**self.process_env(), "PYTHONPATH": str(ROOT)}, check=True,
                              capture_output=True, text=True)

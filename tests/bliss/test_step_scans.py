@@ -7,8 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.bliss.expect import assert_alias_relative, assert_channels, assert_entry, assert_plot, \
-    assert_positioners, expected, text
+from tests.bliss.expect import assert_alias_relative, assert_channels, assert_entry, assert_plot, assert_positioners, expected, text
 from tests.helpers import wait_scan_done, wait_scan_exists
 
 pytestmark = pytest.mark.bliss

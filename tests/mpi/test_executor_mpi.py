@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from nxpar import steps as st
+from nxpar.protocol import steps as st
 
 pytestmark = pytest.mark.mpi
 
@@ -44,9 +44,9 @@ def shared_dir(comm):
 
 @pytest.fixture
 def executor(comm):
-    from nxpar.collective.executor import CollectiveExecutor
+    from nxpar.writers.executor import StepExecutor
 
-    ex = CollectiveExecutor(comm)
+    ex = StepExecutor(comm)
     yield ex
     ex.close_all()
 
@@ -91,7 +91,7 @@ def test_rows_written_by_all_ranks_land_in_one_file(comm, executor, shared_dir, 
 
 
 def test_a_read_error_on_one_rank_fails_every_rank_and_the_file_stays_usable(comm, executor, shared_dir, lima_file):
-    from nxpar.collective.executor import StepFailed
+    from nxpar.writers.executor import StepFailed
 
     path = str(shared_dir / "scan.h5")
     open_scan(executor, path)
@@ -107,7 +107,7 @@ def test_a_read_error_on_one_rank_fails_every_rank_and_the_file_stays_usable(com
 
 
 def test_an_uncreatable_directory_fails_every_rank(executor, shared_dir, comm):
-    from nxpar.collective.executor import StepFailed
+    from nxpar.writers.executor import StepFailed
 
     if comm.rank == 0:
         (shared_dir / "a_file").write_text("")
@@ -118,7 +118,7 @@ def test_an_uncreatable_directory_fails_every_rank(executor, shared_dir, comm):
 
 
 def test_an_existing_entry_is_never_overwritten(executor, shared_dir):
-    from nxpar.collective.executor import StepFailed
+    from nxpar.writers.executor import StepFailed
 
     path = str(shared_dir / "scan.h5")
     open_scan(executor, path)
@@ -142,7 +142,7 @@ def test_a_file_left_running_by_a_dead_job_is_marked_failed(comm, executor, shar
 
 
 def test_every_step_type_has_a_handler_and_unknown_ones_fail_everywhere(executor):
-    from nxpar.collective.executor import StepFailed
+    from nxpar.writers.executor import StepFailed
 
     steps = {st.OpenFile, st.Tree, st.WriteBatch, st.Flush, st.CloseFile, st.LocalFile, st.MarkFailed}
     assert set(executor._handlers) == steps

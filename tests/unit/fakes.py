@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from blissdata.redis_engine.scan import ScanState
 
-from nxpar import steps as st
-from nxpar.rank0.scan_source import StreamDescription
-from nxpar.rank0.writer_channel import WriterChannel
+from nxpar.driver.scan_source import StreamDescription
+from nxpar.driver.writer_channel import WriterChannel
+from nxpar.protocol import steps as st
 
 
 class OneProcessWorld:
@@ -51,7 +51,7 @@ class RecordingExecutor:
 
 def one_process_channel(executor: RecordingExecutor | None = None) -> tuple[WriterChannel, RecordingExecutor]:
     executor = executor or RecordingExecutor()
-    return WriterChannel(OneProcessWorld(), None, local_executor=executor), executor
+    return WriterChannel(OneProcessWorld(), executor), executor
 
 
 class FakeSource:

@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from nxpar.collective.chunk_codec import encoder_for
-from nxpar.collective.direct_write import DirectChunkWriter, direct_rows
-from nxpar.compression import filter_kwargs
+from nxpar.writers.direct.chunk_codec import encoder_for
+from nxpar.writers.direct.chunk_writer import DirectChunkStore, direct_rows
+from nxpar.writers.filters import filter_kwargs
 
 
 def _dataset(f: h5py.File, name: str, scheme: str, detector=(100, 70), chunks=(4, 32, 32), dtype="uint16"):
@@ -59,7 +59,7 @@ def test_direct_rows_start_at_the_first_chunk_boundary():
     assert direct_rows(8, 9, 4) == 8
 
 
-def write_steps(writer: DirectChunkWriter, d: h5py.Dataset, encoder, rows: np.ndarray, steps) -> None:
+def write_steps(writer: DirectChunkStore, d: h5py.Dataset, encoder, rows: np.ndarray, steps) -> None:
     """Rows [lo, hi) of each step as the executor writes them: the previous step's chunks stored
     before the resize, rows sharing a chunk with earlier ones through HDF5, the rest direct."""
     for lo, hi in steps:
@@ -79,7 +79,7 @@ def test_rows_in_whole_edge_and_shared_chunks_read_back(tmp_path, scheme):
     """Edge tiles (100×70 in 32×32 chunks) are padded, a short last chunk is stored padded and
     the rows that come later into it go through HDF5, as the executor does."""
     frames = _frames(23)
-    writer = DirectChunkWriter(threads=2)
+    writer = DirectChunkStore(threads=2)
     try:
         with h5py.File(tmp_path / "f.h5", "w", locking=False) as f:
             d = _dataset(f, "d", scheme)
@@ -100,7 +100,7 @@ def test_incompressible_rows_merged_into_a_stored_padded_chunk(tmp_path, dtype):
     n = 1000
     values = np.random.default_rng(1).random(2 * n).astype(dtype) if dtype == "float32" else \
         np.random.default_rng(1).integers(0, 65535, 2 * n, dtype=dtype)
-    writer = DirectChunkWriter(threads=2)
+    writer = DirectChunkStore(threads=2)
     try:
         with h5py.File(tmp_path / "f.h5", "w", locking=False) as f:
             d = f.create_dataset("d", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(n,),
@@ -115,10 +115,10 @@ def test_incompressible_rows_merged_into_a_stored_padded_chunk(tmp_path, dtype):
 def test_rows_are_copied_at_submit_and_a_failure_goes_to_its_scan(tmp_path):
     """The caller's row buffer may be refilled as soon as submit returns; a filter failing in the
     background is reported to the scan that submitted the rows, once, not to the one that waits."""
-    from nxpar.collective.chunk_codec import ChunkEncoder, FilterFunc, FilterStep
+    from nxpar.writers.direct.chunk_codec import ChunkEncoder, FilterFunc, FilterStep
 
     frames = _frames(8, (64, 64))
-    writer = DirectChunkWriter(threads=2)
+    writer = DirectChunkStore(threads=2)
     try:
         with h5py.File(tmp_path / "f.h5", "w", locking=False) as f:
             d = _dataset(f, "d", "lz4-bitshuffle", (64, 64), (4, 32, 32))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from nxpar import steps as st
-from nxpar.collective import direct_write
-from nxpar.collective.chunk_codec import ChunkEncoder, FilterFunc, FilterStep
-from nxpar.collective.executor import CollectiveExecutor, StepFailed
+from nxpar.protocol import steps as st
+from nxpar.writers.direct import chunk_writer
+from nxpar.writers.direct.chunk_codec import ChunkEncoder, FilterFunc, FilterStep
+from nxpar.writers.executor import StepExecutor, StepFailed
 
 FRAME = (8, 8)
 FRAMES = np.arange(12 * 64, dtype="uint16").reshape((12,) + FRAME) % 251
@@ -32,13 +32,13 @@ def frames_write(lima: str, start: int, stop: int) -> st.WriteRows:
     return st.WriteRows(spec, st.FileFramesSource("cam:image", start, refs), start, stop)
 
 
-def open_scan(ex: CollectiveExecutor, path: str, scan: str = "scan1", entry: str = "1.1") -> None:
+def open_scan(ex: StepExecutor, path: str, scan: str = "scan1", entry: str = "1.1") -> None:
     ex.execute(st.OpenFile(scan, path, {"NX_class": "NXroot"}, [entry]))
     ex.execute(st.Tree(scan, [st.Node("group", f"/{entry}/instrument/cam", attrs={"NX_class": "NXdetector"})]))
 
 
 def test_one_writer_stores_chunks_itself_and_shutdown_waits_for_them(tmp_path, lima):
-    ex = CollectiveExecutor(MPI.COMM_SELF)
+    ex = StepExecutor(MPI.COMM_SELF)
     assert ex.serial and ex.direct is not None
     path = str(tmp_path / "scan.h5")
     open_scan(ex, path)
@@ -52,8 +52,8 @@ def test_one_writer_stores_chunks_itself_and_shutdown_waits_for_them(tmp_path, l
 
 def test_a_failure_storing_chunks_faults_its_scan_before_its_next_step_not_another_scan(tmp_path, lima, monkeypatch):
     failing = ChunkEncoder([FilterStep(FilterFunc(lambda *args: 0), 1, ())], (4,) + FRAME, np.dtype("uint16"))
-    monkeypatch.setattr(direct_write, "encoder_for", lambda dset: failing)
-    ex = CollectiveExecutor(MPI.COMM_SELF)
+    monkeypatch.setattr(chunk_writer, "encoder_for", lambda dset: failing)
+    ex = StepExecutor(MPI.COMM_SELF)
     try:
         open_scan(ex, str(tmp_path / "a.h5"))
         ex.execute(st.WriteBatch("scan1", [frames_write(lima, 0, 8)]))  # fails in the background

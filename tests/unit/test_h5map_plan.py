@@ -9,8 +9,8 @@ from blissdata import h5map as h5m
 
 from launch.simulate import ScanSpec, scan_info
 from nxpar.nexus.h5map_plan import H5MapPlan
-from nxpar.options import SaveOptions
-from nxpar.steps import NodeOp
+from nxpar.protocol.options import SaveOptions
+from nxpar.protocol.steps import NodeOp
 
 
 def mapped_info(filename: str, root: h5m.Group, others: dict | None = None) -> dict:

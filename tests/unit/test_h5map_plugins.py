@@ -1,5 +1,5 @@
 """Lima2 and Mosca streams mapped in an h5map (the "mapping" route): `PluginStreams` places them at the
-path BLISS mapped, as the "nexus" route does at blisswriter's place (rank0/plugin_streams.py with
+path BLISS mapped, as the "nexus" route does at blisswriter's place (driver/plugin_streams.py with
 an `H5MapPlan`; no Redis, the steps are recorded)."""
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from types import SimpleNamespace
 
 from blissdata import h5map as h5m
 
+from launch.simulate import ScanSpec, scan_info
+from nxpar.driver.plugin_streams import PluginStreams
+from nxpar.driver.row_writes import StreamProgress
+from nxpar.driver.scan_source import StreamDescription
+from nxpar.nexus.file_plan import PluginPlan
 from nxpar.nexus.h5map_plan import H5MapPlan
 from nxpar.nexus.plan import ScanPlan
 from nxpar.nexus.plugin_plan import PluginMode
-from nxpar.nexus.protocol import PluginPlan
-from nxpar.options import SaveOptions
-from nxpar.rank0.plugin_streams import PluginStreams
-from nxpar.rank0.row_writes import StreamProgress
-from nxpar.rank0.scan_source import StreamDescription
-from nxpar.steps import NodeOp
-from launch.simulate import ScanSpec, scan_info
+from nxpar.protocol.options import SaveOptions
+from nxpar.protocol.steps import NodeOp
 from tests.unit.test_h5map_plan import entry, mapped_info
 
 MASTER = ["/d/scan0001/eiger_frame_master.h5", "entry_0000/ESRF-id00/eiger/data"]

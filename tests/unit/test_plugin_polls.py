@@ -1,14 +1,14 @@
-"""Rank 0's polling of Mosca servers and Lima2 master files (nxpar.rank0.plugin_streams), at its
+"""Rank 0's polling of Mosca servers and Lima2 master files (nxpar.driver.plugin_streams), at its
 boundary: a stand-in for the scan's Redis events and for mosca_server's one call to a server."""
 from __future__ import annotations
 
 import time
 
-from nxpar import mosca_server
+from nxpar.driver import plugin_streams
+from nxpar.driver.plugin_streams import PluginChannel, PluginStreams
+from nxpar.driver.row_writes import StreamProgress
 from nxpar.nexus.plugin_plan import Lima2Info, PluginMode
-from nxpar.rank0 import plugin_streams
-from nxpar.rank0.plugin_streams import PluginChannel, PluginStreams
-from nxpar.rank0.row_writes import StreamProgress
+from nxpar.sources import mosca_server
 
 
 class Events:

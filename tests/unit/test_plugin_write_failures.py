@@ -1,5 +1,5 @@
 """Rank 0's side of a Lima2 / Mosca write the writer ranks could not read: the batch's result names
-the channel (collective/share_reads.py), RowWrites gives it up without counting its rows, and
+the channel (writers/share_reads.py), RowWrites gives it up without counting its rows, and
 PluginStreams turns it into a warning. (The writer ranks' side: tests/mpi; the whole path on the
 real stack: tests/test_plugin_failures.py.)"""
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 from concurrent.futures import Future
 from types import SimpleNamespace
 
-from nxpar import steps as st
-from nxpar.options import Tuning
-from nxpar.rank0.plugin_streams import PluginStreams
-from nxpar.rank0.row_writes import RowWrites, StreamProgress
+from nxpar.driver.plugin_streams import PluginStreams
+from nxpar.driver.row_writes import RowWrites, StreamProgress
+from nxpar.protocol import steps as st
+from nxpar.protocol.options import Tuning
 
 MOSCA, COUNTER = "fx:spectrum:spec_det00", "timer:elapsed_time"
 

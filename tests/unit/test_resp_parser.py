@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from nxpar.collective import resp_reader as rr
+from nxpar.sources import resp_reader as rr
 
 
 def _bulk(b: bytes) -> bytes:

@@ -1,15 +1,15 @@
 """scan_info parsed once into typed options (nexus/scan_info.py), the plans built from them, and
-how pending rows are cut into steps (rank0/row_writes.py)."""
+how pending rows are cut into steps (driver/row_writes.py)."""
 from __future__ import annotations
 
 import pytest
 
 from launch.simulate import ScanSpec, scan_info
+from nxpar.driver.row_writes import rows_due
 from nxpar.nexus.lima_plan import LimaMode, lima_mode
 from nxpar.nexus.plan import ScanPlan
 from nxpar.nexus.scan_info import parse
-from nxpar.options import SaveOptions
-from nxpar.rank0.row_writes import rows_due
+from nxpar.protocol.options import SaveOptions
 
 
 def test_scan_info_is_parsed_into_options():

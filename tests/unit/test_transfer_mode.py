@@ -4,8 +4,8 @@ from __future__ import annotations
 import h5py
 import pytest
 
-from nxpar.collective.executor import _needs_collective
-from nxpar.steps import ArraySpec
+from nxpar.protocol.steps import ArraySpec
+from nxpar.writers.executor import _needs_collective
 
 
 @pytest.mark.parametrize("chunks, compression, scan_shape, expected", [

@@ -1,12 +1,12 @@
-"""apply_nodes (collective/tree.py) on a plain serial HDF5 file: what each node operation does."""
+"""apply_nodes (writers/tree.py) on a plain serial HDF5 file: what each node operation does."""
 from __future__ import annotations
 
 import h5py
 import numpy as np
 import pytest
 
-from nxpar.collective.tree import apply_nodes, set_root_attrs
-from nxpar.steps import Node, NodeOp
+from nxpar.protocol.steps import Node, NodeOp
+from nxpar.writers.tree import apply_nodes, set_root_attrs
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The writer channel (rank0/writer_channel.py) without MPI: one-process mode with a recording
+"""The writer channel (driver/writer_channel.py) without MPI: one-process mode with a recording
 executor, and the multi-rank mode over a fake COMM_WORLD that answers like the first writer rank."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from concurrent.futures import wait
 
 import pytest
 
-from nxpar import steps as st
-from nxpar.mpi_roles import RESULT_TAG, STEP_TAG
-from nxpar.rank0.writer_channel import StepError, WriterChannel
+from nxpar.driver.writer_channel import StepError, WriterChannel
+from nxpar.protocol import steps as st
+from nxpar.protocol.mpi_roles import RESULT_TAG, STEP_TAG
 from tests.unit.fakes import one_process_channel
 
 
@@ -87,7 +87,7 @@ class FakeWorld:
 
 def test_with_writer_ranks_every_rank_gets_every_step_in_order_two_in_flight_at_most():
     world = FakeWorld()
-    channel = WriterChannel(world, None)
+    channel = WriterChannel(world)
     assert channel.nwriters == 2
     futures = [channel.submit(st.Tree(f"s{i}", [])) for i in range(20)]
     assert all(f.result(5).ok for f in futures)

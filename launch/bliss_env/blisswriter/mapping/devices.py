@@ -2,7 +2,7 @@
 
 BLISS uses it for the HDF5 fallback path of every stream (`<nb>.1/<primary path>`). The algorithm
 must equal the writer's; blisswriter 1.x's source is not available, so nxpar's pure implementation
-(`nxpar/nexus/mapping.py`, no imports beyond the standard library) is loaded by path.
+(`nxpar/nexus/channel_mapping.py`, no imports beyond the standard library) is loaded by path.
 """
 from __future__ import annotations
 

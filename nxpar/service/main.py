@@ -1,0 +1,91 @@
+"""`NexusWriterService INSTANCE`: the MPI job. Rank 0 serves the Tango devices (`NexusWriter`,
+`BlissWriter`); ranks 1..N-1 are writers (nxpar.writers.rank_loop) and never talk Tango.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import tango
+
+from ..driver.writer_channel import WriterChannel
+from . import device_common, logging_setup
+
+log = logging.getLogger("nxpar.tango")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="NexusWriterService", description=__doc__)
+    p.add_argument("instance", help="Tango server instance (e.g. nexuswriters)")
+    p.add_argument("--server", default="nexuswriter", help="Tango server name")
+    p.add_argument("--log_tango", default="WARNING", type=str.upper,
+                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"],
+                   help="verbosity of the Tango library (default WARNING)")
+    p.add_argument("--patch", action="append", default=[], help="accepted and ignored (blisswriter test option)")
+    logging_setup.add_cli_args(p)
+    return p.parse_args(argv)
+
+
+TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v2", "CRITICAL": "-v1"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from mpi4py import MPI
+
+    from ..protocol.mpi_roles import writer_comm
+
+    world = MPI.COMM_WORLD
+    logging_setup.configure(args, rank=world.rank)
+    if world.rank == 0:  # what the writer ranks will open the scan files with (nxpar/writers/file_access.py)
+        from ..writers.file_access import log_settings, settings_from_env
+
+        log_settings(settings_from_env())
+    writers = writer_comm()  # COLLECTIVE: every rank, once
+    if world.rank != 0:
+        from ..writers.rank_loop import run_writer_rank
+
+        run_writer_rank(world, writers)
+        return
+    run_front_end(world, writers, args)
+
+
+def local_executor(world, writers):
+    """N == 1: rank 0 is also the only writer, and runs the steps itself (None when N > 1)."""
+    if world.size != 1:
+        return None
+    from ..writers.executor import StepExecutor
+
+    return StepExecutor(writers)
+
+
+def run_front_end(world, writers, args: argparse.Namespace) -> None:
+    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave."""
+    channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers))
+    tango_args = [args.server, args.instance]
+    if args.log_tango in TANGO_VERBOSITY:
+        tango_args.append(TANGO_VERBOSITY[args.log_tango])
+    log.info("rank 0 of %d: Tango server %s/%s", world.size, args.server, args.instance)
+    try:
+        from tango.server import run
+
+        from .bliss_writer import BlissWriter  # BLISS's "mapping" route, same process
+        from .nexus_writer import NexusWriter
+
+        run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous)
+    finally:
+        from .bliss_writer import stop_all_routes
+
+        stop_all_routes()
+        for sub in device_common.SUBSCRIBERS.values():
+            for w in list(sub.writers.values()):
+                if w.is_alive():
+                    w.stop(timeout=10)
+        channel.shutdown()
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()
