@@ -16,7 +16,7 @@ CONSTRAINTS=requirements/constraints.txt
 STAMP=$VENV/.nxpar-setup-stamp
 log() { printf '[setup] %s\n' "$*"; }
 
-key=$( { cat "$PINS" requirements/punx.txt launch/setup.sh; [[ ! -f $CONSTRAINTS ]] || cat "$CONSTRAINTS"; } \
+key=$( { cat "$PINS" requirements/punx.txt launch/setup.sh pyproject.toml; [[ ! -f $CONSTRAINTS ]] || cat "$CONSTRAINTS"; } \
       | sha256sum | cut -c1-16)
 if [[ -f $STAMP && $(cat "$STAMP") == "$key" ]]; then
     log "cached ($key): nothing to rebuild"

@@ -16,7 +16,7 @@ _NAME = "_nxpar_mapping_for_bliss"
 
 def _mapping():
     if _NAME not in sys.modules:
-        path = Path(__file__).resolve().parents[4] / "nxpar" / "nexus" / "mapping.py"
+        path = Path(__file__).resolve().parents[4] / "nxpar" / "nexus" / "channel_mapping.py"
         spec = importlib.util.spec_from_file_location(_NAME, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[_NAME] = module
