@@ -12,6 +12,7 @@ from mpi4py import MPI
 
 STEP_TAG = 11
 RESULT_TAG = 12
+PROGRESS_TAG = 13  # ProgressMark: writer ranks → rank 0, never waited for
 # Waiting ranks sleep between probes instead of spinning in MPI. Each probe runs MPICH's progress
 # engine, which is not free: the sleep doubles from POLL_MIN_S to POLL_MAX_S while nothing comes, so a
 # long wait costs ~200 probes/s and a short one adds well under a millisecond of latency.

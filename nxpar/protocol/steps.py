@@ -233,3 +233,39 @@ class StepResult:
     ok: bool
     error: str = ""
     value: Any = None
+
+
+@dataclass
+class Envelope:
+    """A step on its way to the writer ranks, numbered: every answer names the step it answers, so a
+    lost or extra answer can never be taken for another step's (the channel stops the job instead)."""
+
+    seq: int
+    step: Any
+
+
+@dataclass
+class Answer:
+    """The writers' combined result of step `seq` (sent by the first writer rank)."""
+
+    seq: int
+    result: StepResult
+
+
+class MarkKind(str, enum.Enum):
+    """How far one writer rank got with a step (`ProgressMark`)."""
+
+    GOT = "got"  # received, about to execute
+    DONE = "done"  # its own part executed, entering the step's agreement
+    FAILED = "failed"  # its own part raised here, entering the step's agreement
+
+
+@dataclass
+class ProgressMark:
+    """Sent by every writer rank to rank 0 as it goes (never waited for): rank 0 names the rank a
+    stalled step waits for."""
+
+    seq: int
+    rank: int
+    kind: MarkKind
+    error: str = ""

@@ -1,15 +1,24 @@
-"""RANKS 1..N-1: the writer loop. Receives steps from rank 0, executes them collectively."""
+"""RANKS 1..N-1: the writer loop. Receives numbered steps from rank 0, executes them collectively,
+agrees on the outcome, and the first writer rank answers rank 0 with the step's number.
+
+Every rank tells rank 0 how far it got with each step (`ProgressMark`, sent and never waited for), so
+that rank 0's watchdog names the rank a stalled step waits for. A step that raised on some ranks only
+ends in the same agreement as any other: every rank reports the failure and the step fails everywhere;
+if the other ranks never reach the agreement (stuck in a collective HDF5 call this rank left), rank 0's
+watchdog warns, then stops the job for its supervisor to restart.
+"""
 from __future__ import annotations
 
 import logging
+import pickle
+import signal
+from typing import Any
 
 from mpi4py import MPI
 
 from ..protocol import steps as st
-from ..protocol.mpi_roles import RESULT_TAG, STEP_TAG, CollectiveTimeout, sleepy_allreduce_max, wait_for_message
+from ..protocol.mpi_roles import PROGRESS_TAG, RESULT_TAG, STEP_TAG, sleepy_allreduce_max, wait_for_message
 from .executor import StepExecutor, StepFailed
-
-UNAGREED_FAILURE_TIMEOUT_S = 60.0
 
 log = logging.getLogger("nxpar.writers.rank_loop")
 
@@ -22,50 +31,79 @@ def combine(results: list[st.StepResult]) -> st.StepResult:
     return results[0]
 
 
-def run_writer_rank(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
-    # mpirun forwards SIGTERM to every rank: let rank 0 close the files and dismiss us instead.
-    import signal
+class WriterRankLoop:
+    def __init__(self, world: MPI.Intracomm, writers: MPI.Intracomm, executor: Any = None) -> None:
+        self.world = world
+        self.writers = writers
+        self.executor = executor or StepExecutor(writers)
+        self.executor.peek_next = self.peek_next
+        self._arrived: list[st.Envelope] = []  # received early by peek_next (rank 0 keeps 2 in flight)
+        self._marks: list[MPI.Request] = []
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    executor = StepExecutor(writers)
-    arrived: list = []  # a step received early by peek_next (rank 0 keeps up to 2 in flight)
+    def run(self) -> None:
+        while True:
+            envelope = self._next()
+            if isinstance(envelope.step, st.Shutdown):
+                self.executor.close_all()
+                break
+            self._mark(envelope.seq, st.MarkKind.GOT)
+            result = self._execute(envelope)
+            result = self._agree(result)
+            if self.writers.rank == 0:
+                self.world.send(st.Answer(envelope.seq, result), dest=0, tag=RESULT_TAG)
+        self._finish_marks()
 
-    def peek_next():
+    # -- receiving ------------------------------------------------------------------------------------
+    def _receive(self) -> st.Envelope:
+        envelope = pickle.loads(self.world.recv(source=0, tag=STEP_TAG))
+        assert isinstance(envelope, st.Envelope), f"rank 0 sent {type(envelope).__name__}, not a step"
+        return envelope
+
+    def _next(self) -> st.Envelope:
+        if self._arrived:
+            return self._arrived.pop(0)
+        wait_for_message(self.world, 0, STEP_TAG)
+        return self._receive()
+
+    def peek_next(self) -> Any:
         """LOCAL: the next step if rank 0 has already sent it (kept for the loop), else None."""
-        if not arrived and world.Iprobe(source=0, tag=STEP_TAG):
-            arrived.append(world.recv(source=0, tag=STEP_TAG))
-        return arrived[0] if arrived else None
+        if not self._arrived and self.world.Iprobe(source=0, tag=STEP_TAG):
+            self._arrived.append(self._receive())
+        return self._arrived[0].step if self._arrived else None
 
-    executor.peek_next = peek_next
-    while True:
-        if arrived:
-            step = arrived.pop(0)
-        else:
-            wait_for_message(world, 0, STEP_TAG)
-            step = world.recv(source=0, tag=STEP_TAG)
-        if isinstance(step, st.Shutdown):
-            executor.close_all()
-            break
-        unagreed = False
+    # -- executing and agreeing -------------------------------------------------------------------------
+    def _execute(self, envelope: st.Envelope) -> st.StepResult:
+        step = envelope.step
         try:
-            result = st.StepResult(True, value=executor.execute(step))
+            result = st.StepResult(True, value=self.executor.execute(step))
         except StepFailed as e:  # all writer ranks raised it together
             result = st.StepResult(False, error=f"{e}")
-        except Exception as e:  # raised here only, maybe: the others may be inside a collective
+        except Exception as e:  # raised here only, maybe: the others may still be inside a collective
             log.warning("step %s failed on this rank: %s", type(step).__name__, e, exc_info=True)
             result = st.StepResult(False, error=f"{e}")
-            unagreed = True
-        try:
-            any_failed = sleepy_allreduce_max(writers, 0 if result.ok else 1,
-                                              timeout=UNAGREED_FAILURE_TIMEOUT_S if unagreed else None)
-        except CollectiveTimeout:
-            # A hang would stop every scan for good; aborting lets the supervisor restart the job, and
-            # the restarted service reports the interrupted scans (journal).
-            log.critical("writer ranks are stuck after '%s' failed on rank %d only: aborting the MPI job",
-                         result.error, world.rank)
-            world.Abort(70)
-        if any_failed:
-            results = writers.gather(result, root=0)  # details only when a rank failed
-            result = combine(results) if writers.rank == 0 else result
-        if writers.rank == 0:
-            world.send(result, dest=0, tag=RESULT_TAG)
+        self._mark(envelope.seq, st.MarkKind.DONE if result.ok else st.MarkKind.FAILED, result.error)
+        return result
+
+    def _agree(self, result: st.StepResult) -> st.StepResult:
+        """COLLECTIVE: failed everywhere if it failed anywhere; the first writer rank gets the reasons."""
+        if not sleepy_allreduce_max(self.writers, 0 if result.ok else 1):
+            return result
+        results = self.writers.gather(result, root=0)  # details only when a rank failed
+        return combine(results) if self.writers.rank == 0 else result
+
+    # -- progress marks ---------------------------------------------------------------------------------
+    def _mark(self, seq: int, kind: st.MarkKind, error: str = "") -> None:
+        mark = st.ProgressMark(seq, self.world.rank, kind, error[:200])
+        self._marks = [r for r in self._marks if not r.Test()]
+        self._marks.append(self.world.isend(mark, dest=0, tag=PROGRESS_TAG))
+
+    def _finish_marks(self) -> None:
+        """Marks are small (sent eagerly): they complete at once, or are left to MPI_Finalize."""
+        MPI.Request.Testall(self._marks)
+
+
+def run_writer_rank(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
+    # mpirun forwards SIGTERM and SIGINT (Ctrl-C) to every rank: rank 0 closes the files and dismisses us.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    WriterRankLoop(world, writers).run()
