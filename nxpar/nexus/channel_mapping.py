@@ -6,6 +6,7 @@ Pure logic: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,105 +100,146 @@ def map_subscan(scan_info: dict[str, Any], top: str, config_devices: dict[str, A
     devices = scan_info["devices"]
     channels = scan_info.get("channels", {})
     pairs = subscan_channels(scan_info)[top]
-    triggers = [dev for dev in scan_info["acquisition_chain"][top].get("devices", [])
-                if devices[dev].get("triggered_devices")]
-    first_trigger = triggers[0] if triggers else None
-
+    first_trigger = _first_trigger(scan_info, top)
     maps: dict[str, ChannelMap] = {}
     for dev, fullname in pairs:
-        dev_channels = devices[dev].get("channels", [])
-        k = dev_channels.index(fullname)
-        cfg = dict(config_devices.get(fullname, {}) or {})
-        m = ChannelMap(fullname=fullname, device_key=dev)
-        m.device_type = cfg.get("device_type", "") or ""
-        m.device_name = cfg.get("device_name", fullname)
-        m.device_info = dict(cfg.get("device_info", {}) or {})
-        m.data_type = cfg.get("data_type", "principal")
-        m.data_name = cfg.get("data_name", "data")
-        m.data_alias = cfg.get("data_alias")
-        m.data_info = dict(cfg.get("data_info") or {"units": channels.get(fullname, {}).get("unit")})
-        m.unique_name = cfg.get("unique_name", fullname)
-        m.roi_channel = cfg.get("channel")
-        is_pos = dev == first_trigger and channels.get(fullname, {}).get("dim", 0) == 0
-        if is_pos:
-            in_group = ndim <= 1 and len(dev_channels) > 1 and ":" in fullname
-            if in_group:
-                m.device_type, m.master_index = "positionergroup", 0
-            else:
-                m.device_type, m.master_index = "positioner", k
-            m.data_type = "principal" if k == 0 else ""
+        m = _configured_map(fullname, dev, dict(config_devices.get(fullname, {}) or {}), channels)
+        if dev == first_trigger and channels.get(fullname, {}).get("dim", 0) == 0:
+            _make_master_positioner(m, devices[dev].get("channels", []), ndim)
         maps[fullname] = m
-
     short = shortest_unique_suffixes(list(maps))
     for fullname, m in maps.items():
-        if m.device_name == fullname:
-            m.device_name = short[fullname]
-        _parse_type(m, multivalue_positioners)
-        if m.single is None:
-            m.single = m.data_type == "principal"
-        if m.data_type == "principal" and m.data_alias is None:
-            m.data_alias = "value" if m.is_positioner else "data"
-        m.unique_name = m.device_name if m.single else f"{m.device_name}:{m.data_name}"
+        _complete(m, short[fullname], multivalue_positioners)
     return maps
 
 
-def _parse_type(m: ChannelMap, multivalue_positioners: bool) -> None:
-    parts = m.fullname.split(":")
-    t = m.device_type
-    if t == "mca":
-        prefix, last = ":".join(parts[:-1]), parts[-1]
-        if "_" in last:
-            stat, det = last.rsplit("_", 1)
-            m.device_name = f"{prefix}:{det}" if prefix else det
-        else:
-            stat = last
-            m.device_name = f"{prefix}:sum" if prefix else "sum"
-        m.data_name = MCA_NAMES.get(stat, stat)
-        m.data_type = "roi" if stat.startswith("roi") else MCA_TYPES.get(stat, stat)
-        m.data_info["units"] = MCA_UNITS.get(m.data_type)
-    elif t == "mosca":
-        _parse_mosca(m, parts)
-    elif t == "lima":
-        if len(parts) == 3:
-            det, kind, rest = parts
-            if kind == "roi_counters" and "_" in rest:
-                roi, stat = rest.rsplit("_", 1)
-                m.device_name, m.data_name, m.data_type = f"{det}_{roi}", stat, stat
-                m.metadata_keys = {roi: "selection"}
-            elif kind == "roi_profiles":
-                m.device_name, m.data_name, m.data_type = f"{det}_{rest}", "sum", "principal"
-            elif kind == "roi_collection":
-                m.device_name, m.data_name, m.data_type = f"{det}_roi_collection", "sum", "principal"
-            else:
-                m.device_name, m.data_name, m.data_type = f"{det}_{kind}", rest, rest
-        else:
-            m.device_name, m.data_name, m.data_type = parts[0], parts[-1], "principal"
-    elif t in ("mythen", "lima2", "autofilter"):
-        m.device_name = parts[0]
-        rest = ":".join(parts[1:]) or "data"
-        principal = {"mythen": "spectrum", "lima2": "frame"}.get(t)
-        m.data_name = rest
-        m.data_type = "principal" if rest == principal else rest
-    elif t == "samplingcounter":
-        if m.data_type == "signal":
-            m.data_type, m.data_name = "principal", "signal"
-        else:
-            name = parts[-1]
-            if "_" in name:
-                base, suffix = name.rsplit("_", 1)
-                m.device_name, m.data_name, m.data_type = base, suffix, suffix
-    elif t == "positionergroup":
-        if m.data_type != "principal":
-            m.data_type = parts[-1]
-        if multivalue_positioners:
-            m.device_name = ":".join(parts[:-1]) or m.device_name
-            m.data_name = "value" if m.data_type == "principal" else m.data_type
-        else:
-            m.data_name, m.single = "value", True
-    elif t == "positioner":
-        m.data_name, m.data_type = "value", "principal"
+def _first_trigger(scan_info: dict[str, Any], top: str) -> str | None:
+    """The first device of the top master's chain that triggers others (its channels: the master positioners)."""
+    devices = scan_info["devices"]
+    triggers = [dev for dev in scan_info["acquisition_chain"][top].get("devices", [])
+                if devices[dev].get("triggered_devices")]
+    return triggers[0] if triggers else None
+
+
+def _configured_map(fullname: str, dev: str, cfg: dict[str, Any], channels: dict[str, Any]) -> ChannelMap:
+    """A channel's map as the writer's device config (scan_info["nexuswriter"]["devices"]) gives it."""
+    m = ChannelMap(fullname=fullname, device_key=dev)
+    m.device_type = cfg.get("device_type", "") or ""
+    m.device_name = cfg.get("device_name", fullname)
+    m.device_info = dict(cfg.get("device_info", {}) or {})
+    m.data_type = cfg.get("data_type", "principal")
+    m.data_name = cfg.get("data_name", "data")
+    m.data_alias = cfg.get("data_alias")
+    m.data_info = dict(cfg.get("data_info") or {"units": channels.get(fullname, {}).get("unit")})
+    m.unique_name = cfg.get("unique_name", fullname)
+    m.roi_channel = cfg.get("channel")
+    return m
+
+
+def _make_master_positioner(m: ChannelMap, dev_channels: list[str], ndim: int) -> None:
+    """A 0-d channel of the first triggering device: a positioner, or one of a positioner group (1D scans)."""
+    k = dev_channels.index(m.fullname)
+    in_group = ndim <= 1 and len(dev_channels) > 1 and ":" in m.fullname
+    if in_group:
+        m.device_type, m.master_index = "positionergroup", 0
     else:
-        m.data_name, m.data_type = "data", "principal"
+        m.device_type, m.master_index = "positioner", k
+    m.data_type = "principal" if k == 0 else ""
+
+
+def _complete(m: ChannelMap, short_name: str, multivalue_positioners: bool) -> None:
+    """Device and data names by device type, then `single`, the default alias and the unique name."""
+    if m.device_name == m.fullname:
+        m.device_name = short_name
+    _parse_type(m, multivalue_positioners)
+    if m.single is None:
+        m.single = m.data_type == "principal"
+    if m.data_type == "principal" and m.data_alias is None:
+        m.data_alias = "value" if m.is_positioner else "data"
+    m.unique_name = m.device_name if m.single else f"{m.device_name}:{m.data_name}"
+
+
+def _parse_type(m: ChannelMap, multivalue_positioners: bool) -> None:
+    """Device name, data name and data type from the channel's name, by device type (`_PARSERS`)."""
+    parts = m.fullname.split(":")
+    if m.device_type == "positionergroup":
+        _parse_positioner_group(m, parts, multivalue_positioners)
+    else:
+        _PARSERS.get(m.device_type, _parse_other)(m, parts)
+
+
+def _parse_mca(m: ChannelMap, parts: list[str]) -> None:
+    """`[<prefix>:]<stat>_<det>` → device `<prefix>:<det>`; `[<prefix>:]<stat>` → `<prefix>:sum`."""
+    prefix, last = ":".join(parts[:-1]), parts[-1]
+    if "_" in last:
+        stat, det = last.rsplit("_", 1)
+        m.device_name = f"{prefix}:{det}" if prefix else det
+    else:
+        stat = last
+        m.device_name = f"{prefix}:sum" if prefix else "sum"
+    m.data_name = MCA_NAMES.get(stat, stat)
+    m.data_type = "roi" if stat.startswith("roi") else MCA_TYPES.get(stat, stat)
+    m.data_info["units"] = MCA_UNITS.get(m.data_type)
+
+
+def _parse_lima(m: ChannelMap, parts: list[str]) -> None:
+    """`<det>:<kind>:<rest>`: ROI counters, profiles and collections get a device of their own."""
+    if len(parts) != 3:
+        m.device_name, m.data_name, m.data_type = parts[0], parts[-1], "principal"
+        return
+    det, kind, rest = parts
+    if kind == "roi_counters" and "_" in rest:
+        roi, stat = rest.rsplit("_", 1)
+        m.device_name, m.data_name, m.data_type = f"{det}_{roi}", stat, stat
+        m.metadata_keys = {roi: "selection"}
+    elif kind == "roi_profiles":
+        m.device_name, m.data_name, m.data_type = f"{det}_{rest}", "sum", "principal"
+    elif kind == "roi_collection":
+        m.device_name, m.data_name, m.data_type = f"{det}_roi_collection", "sum", "principal"
+    else:
+        m.device_name, m.data_name, m.data_type = f"{det}_{kind}", rest, rest
+
+
+# the data name that is a device's principal data, for the devices named by their channels' first part
+_PRINCIPAL_DATA_NAME = {"mythen": "spectrum", "lima2": "frame", "autofilter": None}
+
+
+def _parse_first_part_device(m: ChannelMap, parts: list[str]) -> None:
+    """`<device>:<data name>` (mythen, lima2, autofilter)."""
+    m.device_name = parts[0]
+    rest = ":".join(parts[1:]) or "data"
+    m.data_name = rest
+    m.data_type = "principal" if rest == _PRINCIPAL_DATA_NAME[m.device_type] else rest
+
+
+def _parse_sampling_counter(m: ChannelMap, parts: list[str]) -> None:
+    """A `signal` data type is the principal data; else `<base>_<stat>` → device `<base>`, data `<stat>`."""
+    if m.data_type == "signal":
+        m.data_type, m.data_name = "principal", "signal"
+        return
+    name = parts[-1]
+    if "_" in name:
+        base, suffix = name.rsplit("_", 1)
+        m.device_name, m.data_name, m.data_type = base, suffix, suffix
+
+
+def _parse_positioner_group(m: ChannelMap, parts: list[str], multivalue_positioners: bool) -> None:
+    """One positioner of a group: its own device (multivalue_positioners) or one `value` of the group."""
+    if m.data_type != "principal":
+        m.data_type = parts[-1]
+    if multivalue_positioners:
+        m.device_name = ":".join(parts[:-1]) or m.device_name
+        m.data_name = "value" if m.data_type == "principal" else m.data_type
+    else:
+        m.data_name, m.single = "value", True
+
+
+def _parse_positioner(m: ChannelMap, parts: list[str]) -> None:
+    m.data_name, m.data_type = "value", "principal"
+
+
+def _parse_other(m: ChannelMap, parts: list[str]) -> None:
+    m.data_name, m.data_type = "data", "principal"
 
 
 def _parse_mosca(m: ChannelMap, parts: list[str]) -> None:
@@ -225,3 +267,10 @@ def _parse_mosca(m: ChannelMap, parts: list[str]) -> None:
     m.data_type = "roi" if kind == "roi" else MCA_TYPES.get(stat, stat)
     m.device_name = ":".join(parts[:-2] + [channel])
     m.data_info["units"] = MCA_UNITS.get(m.data_type)
+
+
+_PARSERS: dict[str, Callable[[ChannelMap, list[str]], None]] = {
+    "mca": _parse_mca, "mosca": _parse_mosca, "lima": _parse_lima,
+    "mythen": _parse_first_part_device, "lima2": _parse_first_part_device, "autofilter": _parse_first_part_device,
+    "samplingcounter": _parse_sampling_counter, "positioner": _parse_positioner,
+}

@@ -1,5 +1,5 @@
 """Plan one scan's NeXus content from its scan_info (blisswriter's layout): entries, datasets,
-links, metadata.
+links, plots, master-file links; the entries' metadata nodes come from `entry_metadata.py`.
 
 Pure logic: produces `Node` lists and `ArraySpec`s that the writer ranks apply collectively.
 scan_info is parsed and validated first (scan_info.py), so malformed input fails with a clear
@@ -17,10 +17,10 @@ from ..protocol.options import SaveOptions
 from ..protocol.steps import ArraySpec, Node, NodeOp
 from .channel_mapping import ChannelMap, map_subscan, normalise
 from .chunking import ChunkOptions, dataset_layout, fill_value
-from .esrf_metadata import sample_tree
+from .entry_metadata import end_metadata, notes, start_metadata
 from .file_plan import StreamKind
 from .lima_plan import LimaMode, frame_nodes, lima_mode
-from .nodes import dict_to_nodes, failed_nodes, root_attrs, scalar, status_nodes
+from .nodes import failed_nodes, root_attrs, scalar, status_nodes
 from .plots import Plotted, plot_nodes, wanted_channels
 from .scan_info import iso_with_tz, now_iso, parse
 
@@ -138,9 +138,7 @@ class ScanPlan:
                 if self.instrument_info.get("name@short_name"):
                     attrs["short_name"] = self.instrument_info["name@short_name"]
                 nodes.append(Node(NodeOp.VALUE, f"{e}/instrument/name", self.instrument_info["name"], attrs=attrs))
-            nodes += self._positioner_snapshots(e, ("start", "dial_start"), also_positioners=True)
-            nodes += self._user_metadata(e)
-            nodes += self._sample_metadata(e)
+            nodes += start_metadata(self.info, e, self._device_groups())
         return nodes
 
     def failed_nodes(self, reason: str) -> list[Node]:
@@ -149,55 +147,9 @@ class ScanPlan:
     def running(self) -> list[Node]:
         return status_nodes(self.entry_names, "RUNNING")
 
-    def _positioner_snapshots(self, e: str, kinds: tuple[str, ...], also_positioners: bool = False,
-                              overwrite: bool = False) -> list[Node]:
-        pos = self.info.get("positioners") or {}
-        units = pos.get("positioners_units") or {}
-        nodes: list[Node] = []
-        for kind in kinds:
-            values = pos.get(f"positioners_{kind}")
-            if not isinstance(values, dict):
-                continue
-            targets = [f"{e}/instrument/positioners_{kind}"]
-            if also_positioners and kind == "start":
-                targets.append(f"{e}/instrument/positioners")
-            for group in targets:
-                nodes.append(Node(NodeOp.GROUP, group, attrs={"NX_class": "NXcollection"}))
-                for motor, value in values.items():
-                    attrs = {"units": units[motor]} if units.get(motor) else {}
-                    nodes.append(Node(NodeOp.VALUE, f"{group}/{normalise(motor)}", scalar(value), attrs=attrs,
-                                      overwrite=overwrite and group.endswith(kind)))
-        return nodes
-
-    def _user_metadata(self, e: str) -> list[Node]:
-        nodes: list[Node] = []
-        device_groups = {normalise(c.map.device_name) for c in self.channels.values()}
-        for category in self.info.get("scan_meta_categories", []):
-            if category in ("positioners", "nexuswriter") or category not in self.info:
-                continue
-            value = self.info[category]
-            if not isinstance(value, dict):
-                nodes.append(Node(NodeOp.VALUE, f"{e}/{normalise(category)}", scalar(value), overwrite=True))
-                continue
-            if set(value) <= {"@NX_class", "NX_class"}:
-                continue
-            if category == "instrument":
-                for key, sub in value.items():
-                    if isinstance(sub, dict):
-                        nx = "NXdetector" if normalise(key) in device_groups else None
-                        nodes += dict_to_nodes(f"{e}/instrument/{normalise(key)}", sub, nx)
-                continue
-            nodes += dict_to_nodes(f"{e}/{normalise(category)}", value)
-        return nodes
-
-    def _sample_metadata(self, e: str) -> list[Node]:
-        nodes: list[Node] = []
-        for key, value in sample_tree(self.info).items():
-            if isinstance(value, dict):
-                nodes += dict_to_nodes(f"{e}/{normalise(key)}", value)
-            else:
-                nodes.append(Node(NodeOp.VALUE, f"{e}/{normalise(key)}", scalar(value), overwrite=True))
-        return nodes
+    def _device_groups(self) -> set[str]:
+        """The normalised names of the scan's device groups (`instrument/<name>`)."""
+        return {normalise(c.map.device_name) for c in self.channels.values()}
 
     # -- per dataset ------------------------------------------------------------------------------
     def entry_of(self, stream_name: str) -> str:
@@ -288,19 +240,9 @@ class ScanPlan:
         status = "FAILED" if failed else "SUCCEEDED"
         for entry in self.entry_names:
             e = f"/{entry}"
-            nodes += self._positioner_snapshots(e, ("end", "dial_end"), overwrite=True)
-            nodes += self._user_metadata(e)
-            nodes += self._sample_metadata(e)
+            nodes += end_metadata(self.info, e, self._device_groups())
             nodes += self._plot(entry, written, axis_values or {})
-            comments = self.info.get("comments") or []
-            if comments:
-                nodes.append(Node(NodeOp.GROUP, f"{e}/notes", attrs={"NX_class": "NXcollection"}))
-                for i, c in enumerate(comments, 1):
-                    n = f"{e}/notes/note_{i:02d}"
-                    nodes += [Node(NodeOp.GROUP, n, attrs={"NX_class": "NXnote"}),
-                              Node(NodeOp.VALUE, f"{n}/data", str(c.get("message", ""))),
-                              Node(NodeOp.VALUE, f"{n}/type", "text/plain"),
-                              Node(NodeOp.VALUE, f"{n}/date", str(c.get("date", "")))]
+            nodes += notes(self.info, e)
             nodes += [Node(NodeOp.VALUE, f"{e}/end_reason", str(self.info.get("end_reason", "NOT STARTED")), overwrite=True),
                       Node(NodeOp.VALUE, f"{e}/end_time", now_iso(), overwrite=True),
                       Node(NodeOp.VALUE, f"{e}/writer/status", status, overwrite=True)]

@@ -182,7 +182,8 @@ def import_beacon_yaml(text: str, use_existing: bool = True, db: tango.Database 
     return names
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
+    """The command line of `RegisterNexusWriter`."""
     p = argparse.ArgumentParser(prog="RegisterNexusWriter", description=__doc__)
     p.add_argument("session", nargs="?", help="BLISS session name")
     p.add_argument("--server", default="nexuswriter", help="Tango server name (default nexuswriter)")
@@ -205,6 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--import-yaml", metavar="FILE",
                    help="register the writers of a Beacon YAML file (both classes), each with all its properties")
     logging_setup.add_cli_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = _parser()
     args = p.parse_args(argv)
     if args.level == "WARNING":
         args.level = "INFO"
