@@ -166,3 +166,21 @@ class ScanSource:
     def values(self, name: str, count: int) -> np.ndarray:
         """The first `count` values of a small scalar stream, as floats (mesh motor positions)."""
         return np.asarray(self.scan.streams[name][:count], dtype=float)
+
+
+def missing_first_rows(scan: Scan) -> str:
+    """'' or which row streams Redis no longer holds from their first row (trimmed or expired): what a
+    scan written again from Redis would lack. Streams whose rows lie in detector files are not asked."""
+    names = [n for n, s in scan.streams.items() if getattr(s, "kind", None) == "array"
+             and getattr(s, "plugin", None) in (None, "hdf5_fallback")]
+    if not names:
+        return ""
+    pipe = redis_of(scan).pipeline(transaction=False)
+    for n in names:
+        pipe.xrange(scan.streams[n].key, count=1)
+    missing = []
+    for n, raw in zip(names, pipe.execute()):
+        first = raw_entries(raw)[0] if raw else None
+        if first is not None and first.id > 0:
+            missing.append(f"rows 0..{first.id - 1} of {n}")
+    return ", ".join(missing)

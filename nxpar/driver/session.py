@@ -1,8 +1,14 @@
 """RANK 0 ONLY: the session subscriber — discovers a BLISS session's scans in Redis.
 
-One thread per device/session: every scan of the session created after start() gets a ScanDriver.
-States: INIT, ON, OFF, FAULT (RUNNING is derived: ON with at least one live scan writer). A
-malformed scan never faults the session: its writer FAULTs instead.
+One thread per device/session: every scan of the session gets a ScanDriver. States: INIT, ON, OFF,
+FAULT (RUNNING is derived: ON with at least one live scan driver). A malformed scan never faults the
+session: its driver FAULTs instead.
+
+It heals itself: Redis unreachable makes the session FAULT with the reason while it keeps trying;
+once Redis answers again it is ON, and discovery goes on from the last scan it saw, so the scans
+published meanwhile are written. At its first start in a process it resumes the scans a previous run
+left unfinished (driver/resume.py) and continues discovery from where that run stopped (the journal),
+so a scan created while no job ran is written too.
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
 from blissdata.redis_engine.store import DataStore
@@ -18,18 +24,19 @@ from blissdata.redis_engine.store import DataStore
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.retry import call_with_backoff
-from .journal import Journal, recover_interrupted
+from .journal import Journal, service_name
 from .profiling import log_resources
+from .resume import Interruption, Resumer
 from .scan_driver import ScanDriver
-from .scan_source import ScanSource
+from .scan_source import ScanSource, missing_first_rows
 from .states import REASON_DONE, REASON_RUNNING, ScanStatus, State
 from .writer_channel import WriterChannel
 
 log = logging.getLogger("nxpar.session")
 
-REDIS_GIVE_UP_S = 20.0  # discovery: Redis unreachable this long → session FAULT
 BEACON_GIVE_UP_S = 20.0
 DEFAULT_PURGE_DELAY_S = 300.0
+RECONNECT_MAX_S = 5.0  # Redis unreachable: tried again at most this often
 
 
 class _Stopping(Exception):
@@ -58,16 +65,19 @@ class SessionSubscriber:
         self.options = options
         self.purge_delay_s = purge_delay_s
         self.tuning = tuning or Tuning()
+        self.service = service_name(instance)
         self._url_provider = url_provider
         self.state, self.reason = State.INIT, "instantiation"
+        self.url = ""
         self.writers: dict[str, ScanStatus] = {}
-        self.journal = Journal(session, instance)  # keyed by Tango instance and session (journal.py)
+        self.journal: Journal | None = None  # made once the Redis URL is known (one per service and Redis)
         self.notice = os.environ.get("NXPAR_RESTART_REASON", "")
-        self.profiling = "OFF"  # applied to scan writers created from now on
+        self.profiling = "OFF"  # applied to scan drivers created from now on
         self._last_resource_log = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._since: str | None = None  # Redis timetag discovery starts after (see start())
+        self._since: str | None = None  # Redis timetag discovery goes on after
+        self._resumed = False  # the previous run's scans are taken up once per process
         self._thread: threading.Thread | None = None
         self._blissdata_version = blissdata_version()
 
@@ -87,10 +97,11 @@ class SessionSubscriber:
         self.state, self.reason = State.INIT, "Starting"
         self._stop.clear()
         # Where discovery starts, taken now: a scan created once start() returned (e.g. right after
-        # Tango Init) is never missed, however late the thread gets going.
+        # Tango Init) is never missed, however late the thread gets going. At a process's first start
+        # the journal's position (older) wins: see _connect.
         try:
             self._since = DataStore(self._url_provider()).get_last_scan_timetag()
-        except Exception:  # Redis down or not initialised: the thread reports it (FAULT)
+        except Exception:  # Redis down or not initialised: the thread reports it (FAULT) and retries
             self._since = None
         self._thread = threading.Thread(target=self._run, name=f"session-{self.session}", daemon=True)
         self._thread.start()
@@ -120,32 +131,69 @@ class SessionSubscriber:
 
     # -- the thread ----------------------------------------------------------------------------------
     def _run(self) -> None:
-        try:
-            self._recover_interrupted()
-            url = self._url_provider()
-            store = DataStore(url)
-            since = self._since if self._since is not None else store.get_last_scan_timetag()
-            self.state, self.reason = State.ON, REASON_RUNNING
-            while not self._stop.is_set():
-                try:
-                    since, key = call_with_backoff(lambda: store.get_next_scan(since=since, timeout=1),
-                                                   f"session {self.session}", REDIS_GIVE_UP_S, self._raise_if_stopping)
-                except NoScanAvailable:
-                    self._periodic()
-                    continue
-                self._new_scan(store, url, key)
-                self._periodic()
-        except _Stopping:
-            pass
-        except Exception as e:
-            log.error("session %s FAULT: %s", self.session, e)
-            self.state, self.reason = State.FAULT, str(e) or type(e).__name__
-            return
+        """Connect and discover until stopped; any failure is a FAULT with its reason, tried again."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                store = self._connect()
+                self.state, self.reason = State.ON, REASON_RUNNING
+                delay = 0.5
+                self._discover(store)
+            except _Stopping:
+                break
+            except Exception as e:
+                self._fault(e)
+                self._stop.wait(delay)
+                delay = min(2 * delay, RECONNECT_MAX_S)
         self.state, self.reason = State.OFF, REASON_DONE
 
-    def _raise_if_stopping(self) -> None:
-        if self._stop.is_set():
-            raise _Stopping()
+    def _fault(self, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if self.state != State.FAULT:
+            log.error("session %s FAULT (retrying until it works): %s", self.session, reason)
+        since = time.strftime("%H:%M:%S")
+        where = f" ({self.url})" if self.url else ""
+        self.state = State.FAULT
+        if not self.reason.startswith("Redis"):
+            self.reason = f"Redis{where} unusable since {since}: {reason}; retrying"
+
+    def _connect(self) -> DataStore:
+        """Redis reachable; the journal; at the first start the previous run's scans and position."""
+        self.url = self._url_provider()
+        store = DataStore(self.url)
+        last = store.get_last_scan_timetag()
+        if self.journal is None or self.journal.redis_url != self.url:
+            self.journal = Journal(self.session, self.service, self.url)
+        if not self._resumed:
+            self._resume_previous_run(store)
+        if self._since is None:
+            self._since = last
+        return store
+
+    def _resume_previous_run(self, store: DataStore) -> None:
+        assert self.journal is not None
+        self._since = self.journal.load_since() or self._since
+        why = self.notice or "the previous run of the writer service ended while writing it"
+        resumer = Resumer(self.journal, self.channel, why, store.load_scan,
+                          lambda scan, interruption: self._start_driver(scan, interruption), missing_first_rows)
+        for status in resumer.resume_all():
+            with self._lock:
+                self.writers[status.name] = status
+        self._resumed = True
+
+    def _discover(self, store: DataStore) -> None:
+        while not self._stop.is_set():
+            try:
+                since, key = store.get_next_scan(since=self._since, timeout=1)
+            except NoScanAvailable:
+                self._periodic()
+                continue
+            self._new_scan(store, key)
+            self._since = since
+            if self.journal is not None:
+                self.journal.save_since(since)
+            self._periodic()
+        raise _Stopping()
 
     def _periodic(self) -> None:
         self.purge(self.purge_delay_s)
@@ -153,13 +201,7 @@ class SessionSubscriber:
             log_resources(log)
             self._last_resource_log = time.monotonic()
 
-    def _recover_interrupted(self) -> None:
-        """Scans a previous (dead) run was writing: FAULT, and their files marked FAILED."""
-        for scan in recover_interrupted(self.journal, self.channel, self.notice or "the writer service stopped"):
-            with self._lock:
-                self.writers[scan.name] = scan
-
-    def _new_scan(self, store: DataStore, url: str, key: str) -> None:
+    def _new_scan(self, store: DataStore, key: str) -> None:
         try:
             scan = store.load_scan(key)
         except ScanNotFoundError:
@@ -173,9 +215,15 @@ class SessionSubscriber:
         if not isinstance(name, str) or not name:
             log.error("scan %s of session %s has no scan_info['name']: not written", key, self.session)
             return
-        writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), url, self.options, self.channel,
-                            self.tuning, self._blissdata_version, self.journal)
+        if self.journal is not None:
+            self.journal.discovered(key, name)
+        status = self._start_driver(scan, None)
+        with self._lock:
+            self.writers[name] = status
+
+    def _start_driver(self, scan: Any, interruption: Interruption | None) -> ScanDriver:
+        writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self.url, self.options, self.channel,
+                            self.tuning, self._blissdata_version, self.journal, interruption=interruption)
         writer.profiling = self.profiling
         writer.start()
-        with self._lock:
-            self.writers[name] = writer
+        return writer
