@@ -12,6 +12,7 @@ from nxpar.protocol import steps as st
 from nxpar.writers.direct import chunk_writer
 from nxpar.writers.direct.chunk_codec import ChunkEncoder, FilterFunc, FilterStep
 from nxpar.writers.executor import StepExecutor, StepFailed
+from nxpar.writers.write_mode import DirectWrites
 
 FRAME = (8, 8)
 FRAMES = np.arange(12 * 64, dtype="uint16").reshape((12,) + FRAME) % 251
@@ -39,12 +40,12 @@ def open_scan(ex: StepExecutor, path: str, scan: str = "scan1", entry: str = "1.
 
 def test_one_writer_stores_chunks_itself_and_shutdown_waits_for_them(tmp_path, lima):
     ex = StepExecutor(MPI.COMM_SELF)
-    assert ex.serial and ex.direct is not None
+    assert isinstance(ex.write_mode, DirectWrites) and ex.write_mode.serial
     path = str(tmp_path / "scan.h5")
     open_scan(ex, path)
     ex.execute(st.WriteBatch("scan1", [frames_write(lima, 0, 6)]))  # chunk 0 direct, chunk 1 stored padded
     ex.execute(st.WriteBatch("scan1", [frames_write(lima, 6, 12)]))  # rows 6, 7 merged by HDF5, chunk 2 direct
-    assert ex.direct.encoders[("scan1", "/1.1/instrument/cam/data")] is not None
+    assert ex.write_mode.store.encoders[("scan1", "/1.1/instrument/cam/data")] is not None
     ex.close_all()  # shutdown with chunks pending: stored before the file closes
     with h5py.File(path, "r", locking=False) as f:
         np.testing.assert_array_equal(f["1.1/instrument/cam/data"][()], FRAMES)
@@ -65,3 +66,10 @@ def test_a_failure_storing_chunks_faults_its_scan_before_its_next_step_not_anoth
             assert "1.1/writer/status" not in f  # nothing was written over the lost chunks
     finally:
         ex.close_all()
+
+
+def test_one_writer_process_with_the_serial_driver_turned_off_writes_through_mpi_io(monkeypatch):
+    from nxpar.writers.write_mode import MpioWrites, write_mode_for
+
+    monkeypatch.setenv("NXPAR_SERIAL_DRIVER", "0")
+    assert isinstance(write_mode_for(MPI.COMM_SELF), MpioWrites) and not write_mode_for(MPI.COMM_SELF).serial

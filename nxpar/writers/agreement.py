@@ -1,0 +1,29 @@
+"""ALL WRITER RANKS: the agreement that follows a step's local work, and the failure it raises.
+
+Work that can fail on one rank only (reading Redis, creating directories, a free-space check) is
+followed by `agree`, so that every writer rank raises `StepFailed` together, or none does, before
+any rank enters a collective HDF5 call.
+"""
+from __future__ import annotations
+
+from mpi4py import MPI
+
+from ..protocol.mpi_roles import sleepy_allreduce_max_all
+
+
+class StepFailed(RuntimeError):
+    """A step failed on at least one writer rank; all ranks raise it together."""
+
+
+def agree(comm: MPI.Intracomm, error: str, flags: list[int] | None = None) -> list[int]:
+    """Collective: raise StepFailed on every rank if any rank had an error; else the max over
+    the ranks of each of `flags` (the same length on every rank), in the same reduction."""
+    agreed = sleepy_allreduce_max_all(comm, [1 if error else 0] + list(flags or []))
+    if not agreed[0]:
+        return agreed[1:]
+    errors = comm.allgather(error)
+    failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
+    if failed:
+        raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else
+                         next(e for e in errors if e))
+    return agreed[1:]

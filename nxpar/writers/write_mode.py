@@ -1,0 +1,129 @@
+"""ALL WRITER RANKS: how this rank's scan files are written, chosen once per executor.
+
+Two modes, one interface (`WriteMode`), so that the executor's steps read the same for both:
+
+* `MpioWrites`: several writer ranks (or one, with NXPAR_SERIAL_DRIVER=0, e.g. to compare): files
+  opened with the MPI-IO driver, every raw-data write a collective or independent MPI-IO transfer
+  that every writer rank enters, an empty selection when it has no rows.
+* `DirectWrites`: one writer process (a communicator of size 1): files opened with the serial
+  driver; the whole chunks of a write are compressed outside HDF5 and stored one step behind
+  (`direct/chunk_writer.py`), the rest goes through HDF5. Every step first stores the previous
+  step's chunks (a row write excepted: its reads overlap them), and chunks lost in the background
+  fail their scan's next step.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Protocol
+
+import h5py
+import numpy as np
+from mpi4py import MPI
+
+from ..protocol import steps as st
+from .agreement import StepFailed
+from .datasets import needs_collective, write_selection
+from .direct.chunk_writer import ChunksLost, DirectChunkStore
+
+
+class WriteMode(Protocol):
+    """What the executor asks of the way its files are written."""
+
+    serial: bool  # files opened with the serial driver (file_access.open_scan_file)
+
+    def run_step(self, call: Callable[[], Any], step: Any) -> Any:
+        """call()'s result: the step's handler, run with what this mode does around a step."""
+
+    def before_change(self, dset: h5py.Dataset) -> None:
+        """Before `dset` is resized or written."""
+
+    def write_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int,
+                   rows: np.ndarray | None) -> None:
+        """COLLECTIVE: this rank's rows [lo, lo + len(rows)) of `dset` (already resized); None: none."""
+
+    def forget(self, scan_id: str) -> None:
+        """The scan's datasets are closed or deleted."""
+
+    def flush(self, f: h5py.File) -> None:
+        """COLLECTIVE: what was written to `f` is on disk."""
+
+    def store_all(self, scan_ids: list[str]) -> None:
+        """Shutdown, before the files close."""
+
+    def close(self) -> None:
+        """Shutdown, after the files closed."""
+
+
+def write_mode_for(comm: MPI.Intracomm) -> WriteMode:
+    """One writer process (comm of size 1): the serial driver and whole chunks stored pre-compressed,
+    unless NXPAR_SERIAL_DRIVER=0 (the MPI-IO driver even then); several: MPI-IO."""
+    if comm.size == 1 and os.environ.get("NXPAR_SERIAL_DRIVER", "1") != "0":
+        return DirectWrites()
+    return MpioWrites()
+
+
+class MpioWrites:
+    """Files opened with the MPI-IO driver: every writer rank enters every raw-data write."""
+
+    serial = False
+
+    def run_step(self, call: Callable[[], Any], step: Any) -> Any:
+        return call()
+
+    def before_change(self, dset: h5py.Dataset) -> None:
+        pass
+
+    def write_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int,
+                   rows: np.ndarray | None) -> None:
+        transfer = h5py.h5fd.MPIO_COLLECTIVE if needs_collective(spec, dset) else h5py.h5fd.MPIO_INDEPENDENT
+        write_selection(dset, spec.scan_ndim, lo, rows, transfer)
+
+    def forget(self, scan_id: str) -> None:
+        pass
+
+    def flush(self, f: h5py.File) -> None:
+        f.flush()  # the mpio driver's flush ends in MPI_File_sync
+
+    def store_all(self, scan_ids: list[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class DirectWrites:
+    """One writer process, serial driver: whole chunks pre-compressed on a thread pool, one step behind."""
+
+    serial = True
+
+    def __init__(self) -> None:
+        self.store = DirectChunkStore()
+
+    def run_step(self, call: Callable[[], Any], step: Any) -> Any:
+        try:  # the previous step's chunks stored first, unless this is a row write; lost ones fault their scan
+            return self.store.run_step(call, getattr(step, "scan_id", None),
+                                       waits=not isinstance(step, st.WriteBatch), closes=isinstance(step, st.CloseFile))
+        except ChunksLost as e:
+            raise StepFailed(str(e)) from e
+
+    def before_change(self, dset: h5py.Dataset) -> None:
+        self.store.wait_for(dset)  # its chunks of the previous step stored before it changes
+
+    def write_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int,
+                   rows: np.ndarray | None) -> None:
+        if rows is not None and len(rows):  # whole chunks pre-compressed
+            rows = self.store.store_rows(scan_id, spec, dset, lo, rows)  # the rest through HDF5
+        write_selection(dset, spec.scan_ndim, lo, rows, transfer=None)
+
+    def forget(self, scan_id: str) -> None:
+        self.store.forget(scan_id)
+
+    def flush(self, f: h5py.File) -> None:
+        f.flush()
+        os.fsync(f.id.get_vfd_handle())  # as MPI_File_sync does behind the mpio driver's flush: flushed data is on disk
+
+    def store_all(self, scan_ids: list[str]) -> None:
+        self.store.store_all(scan_ids)  # every chunk stored before any file closes
+
+    def close(self) -> None:
+        self.store.close()
