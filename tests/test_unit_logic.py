@@ -11,7 +11,7 @@ from nxpar.nexus.plan import ScanPlan
 from nxpar.nexus.scan_info import validate
 from nxpar.protocol.options import SaveOptions
 from nxpar.service.display import align_columns
-from nxpar.writers.executor import share_of_rows
+from nxpar.writers.datasets import share_of_rows
 
 
 @pytest.mark.parametrize("shape,itemsize,expected", [

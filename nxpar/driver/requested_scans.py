@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from ..nexus.h5map_plan import has_h5map
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.disk import disk_space_message
-from .journal import Journal, recover_interrupted
+from .journal import Journal, service_name
+from .resume import Interruption, Resumer
 from .plan_choice import make_plan
 from .scan_driver import ScanDriver
-from .scan_source import ScanSource
+from .scan_source import ScanSource, missing_first_rows
 from .states import State
 from .writer_channel import WriterChannel
 
@@ -105,7 +107,8 @@ class RequestedScans:
         self._store: DataStore | None = None
         self._records: collections.OrderedDict[str, ScanRecord] = collections.OrderedDict()
         self._lock = threading.Lock()
-        self.journal = Journal(name.replace("/", "_"), instance)
+        self.service = service_name(instance)
+        self.journal: Journal | None = None  # made once the Redis URL is known
         self._blissdata_version = blissdata_version()
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -115,8 +118,9 @@ class RequestedScans:
             self._url = self._url_provider()
             store = DataStore(self._url)
             store.get_last_scan_timetag()
+            self.journal = Journal(self.name.replace("/", "_"), self.service, self._url)
             self._store = store
-            self._recover_interrupted()
+            self._resume_previous_run(store)
 
     @property
     def running(self) -> bool:
@@ -145,27 +149,33 @@ class RequestedScans:
             self.remember(key, self._new_writer(scan))
         return True
 
-    def remember(self, key: str, writer: Any) -> None:
-        """Keep the scan's writer for scan_state & co; the oldest finished ones beyond 200 are forgotten."""
-        self._records[key] = ScanRecord(key, writer)
-        self._forget_oldest()
-
-    def _new_writer(self, scan: Any) -> Any:
+    def _new_writer(self, scan: Any, interruption: Interruption | None = None) -> Any:
+        """A started ScanDriver for the scan (journaled), or a RejectedScan saying why not."""
         info = scan.info if isinstance(scan.info, dict) else {}
         name = info.get("name")
         if not isinstance(name, str) or not name:
             log.error("%s: scan %s has no scan_info['name']: not written", self.name, scan.key)
             return RejectedScan(scan.key, "scan_info['name'] must be a non-empty string")
-        data_writer = info.get("data_writer")
-        options = self.options
-        if data_writer in self.policy.writer_names:
-            options = dataclasses.replace(options, writer_name=data_writer)
-        factory = h5map_plan_only if self.policy.require_h5map else make_plan
-        writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self._url, options, self.channel, self.tuning,
-                            self._blissdata_version, self.journal, plan_factory=factory)
+        if interruption is None and self.journal is not None:
+            self.journal.discovered(scan.key, name)
+        writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self._url, self._options_for(info),
+                            self.channel, self.tuning, self._blissdata_version, self.journal,
+                            plan_factory=h5map_plan_only if self.policy.require_h5map else make_plan,
+                            interruption=interruption)
         writer.start()
-        log.info("%s: writing scan %s (%s)", self.name, name, scan.key)
+        log.info("%s: writing scan %s (%s)%s", self.name, name, scan.key, " again" if interruption else "")
         return writer
+
+    def _options_for(self, info: dict[str, Any]) -> SaveOptions:
+        data_writer = info.get("data_writer")
+        if data_writer in self.policy.writer_names:
+            return dataclasses.replace(self.options, writer_name=data_writer)
+        return self.options
+
+    def remember(self, key: str, writer: Any) -> None:
+        """Keep the scan's writer for scan_state & co; the oldest finished ones beyond 200 are forgotten."""
+        self._records[key] = ScanRecord(key, writer)
+        self._forget_oldest()
 
     def _forget_oldest(self) -> None:
         """Keep MAX_REMEMBERED scans; a scan still being written is never forgotten."""
@@ -209,7 +219,10 @@ class RequestedScans:
         return list(self._records.values())
 
     # -- restart after a crash -----------------------------------------------------------------------
-    def _recover_interrupted(self) -> None:
-        """Scans a previous (dead) run was writing: FAULT, and their files marked FAILED."""
-        for scan in recover_interrupted(self.journal, self.channel, "the writer service stopped"):
-            self.remember(scan.key, scan)
+    def _resume_previous_run(self, store: DataStore) -> None:
+        """Scans a previous run was writing: written again from Redis, or FAULT with the reason."""
+        assert self.journal is not None
+        why = os.environ.get("NXPAR_RESTART_REASON") or "the previous run of the writer service ended while writing it"
+        resumer = Resumer(self.journal, self.channel, why, store.load_scan, self._new_writer, missing_first_rows)
+        for status in resumer.resume_all():
+            self.remember(getattr(status, "key", ""), status)

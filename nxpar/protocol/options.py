@@ -21,6 +21,13 @@ class SaveOptions:
     writer_name: str = "nexus"  # scan_info['data_writer'] of the scans to write
 
 
+# A scan whose state and streams do not change for this long is finalised FAILED: its publisher is gone
+# (BLISS killed, a crashed session). A day: a scan may wait hours for the beam to come back (a refill,
+# a machine stop) with no new point, and a wrongly failed scan costs data while a dead one costs only a
+# thread and an open file. A sequence is judged by its children too (driver/scan_driver.py).
+DEFAULT_STALE_SCAN_TIMEOUT_S = 86400.0
+
+
 @dataclass(frozen=True)
 class Tuning:
     """How row writes are cut into steps: by bytes (memory per writer rank) and by time (how long
@@ -33,13 +40,15 @@ class Tuning:
     poll_period_s: float = 0.02
     disk_check_period_s: float = 3.0
     redis_retry_s: float = 20.0  # Redis unreachable longer than this: scan FAULT
+    stale_scan_timeout_s: float = DEFAULT_STALE_SCAN_TIMEOUT_S  # no change in a scan this long: FAILED (0: never)
 
     @classmethod
-    def from_properties(cls, flush_period: float, step_mb_per_writer: float, max_write_delay: float) -> "Tuning":
+    def from_properties(cls, flush_period: float, step_mb_per_writer: float, max_write_delay: float,
+                        stale_scan_timeout: float = DEFAULT_STALE_SCAN_TIMEOUT_S) -> "Tuning":
         """From the device properties both Tango classes share (clamped to workable values)."""
         return cls(flush_period_s=max(flush_period, 0.05),
                    step_bytes_per_writer=max(int(step_mb_per_writer * 2**20), 1 << 16),
-                   max_delay_s=max(max_write_delay, 0.0))
+                   max_delay_s=max(max_write_delay, 0.0), stale_scan_timeout_s=max(stale_scan_timeout, 0.0))
 
     @property
     def min_step_bytes(self) -> int:

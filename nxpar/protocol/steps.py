@@ -228,6 +228,19 @@ class Shutdown:
     """The writer ranks close every file and leave their loop."""
 
 
+class FailureKind(str, enum.Enum):
+    """Why the writer ranks skipped the rows of one channel in a WriteBatch (the rest is written)."""
+
+    UNREADABLE = "unreadable"  # a Lima2 / Mosca file or server could not be read: a warning, channel given up
+    MISMATCH = "mismatch"  # Redis holds rows that are not what the stream declares: the scan FAULTs at its end
+
+
+@dataclass
+class ChannelFailure:
+    kind: FailureKind
+    reason: str
+
+
 @dataclass
 class StepResult:
     ok: bool

@@ -25,7 +25,7 @@ from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundErr
 from blissdata.redis_engine.store import DataStore
 
 from ..driver.states import State
-from ..protocol.options import SaveOptions, Tuning
+from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S, SaveOptions, Tuning
 from . import logging_setup
 
 log = logging.getLogger("nxpar.service.batch")
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MB each writer rank reads and writes per step (step_mb_per_writer)")
     g.add_argument("--max-write-delay", type=float, default=0.5,
                    help="seconds rows of a partly filled chunk may wait before they are written (max_write_delay)")
+    g.add_argument("--stale-scan-timeout", type=float, default=DEFAULT_STALE_SCAN_TIMEOUT_S,
+                   help="seconds without any change in a scan's state or streams after which it is finalised FAILED "
+                        "(stale_scan_timeout; 0: never)")
     logging_setup.add_cli_args(p)
     return p
 
@@ -143,7 +146,8 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     from .main import local_executor
 
     channel = WriterChannel(world, local_executor(world, writers))
-    tuning = Tuning.from_properties(args.flush_period, args.step_mb_per_writer, args.max_write_delay)
+    tuning = Tuning.from_properties(args.flush_period, args.step_mb_per_writer, args.max_write_delay,
+                                    args.stale_scan_timeout)
     options = save_options(args)
     route = RequestedScans("batch", channel, lambda: args.redis_url, options, tuning, ANY_ROUTE, instance="batch")
     signals = _Signals()

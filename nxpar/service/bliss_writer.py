@@ -20,7 +20,7 @@ from tango.server import Device, command, device_property
 
 from ..driver.requested_scans import MAPPING_ROUTE, RequestedScans, UnknownScan
 from ..driver.session import redis_url_for_session
-from ..protocol.options import SaveOptions, Tuning
+from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S, SaveOptions, Tuning
 from .device_common import fail, tango_state, writer_channel
 
 log = logging.getLogger("nxpar.tango.blisswriter")
@@ -48,6 +48,9 @@ class BlissWriter(Device):
     flush_period = device_property(dtype=float, default_value=0.5, doc="seconds between collective flushes")
     step_mb_per_writer = device_property(dtype=float, default_value=16.0,
                                          doc="MB each writer rank reads and writes per step (memory per rank)")
+    stale_scan_timeout = device_property(dtype=float, default_value=DEFAULT_STALE_SCAN_TIMEOUT_S,
+                                         doc="seconds without any change in a scan's state or streams after which it "
+                                             "is finalised FAILED (its publisher is gone); 0: never")
     max_write_delay = device_property(dtype=float, default_value=0.5,
                                       doc="seconds rows of a partly filled chunk may wait before they are written")
     # Lima2 / Mosca streams of the h5map (as for NexusWriter); Lima streams follow blisswriter 3.0.0 (VDS/external)
@@ -87,7 +90,8 @@ class BlissWriter(Device):
                            recommended_disk_space=self.recommended_disk_space, writer_name="mapping")
 
     def _tuning(self) -> Tuning:
-        tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay)
+        tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay,
+                                        self.stale_scan_timeout)
         log.info("%s (session %r): %s", self.get_name(), self.session, tuning.describe())
         return tuning
 

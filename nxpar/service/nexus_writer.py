@@ -17,7 +17,7 @@ from tango.server import Device, attribute, command, device_property
 from ..driver.profiling import log_resources
 from ..driver.session import DEFAULT_PURGE_DELAY_S, SessionSubscriber
 from ..driver.states import ScanStatus
-from ..protocol.options import SaveOptions, Tuning
+from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S, SaveOptions, Tuning
 from ..util.disk import disk_space_message, has_write_permissions
 from . import device_common
 from .device_common import fail, tango_state
@@ -72,6 +72,9 @@ class NexusWriter(Device):
                                    doc="seconds between collective flushes (what readers see during a scan)")
     step_mb_per_writer = device_property(dtype=float, default_value=16.0,
                                          doc="MB each writer rank reads and writes per step (memory per rank)")
+    stale_scan_timeout = device_property(dtype=float, default_value=DEFAULT_STALE_SCAN_TIMEOUT_S,
+                                         doc="seconds without any change in a scan's state or streams after which it "
+                                             "is finalised FAILED (its publisher is gone); 0: never")
     max_write_delay = device_property(dtype=float, default_value=0.5,
                                       doc="seconds rows of a partly filled chunk may wait before they are written")
 
@@ -104,7 +107,8 @@ class NexusWriter(Device):
             os.environ.setdefault("BEACON_HOST", beacon)
 
     def _tuning(self) -> Tuning:
-        tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay)
+        tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay,
+                                        self.stale_scan_timeout)
         log.info("%s: %s", self.session, tuning.describe())
         return tuning
 
@@ -192,16 +196,12 @@ class NexusWriter(Device):
     @command(dtype_in=str)
     def stop_scan(self, name: str) -> None:
         """Finalise the scan's file now (status FAILED), without waiting for the scan to close."""
-        writer = self._sub.writers.get(name)
-        if writer is not None:
-            writer.stop()
+        self._writer(name, "stop_scan").stop()
 
     @command(dtype_in=str)
     def kill_scan(self, name: str) -> None:
-        """Last resort: stop at once, no finalisation; the file may be incomplete."""
-        writer = self._sub.writers.get(name)
-        if writer is not None:
-            writer.kill()
+        """Last resort: stop at once; the file gets only its status, end time and reason."""
+        self._writer(name, "kill_scan").kill()
 
     @command
     def purge_scans(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any, Callable
 
 import numpy as np
 import redis
@@ -11,7 +12,7 @@ from blissdata.redis_engine.store import DataStore
 from ..protocol.steps import StreamSource
 from ..util.retry import call_with_backoff
 from .blissdata_raw import data_entries, fixed_numeric, redis_of
-from .resp_reader import DIRECT_MIN_BYTES, EntryPayload, RespConnection, RowPlacer
+from .resp_reader import DIRECT_MIN_BYTES, DeclarationMismatch, EntryPayload, RespConnection, RowPlacer
 
 RETRY_FOR_S = 10.0  # connection errors: back off for this long, then give up (scan FAULT)
 
@@ -37,9 +38,10 @@ class StreamReader:
     def read(self, source: StreamSource, start: int, stop: int) -> np.ndarray:
         return self.read_many([(source, start, stop)])[0]
 
-    def read_many(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray]:
+    def read_many(self, requests: list[tuple[StreamSource, int, int]]) -> list[np.ndarray | DeclarationMismatch]:
         """Rows [start, stop) of each source, retried with back-off on connection errors.
-        One request per stream: the rows of a stream land in its one buffer."""
+        One request per stream: the rows of a stream land in its one buffer. A request whose rows are
+        not what its stream declares gets a DeclarationMismatch in place of its rows."""
         if not requests:
             return []
         if len({(s.scan_key, s.stream_name) for s, _, _ in requests}) != len(requests):
@@ -50,6 +52,8 @@ class StreamReader:
         except IndexNoMoreThereError as e:
             raise RuntimeError(f"rows were trimmed from Redis before they were written: {e}") from e
         for (source, start, stop), rows in zip(requests, results):
+            if isinstance(rows, DeclarationMismatch):
+                continue  # this request's rows are refused; the caller decides (the others are good)
             if len(rows) != stop - start:
                 raise RuntimeError(f"rows {start}..{stop - 1} of {source.stream_name} are not in Redis any more "
                                    f"(got {len(rows)}): Redis restarted or the data expired")
@@ -117,13 +121,14 @@ class StreamReader:
             replies = pipe.execute()
             for n, i in enumerate(small):
                 raw = replies[2 * n] + replies[2 * n + 1]
-                results[i] = self._decode_into_buffer(requests[i], streams[i], raw)
+                results[i] = _checked(requests[i], lambda: self._decode_into_buffer(requests[i], streams[i], raw))
         for i, placer in placers.items():
             conn = self._direct_connection(streams[i])
-            results[i] = placer.rows(conn.read_entries(placer.sink) + conn.read_entries(placer.sink))
+            entries = conn.read_entries(placer.sink) + conn.read_entries(placer.sink)
+            results[i] = _checked(requests[i], lambda: placer.rows(entries))
         for i, (source, start, stop) in enumerate(requests):
             if results[i] is None:  # variable shapes, other encodings, trimmed data: blissdata decodes
-                results[i] = streams[i][start:stop]
+                results[i] = _decoded(source, streams[i], start, stop)
         return results
 
     def _send_direct(self, requests: list[tuple[StreamSource, int, int]], streams: list, big: list[int]
@@ -195,6 +200,23 @@ class StreamReader:
             stream = scan.streams[source.stream_name].event_stream
             self._event_streams[key] = stream
         return stream
+
+
+def _checked(request: tuple[StreamSource, int, int], rows: Callable[[], Any]) -> Any:
+    """rows(), or the DeclarationMismatch it raised, naming the request's stream."""
+    try:
+        return rows()
+    except DeclarationMismatch as e:
+        e.stream = request[0].stream_name
+        return e
+
+
+def _decoded(source: StreamSource, stream, start: int, stop: int) -> Any:
+    """Rows through blissdata's own decoder; payloads it cannot decode as declared are a mismatch."""
+    try:
+        return stream[start:stop]
+    except (ValueError, TypeError) as e:
+        return DeclarationMismatch.undecodable(source.stream_name, start, stream.dtype, tuple(stream.shape), e)
 
 
 def _row_nbytes(stream) -> int:

@@ -217,17 +217,48 @@ class RespConnection:
         return entry
 
 
+class DeclarationMismatch(ValueError):
+    """Redis holds rows of a stream whose size is not what the stream declares (dtype × shape): they are
+    never written as if they were (a wrong dtype, a bigger or smaller frame)."""
+
+    def __init__(self, first_row: int, points: int, payload_len: int, dtype: Any, shape: tuple[int, ...],
+                 stream: str = "") -> None:
+        super().__init__(first_row, points, payload_len, dtype, shape, stream)
+        self.first_row, self.points, self.payload_len = first_row, points, payload_len
+        self.dtype, self.shape, self.stream = np.dtype(dtype), tuple(shape), stream
+
+    @classmethod
+    def undecodable(cls, stream: str, start: int, dtype: Any, shape: tuple[int, ...], error: Exception
+                    ) -> "DeclarationMismatch":
+        """Rows blissdata's own decoder refuses for the declared dtype and shape (variable shapes)."""
+        out = cls(start, 0, 0, dtype, shape, stream)
+        out.detail = f"rows from {start} do not decode as declared {out.dtype.name} {out.shape} ({error}): not written"
+        return out
+
+    detail = ""
+
+    def __str__(self) -> str:
+        if self.detail:
+            return f"{self.stream or 'stream'}: {self.detail}"
+        row_nbytes = self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+        per_point = f"{self.payload_len / self.points:g} bytes a point" if self.points > 0 else "no point"
+        return (f"{self.stream or 'stream'}: declared {self.dtype.name} {self.shape} ({row_nbytes} bytes a point), "
+                f"but Redis holds {self.payload_len} bytes for {self.points} point(s) from row {self.first_row} "
+                f"({per_point}): not written")
+
+
 class RowPlacer:
     """Where the payloads of one request [start, stop) go: row r at `out[r - start]`.
 
     Entries that lie wholly inside are received in place; the one holding `start` (it may begin
-    before it) and one running past `stop` arrive apart and their rows are copied. `rows()` is None
+    before it) and one running past `stop` arrive apart and their rows are copied. Every entry's payload
+    must be its number of points × the declared row size, else DeclarationMismatch. `rows()` is None
     when the entries do not cover `start` contiguously (trimmed data: blissdata's decoder then
     raises the right error)."""
 
     def __init__(self, out: Any, start: int, stop: int) -> None:
         self.out, self.start, self.stop = out, start, stop
-        self.row_nbytes = out.itemsize * (out[0].size if len(out) else 0)
+        self.row_nbytes = out.itemsize * int(np.prod(out.shape[1:], dtype=np.int64))
         self._bytes = memoryview(out.reshape(-1).view("uint8")) if self.row_nbytes else None
 
     def sink(self, first_row: int, nbytes: int) -> memoryview | None:
@@ -242,11 +273,9 @@ class RowPlacer:
     def rows(self, entries: list[EntryPayload]) -> Any:
         filled = self.start  # rows [start, filled) are in `out`
         for e in sorted((e for e in entries if e.first_row < SEAL_ID), key=lambda e: e.first_row):
-            if not self.row_nbytes or e.payload_len % self.row_nbytes:
-                return None
-            nrows = e.payload_len // self.row_nbytes
-            if int(e.fields.get(b"len", 1)) != nrows:
-                return None  # not a plain fixed-shape batch
+            nrows = int(e.fields.get(b"len", 1))
+            if e.payload_len != nrows * self.row_nbytes:
+                raise DeclarationMismatch(e.first_row, nrows, e.payload_len, self.out.dtype, self.out.shape[1:])
             if e.first_row > filled:
                 break  # a gap: rows missing from Redis
             if e.first_row + nrows <= filled:

@@ -29,7 +29,6 @@ from ..util.disk import free_bytes
 from . import layout
 from .agreement import StepFailed, agree
 from .datasets import RowDatasets, resize_for, share_of_rows
-from .datasets import needs_collective as _needs_collective  # noqa: F401  (tests/unit/test_transfer_mode.py)
 from .file_access import open_scan_file
 from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
 from .tree import apply_nodes, library_versions, set_root_attrs
@@ -62,9 +61,9 @@ class StepExecutor:
         # several writer ranks: MPI-IO; one writer process: the serial driver, whole chunks stored
         # pre-compressed (write_mode.py)
         self.write_mode = write_mode_for(comm)
-        # scan id -> {stream: reason}: Lima2 / Mosca channels whose rows could not be read (agreed:
+        # scan id -> {stream: failure}: channels whose rows could not be read or are not as declared (agreed:
         # the same on every rank); their later writes in the scan are skipped too
-        self.given_up: dict[str, dict[str, str]] = {}
+        self.given_up: dict[str, dict[str, st.ChannelFailure]] = {}
         self.reader = StreamReader()
         # LOCAL: the next step if it has already arrived (the worker loop's peek), for prefetching its reads
         self.peek_next: Callable[[], Any] = lambda: None
@@ -86,7 +85,7 @@ class StepExecutor:
 
     def execute(self, step: Any) -> Any:
         """COLLECTIVE: apply one step (every writer rank the same step, in the same order); the
-        step's result value (a WriteBatch: {stream: reason} of the channels not written)."""
+        step's result value (a WriteBatch: {stream: ChannelFailure} of the channels not written)."""
         handler = self._handlers.get(type(step))
         if handler is None:
             raise StepFailed(f"unknown step {type(step).__name__}")
@@ -149,7 +148,7 @@ class StepExecutor:
     def _write_batch(self, step: st.WriteBatch) -> dict[str, str]:
         """Each rank reads its share of every write (one pipelined Redis round trip), all ranks
         agree once (read errors, free space, which Lima2 / Mosca writes could not be read), then
-        each dataset is written collectively in turn; {stream: reason} of the channels given up.
+        each dataset is written collectively in turn; {stream: ChannelFailure} of the channels given up.
 
         A Lima2 / Mosca write that failed on any rank is skipped on every rank (no resize, no
         write), and so are the later writes of its channel in this scan (`given_up`)."""
@@ -165,8 +164,8 @@ class StepExecutor:
         self._prefetch_next()
         flags = self._agree(error or self._space_error(step.scan_id, step.nbytes),
                             failure_flags(failed, len(step.writes)))
-        for i, reason in agreed_failures(self.comm, failed, flags).items():
-            given_up.setdefault(step.writes[i].source.stream_name, reason)
+        for i, failure in agreed_failures(self.comm, failed, flags).items():
+            given_up.setdefault(step.writes[i].source.stream_name, failure)
         for write, (lo, _), raw in zip(step.writes, shares, rows):
             if write.source.stream_name not in given_up:
                 self._write_rows(step.scan_id, f, write, lo, raw)

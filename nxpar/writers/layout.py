@@ -71,15 +71,22 @@ def as_rows(raw: Any, spec: ArraySpec, detector_dims: Sequence[int] | None = Non
         return rows
     items = [np.asarray(r, dtype=dtype) for r in raw]
     ndet = len(spec.detector_shape)
-    for r in items:
-        if r.ndim != ndet or any(fixed >= 0 and n != fixed for n, fixed in zip(r.shape, spec.detector_shape)):
-            raise ValueError(f"got a row of shape {r.shape}, expected {tuple(spec.detector_shape)}")
+    check_variable_rows(items, spec)
     if detector_dims is None:
         detector_dims = max_dims(items, ndet)
     out = np.full((len(items),) + tuple(detector_dims), spec.fillvalue, dtype=dtype)
     for i, r in enumerate(items):
         out[(i,) + tuple(slice(0, n) for n in r.shape)] = r
     return out
+
+
+def check_variable_rows(raw: Any, spec: ArraySpec) -> None:
+    """ValueError unless every row has the declared number of dimensions and the declared fixed ones."""
+    ndet = len(spec.detector_shape)
+    for r in raw:
+        shape = np.shape(r)
+        if len(shape) != ndet or any(fixed >= 0 and n != fixed for n, fixed in zip(shape, spec.detector_shape)):
+            raise ValueError(f"got a row of shape {shape}, expected {tuple(spec.detector_shape)}")
 
 
 def max_dims(rows: Sequence[np.ndarray], ndet: int) -> tuple[int, ...]:

@@ -6,10 +6,13 @@ Two kinds of sources, two ways to fail:
   error fails the whole step on every rank (`StepExecutor._agree`), and the scan FAULTs: the
   scan's data is gone or was reported saved and is not.
 * Lima2 / Mosca rows (`PLUGIN_SOURCES`: the detectors' files, the Lima2 receivers' files, the Mosca
-  server): a read error fails that write only. The ranks agree on which writes failed (a flag per
-  write, in the same reduction as the step's agreement), skip them everywhere and write the others;
-  the failed channels go back to rank 0 with a short reason, where they become a warning
+  server): a read error fails that write only (UNREADABLE). The ranks agree on which writes failed (a
+  flag per write, in the same reduction as the step's agreement), skip them everywhere and write the
+  others; the failed channels go back to rank 0 with a short reason, where they become a warning
   (`RowWrites`, `PluginStreams.write_failed`), never a FAULT.
+* Rows of any source that are not what their stream declares (payload bytes ≠ points × declared row
+  size, a row of another shape: `DeclarationMismatch`) are skipped the same way (MISMATCH), so that the
+  scan's other streams are still written; rank 0 FAULTs the scan at its end, naming the channel.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from ..sources.lima2_receivers import read_pieces
 from ..sources.lima_files import read_frames
 from ..sources.mosca_server import read_spectra
 from ..sources.redis_reader import StreamReader
+from ..sources.resp_reader import DeclarationMismatch
 from . import layout
 
 # sources whose read errors cost one write, not the scan (a warning on rank 0)
@@ -38,29 +42,42 @@ def redis_reads(writes: list[st.WriteRows], shares: list[tuple[int, int]]) -> li
 
 
 def read_shares(reader: StreamReader, writes: list[st.WriteRows], shares: list[tuple[int, int]]
-                ) -> tuple[list, dict[int, str]]:
+                ) -> tuple[list, dict[int, st.ChannelFailure]]:
     """LOCAL: this rank's rows of each write (None where its share is empty), shaped as rows, and
-    {write index: reason} of the plugin writes it could not read (their rows None).
+    {write index: failure} of the writes it must skip (their rows None): plugin writes it could not
+    read (UNREADABLE), rows that are not what their stream declares (MISMATCH).
 
     Raises for a Redis or Lima read error (the step fails)."""
     redis = redis_reads(writes, shares)
     rows: list = [None] * len(writes)
     for (i, *_), raw in zip(redis, reader.read_many([r[1:] for r in redis])):
         rows[i] = raw
-    failed: dict[int, str] = {}
+    failed: dict[int, st.ChannelFailure] = {}
     for i, (w, (lo, hi)) in enumerate(zip(writes, shares)):
         if hi <= lo:
             continue
-        if isinstance(w.source, PLUGIN_SOURCES):
-            try:
-                rows[i] = _shaped(w, lo, hi, _plugin_rows(w, lo, hi))
-            except Exception as e:  # a file not closed, a server restarting: this write only
-                failed[i] = f"{type(e).__name__}: {e}"[:MAX_REASON]
-            continue
-        if isinstance(w.source, st.FileFramesSource):
-            rows[i] = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
-        rows[i] = _shaped(w, lo, hi, rows[i])
+        try:
+            rows[i] = _read_one(w, lo, hi, rows[i])
+        except DeclarationMismatch as e:
+            e.stream = w.source.stream_name
+            failed[i], rows[i] = st.ChannelFailure(st.FailureKind.MISMATCH, str(e)[:MAX_REASON]), None
+        except Exception as e:
+            if not isinstance(w.source, PLUGIN_SOURCES):
+                raise
+            # a file not closed, a server restarting: this write only
+            failed[i] = st.ChannelFailure(st.FailureKind.UNREADABLE, f"{type(e).__name__}: {e}"[:MAX_REASON])
     return rows, failed
+
+
+def _read_one(w: st.WriteRows, lo: int, hi: int, redis_rows: Any) -> Any:
+    """This rank's rows [lo, hi) of one write, shaped (Redis rows already read)."""
+    if isinstance(redis_rows, DeclarationMismatch):
+        raise redis_rows
+    if isinstance(w.source, PLUGIN_SOURCES):
+        return _shaped(w, lo, hi, _plugin_rows(w, lo, hi))
+    if isinstance(w.source, st.FileFramesSource):
+        redis_rows = read_frames(w.source.refs[lo - w.source.first_row:hi - w.source.first_row])
+    return _shaped(w, lo, hi, redis_rows)
 
 
 def _plugin_rows(w: st.WriteRows, lo: int, hi: int) -> Any:
@@ -75,25 +92,34 @@ def _plugin_rows(w: st.WriteRows, lo: int, hi: int) -> Any:
 
 
 def _shaped(w: st.WriteRows, lo: int, hi: int, raw: Any) -> Any:
-    if raw is None or w.spec.variable:  # variable rows are padded once the ranks agreed on a length
+    if raw is None:
+        return raw
+    if w.spec.variable:  # variable rows are padded once the ranks agreed on a length; their fixed dims checked now
+        try:
+            layout.check_variable_rows(raw, w.spec)
+        except ValueError as e:
+            raise DeclarationMismatch.undecodable(w.source.stream_name, lo, w.spec.dtype, w.spec.detector_shape,
+                                                  e) from e
         return raw
     try:
         return layout.as_rows(raw, w.spec)
-    except Exception as e:
-        raise RuntimeError(f"{w.source.stream_name}[{lo}:{hi}]: {e}") from e
+    except ValueError as e:
+        raise DeclarationMismatch.undecodable(w.source.stream_name, lo, w.spec.dtype, w.spec.detector_shape, e) from e
 
 
-def failure_flags(failed: dict[int, str], nwrites: int) -> list[int]:
+def failure_flags(failed: dict[int, st.ChannelFailure], nwrites: int) -> list[int]:
     """LOCAL: one flag per write, 1 where this rank could not read its share."""
     return [1 if i in failed else 0 for i in range(nwrites)]
 
 
-def agreed_failures(comm: MPI.Intracomm, failed: dict[int, str], flags: Sequence[int]) -> dict[int, str]:
+def agreed_failures(comm: MPI.Intracomm, failed: dict[int, st.ChannelFailure], flags: Sequence[int]
+                    ) -> dict[int, st.ChannelFailure]:
     """COLLECTIVE when any agreed flag is set (the flags are the ranks' reduction, the same on every
     rank, so every rank takes the same branch): {write index: reason} of the writes that failed
     on some rank, the reason of the first such rank."""
     if not any(flags):
         return {}
     gathered = comm.allgather(failed)
-    return {i: next((g[i] for g in gathered if i in g), "unreadable on a writer rank")
+    unknown = st.ChannelFailure(st.FailureKind.UNREADABLE, "unreadable on a writer rank")
+    return {i: next((g[i] for g in gathered if i in g), unknown)
             for i in np.flatnonzero(np.asarray(flags)).tolist()}

@@ -5,7 +5,7 @@ import h5py
 import pytest
 
 from nxpar.protocol.steps import ArraySpec
-from nxpar.writers.executor import _needs_collective
+from nxpar.writers.datasets import needs_collective as _needs_collective
 
 
 @pytest.mark.parametrize("chunks, compression, scan_shape, expected", [
