@@ -1,2 +1,2 @@
 """blisswriter 1.x `mapping` package: what BLISS imports from it."""
-from launch.bliss_env.blisswriter.mapping import devices, h5map, publish, scan_url_info  # noqa: F401
+from . import devices, h5map, publish, scan_url_info  # noqa: F401

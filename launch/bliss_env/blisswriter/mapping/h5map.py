@@ -20,7 +20,7 @@ def scan_info_to_h5map(scan_info, configurable=True, flat=True, multivalue_posit
         raise NotImplementedError("blisswriter.mapping.h5map is not available in this environment")
     from blissdata import h5map as h5m
 
-    from launch.bliss_env.blisswriter.mapping.devices import all_devices_info, get_primary_dataset_path
+    from .devices import all_devices_info, get_primary_dataset_path
 
     devices = all_devices_info(deepcopy(scan_info["nexuswriter"]["devices"]), scan_info, multivalue_positioners)
     root = h5m.Group(children={})  # the root attributes are the writer's
