@@ -23,32 +23,30 @@ from ..nexus.scan_info import saving_enabled
 from ..protocol import steps as st
 from ..protocol.options import SaveOptions, Tuning
 from ..util.disk import disk_space_message
-from .finalisation import grid_axis_values, reference_nodes
 from .journal import Journal
+from .liveness import Liveness
 from .plan_choice import make_plan
 from .plugin_streams import PluginStreams, is_plugin_kind
 from .profiling import PROFILER
+from .resume import Interruption
 from .row_writes import RowWrites, StreamProgress
+from .scan_ending import KILLED, SHUTDOWN, DataMismatch, ScanEnding, StopRequested, reason_of
 from .scan_source import ScanSource
 from .states import REASON_DONE, REASON_RUNNING, State
 from .stream_follower import StreamFollower
-from .writer_channel import StepError, WriterChannel
+from .writer_channel import WriterChannel
 
 log = logging.getLogger("nxpar.scan")
-
-KILLED = "Killed: writing stopped without finalisation, the file may be incomplete"
-
-
-class StopRequested(RuntimeError):
-    pass
-
 
 class ScanDriver:
     interrupted = False  # see journal.InterruptedScan
 
     def __init__(self, source: ScanSource, redis_url: str, options: SaveOptions, channel: WriterChannel,
                  tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None,
-                 plan_factory: Callable[[dict[str, Any], SaveOptions, str], FilePlan] | None = None) -> None:
+                 plan_factory: Callable[[dict[str, Any], SaveOptions, str], FilePlan] | None = None,
+                 interruption: Interruption | None = None, elsewhere: Callable[[], float] | None = None) -> None:
+        """interruption: the scan is written again after the run that was writing it died (resume.py);
+        elsewhere(): when the session's other scans last changed (a sequence is judged by its children)."""
         self.source = source
         source.check_stop = self._check_stop  # Redis retries end when a stop is requested
         self.name: str = source.info["name"]
@@ -68,20 +66,27 @@ class ScanDriver:
         self.plan: FilePlan | None = None
         self.warning = ""
         self.timeline: dict[str, float] = {}
+        self.interruption = interruption
+        self.mismatches: list[str] = []  # channels whose rows are not what they declare: the scan FAULTs
+        self.liveness = Liveness(self.tuning.stale_scan_timeout_s, elsewhere or (lambda: 0.0))
+        self._keep_journal = False  # stopped by the service's shutdown: the restarted service resumes it
         self._stop = threading.Event()
         self._killed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"scan-{self.name}", daemon=True)
         self.plugins = PluginStreams(source, channel, self._add_warning)  # Lima2 / Mosca channels
-        self.rows = RowWrites(self.key, channel.submit, channel.nwriters, self.tuning, self.plugins.write_failed)
+        self.rows = RowWrites(self.key, channel.submit, channel.nwriters, self.tuning, self._channel_failed)
         self.follower = StreamFollower(source, redis_url, channel, self.rows, self.plugins)
+        self.ending = ScanEnding(self)
 
     # -- control (any thread) --------------------------------------------------------------------
     def start(self) -> None:
         self.reason = "Starting"
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Graceful: finalise with what is there, without waiting for CLOSED."""
+    def stop(self, timeout: float | None = None, resumable: bool = False) -> None:
+        """Graceful: finalise with what is there (FAILED), without waiting for CLOSED. resumable: the
+        service is shutting down; its next run writes the scan again from Redis (the journal keeps it)."""
+        self._keep_journal = resumable
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -161,8 +166,12 @@ class ScanDriver:
                 final = (State.OFF, REASON_DONE)
             except Exception as e:
                 log.warning("scan %s FAULT: %s", self.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
-                final = (State.FAULT, str(e) or type(e).__name__)
+                final = (State.FAULT, reason_of(e))
+        if self.journal is not None and not self._keep_journal:
+            self.journal.remove(self.key)
         self.end_time = time.time()
+        if final[0] == State.OFF and self.interruption is not None:
+            self.warning = "; ".join(w for w in (self.warning, self.interruption.warning()) if w)
         self.state, self.reason = final  # OFF means "complete on disk": set once the file is closed
 
     def _write(self) -> None:
@@ -173,16 +182,42 @@ class ScanDriver:
         self._mark("prepared")
         plan = self.plan = self.plan_factory(self.source.info, self.options, self.blissdata_version)
         self._check_disk(plan.filename)
-        self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names))
+        self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names,
+                                      replace_entries=self.interruption is not None))
         if self.journal is not None:
-            self.journal.add(self.key, self.name, plan.filename, plan.entry_names)
+            self.journal.opened(self.key, self.name, plan.filename, plan.entry_names)
+        failure = self._write_and_finalise(plan)
+        error = self.ending.close(plan, failure)
+        self._mark("file closed")
+        log.info("scan %s: %s", self.name, self.timeline_str())
+        if failure is not None:
+            raise failure
+        if error is not None:
+            raise RuntimeError(f"closing the file failed: {error}") from error
+
+    def _write_and_finalise(self, plan: FilePlan) -> BaseException | None:
+        """The skeleton, the data, the end: whatever fails, the file is finalised (FAILED, with the reason,
+        or at least its bare ending); the failure is returned."""
+        failure: BaseException | None = None
         try:
             self._initialise(plan)
-            self._stream_and_finalise(plan)
-        except BaseException:
-            self._close(raise_errors=False)
-            raise
-        self._close(raise_errors=True)
+            self._stream(plan)
+            self._mark("data written")
+            self.source.wait_for(ScanState.CLOSED)
+            self._mark("CLOSED")
+            if self.mismatches:
+                raise DataMismatch("; ".join(self.mismatches))
+        except BaseException as e:
+            failure = e
+            self.rows.wait_all(ignore_errors=True)
+        if self._killed.is_set():
+            self.ending.bare_ending(plan, KILLED)  # the file says so
+            return StopRequested(KILLED)
+        if self._keep_journal and isinstance(failure, StopRequested):
+            failure = StopRequested(SHUTDOWN)
+        failure = self.ending.finalise(plan, failure, self.interruption)
+        self._mark("finalised")
+        return failure
 
     def _initialise(self, plan: FilePlan) -> None:
         """The skeleton (status STARTING), master files, then status RUNNING."""
@@ -191,58 +226,19 @@ class ScanDriver:
             self.channel.call(st.LocalFile(self.key, path, {"NX_class": "NXroot", "creator": "nxpar"}, nodes))
         self.channel.call(st.Tree(self.key, plan.running()))
 
-    def _stream_and_finalise(self, plan: FilePlan) -> None:
-        """Whatever happens while streaming, the file is finalised (status FAILED after a failure),
-        then the failure is raised; a kill writes only the status."""
-        failure: BaseException | None = None
-        try:
-            self._stream(plan)
-            self._mark("data written")
-            self.source.wait_for(ScanState.CLOSED)
-            self._mark("CLOSED")
-        except BaseException as e:
-            failure = e
-            self.rows.wait_all(ignore_errors=True)
-        if self._killed.is_set():
-            self.channel.call(st.Tree(self.key, plan.failed_nodes(KILLED)))  # the file says so
-            raise StopRequested(KILLED)
-        try:
-            self._finalise(plan, failed=failure is not None, refresh=not isinstance(failure, StepError))
-        except Exception as e:
-            failure = failure or e
-        self._mark("finalised")
-        if failure is not None:
-            raise failure
-
-    def _finalise(self, plan: FilePlan, failed: bool, refresh: bool) -> None:
-        if refresh:
-            self.source.refresh()
-        written = {p.name for p in self.streams.values() if p.written and p.kind != StreamKind.SCAN}
-        nodes = reference_nodes(plan, self.source, list(self.streams.values()), self.lima_infos)
-        nodes += self.plugins.final_nodes(plan, self.streams)  # Lima2 / Mosca: last VDS, copy warnings
-        nodes += plan.final_nodes(self.source.final_info(), failed, written,
-                                  grid_axis_values(plan, self.source, self.streams, self.name))
-        self.channel.call(st.Tree(self.key, nodes))
-
-    def _close(self, raise_errors: bool) -> None:
-        error = None
-        try:
-            self.channel.call(st.CloseFile(self.key))
-        except Exception as e:
-            error = e
-        if self.journal is not None:
-            self.journal.remove(self.key)
-        self._mark("file closed")
-        log.info("scan %s: %s", self.name, self.timeline_str())
-        if error is not None and raise_errors:
-            raise RuntimeError(f"closing the file failed: {error}") from error
-
     def _mark(self, event: str) -> None:
         self.timeline[event] = time.monotonic()
 
     def _check_stop(self) -> None:
+        """Every loop of the driver and of its waits: a stop asked for, or the scan gone stale, ends it."""
         if self._stop.is_set():
             raise StopRequested("Stop requested")
+        self.liveness.see((self.source.state, tuple((p.available, p.sealed) for p in self.streams.values())))
+        self.liveness.check(judged_by_children=any(p.kind == StreamKind.SCAN for p in self.streams.values()))
+
+    @property
+    def last_change(self) -> float:
+        return self.liveness.last_change
 
     def _check_disk(self, filename: str) -> None:
         message = disk_space_message(filename, self.options.required_disk_space)
@@ -278,6 +274,16 @@ class ScanDriver:
                 return
             if not wrote:
                 time.sleep(self.tuning.poll_period_s)
+
+    def _channel_failed(self, stream: str, start: int, stop: int, failure: st.ChannelFailure) -> None:
+        """The writers skipped a channel's rows: a warning (Lima2 / Mosca unreadable), or rows that are not
+        what the channel declares (the scan goes on with its other streams and FAULTs at its end)."""
+        if failure.kind == st.FailureKind.MISMATCH:
+            log.error("scan %s: %s", self.name, failure.reason)
+            self.mismatches.append(failure.reason)
+            self._add_warning(failure.reason)
+        else:
+            self.plugins.write_failed(stream, start, stop, failure.reason)
 
     def _add_warning(self, text: str) -> None:
         """A channel's warning, shown at once (scan_info / scan_progress)."""
