@@ -1,33 +1,19 @@
 """Faults against the real stack (issue 6): dead rank, Redis loss, full disk, bad input, soak."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
 import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
-import psutil
 import pytest
 import tango
 from tango import DevState
 
 from launch.simulate import ScanPublisher, ScanSpec
 from tests.helpers import assert_disk_checks_refuse, start_scan, wait_progress, wait_scan_done, wait_scan_exists
-
-
-def service_ranks(instance: str) -> dict[int, psutil.Process]:
-    """The NexusWriterService processes of one instance, by MPI rank."""
-    ranks = {}
-    for p in psutil.process_iter(["cmdline", "environ"]):
-        cmd = p.info["cmdline"] or []
-        if len(cmd) > 2 and cmd[-2:-1] == [instance] or instance in cmd[1:3]:
-            if any("NexusWriterService" in c for c in cmd) and "mpirun" not in cmd[0] and "python" in cmd[0]:
-                env = p.info["environ"] or {}
-                if "PMI_RANK" in env:
-                    ranks[int(env["PMI_RANK"])] = p
-    return ranks
+from tests.processes import service_ranks
 
 
 def wait_state(proxy, states, timeout=60):
@@ -40,45 +26,6 @@ def wait_state(proxy, states, timeout=60):
             pass
         time.sleep(0.2)
     raise TimeoutError(f"device not in {states} after {timeout}s")
-
-
-def test_killed_worker_rank_faults_the_scan_and_the_service_comes_back(stack, data_dir):
-    dev = stack.register("dead", "w_dead")
-    stack.start_service("w_dead", 3, supervised=True)
-    try:
-        proxy = stack.wait_device(dev)
-        url = stack.env["REDIS_DATA_URL"]
-        spec = ScanSpec("dead", str(data_dir / "dead.h5"), 1, 40, image_shape=(64, 64))
-        pub = start_scan(proxy, url, spec, 10, batch=2)
-        wait_progress(proxy, spec.name, "10pts-10pts")
-        time.sleep(1.0)  # at least one periodic flush (0.5 s) after the 10 points
-        ranks = service_ranks("w_dead")
-        assert sorted(ranks) == [0, 1, 2], ranks
-        ranks[2].send_signal(signal.SIGKILL)
-        for p in ranks.values():  # the whole MPI job goes down
-            p.wait(30)
-        # the supervisor restarts it; the device reports what happened
-        wait_state(proxy, ("ON", "RUNNING"), timeout=90)
-        assert "restarted" in proxy.Status() and "exited with code" in proxy.Status()
-        assert proxy.scan_state(spec.name) == DevState.FAULT
-        reason = proxy.scan_state_reason(spec.name)
-        assert reason.startswith("interrupted:") and "last flush" in reason
-        pub.send(5, batch=5)
-        pub.stop_close()
-        # the file is readable up to the last flush, and says it is not complete
-        with h5py.File(spec.filename, "r", locking=False) as f:
-            assert f["1.1/writer/status"][()] == b"FAILED"
-            assert "interrupted" in f["1.1/writer/failure"][()].decode()
-            frames = f["1.1/instrument/image/data"]
-            assert frames.shape[0] >= 10
-            np.testing.assert_array_equal(frames[:10], pub.expected("cam:image", 10))
-        # and the next scan is written normally
-        nxt = ScanPublisher(url, ScanSpec("dead", str(data_dir / "after.h5"), 2, 6, image_shape=(16, 16)))
-        wait_scan_exists(proxy, nxt.spec.name)
-        nxt.run()
-        assert wait_scan_done(proxy, nxt.spec.name) == "OFF"
-    finally:
-        stack.stop_service("w_dead")
 
 
 def _own_redis_service(stack, name: str):

@@ -45,6 +45,8 @@ def collectively(comm: MPI.Intracomm, what: str, call: Callable[[], T]) -> T:
     error, result = "", None
     try:
         result = call()
+    except StepFailed as e:  # a failure the step means (an entry that exists): its own words
+        error = str(e)
     except Exception as e:
         error = f"{what}: {e}"
     agree(comm, error)
