@@ -64,7 +64,7 @@ class ScanDriver:
         self.start_time: float | None = None
         self.end_time: float | None = None
         self.plan: FilePlan | None = None
-        self.warning = ""
+        self._warning = ""
         self.timeline: dict[str, float] = {}
         self.interruption = interruption
         self.mismatches: list[str] = []  # channels whose rows are not what they declare: the scan FAULTs
@@ -115,6 +115,18 @@ class ScanDriver:
     @property
     def urls(self) -> list[str]:
         return self.plan.urls() if self.plan else []
+
+    @property
+    def warning(self) -> str:
+        """What the scan warns of: backlog and Lima2 / Mosca channels, channels not as declared, a scan
+        written again after an interruption; while it is written, also writer ranks that look stalled."""
+        stall = self.channel.stall_warning() if self.is_alive() else ""
+        resumed = self.interruption.warning() if self.interruption is not None and self.state == State.OFF else ""
+        return "; ".join(w for w in (self._warning, *self.mismatches, resumed, stall) if w)
+
+    @warning.setter
+    def warning(self, text: str) -> None:
+        self._warning = text
 
     @property
     def bytes_written(self) -> int:
@@ -170,8 +182,6 @@ class ScanDriver:
         if self.journal is not None and not self._keep_journal:
             self.journal.remove(self.key)
         self.end_time = time.time()
-        if final[0] == State.OFF and self.interruption is not None:
-            self.warning = "; ".join(w for w in (self.warning, self.interruption.warning()) if w)
         self.state, self.reason = final  # OFF means "complete on disk": set once the file is closed
 
     def _write(self) -> None:
@@ -281,11 +291,10 @@ class ScanDriver:
         if failure.kind == st.FailureKind.MISMATCH:
             log.error("scan %s: %s", self.name, failure.reason)
             self.mismatches.append(failure.reason)
-            self._add_warning(failure.reason)
         else:
             self.plugins.write_failed(stream, start, stop, failure.reason)
 
     def _add_warning(self, text: str) -> None:
         """A channel's warning, shown at once (scan_info / scan_progress)."""
-        if text not in self.warning:
-            self.warning = "; ".join(w for w in (self.warning, text) if w)
+        if text not in self._warning:
+            self._warning = "; ".join(w for w in (self._warning, text) if w)
