@@ -92,6 +92,28 @@ def test_redis_restarted_mid_scan_faults_the_scan_then_new_scans_work(stack, dat
         stack.stop("redis_restart")
 
 
+def test_a_redis_outage_heals_by_itself_and_the_scans_published_meanwhile_are_written(stack, data_dir):
+    """Redis gone: the device FAULTs saying so and keeps trying; Redis back (empty, no persistence): the
+    device is ON again without Init and writes the scans published since, even before it is back."""
+    url, proxy = _own_redis_service(stack, "outage")
+    try:
+        stack.stop("redis_outage", timeout=5)
+        wait_state(proxy, ("FAULT",), 30)
+        assert "Redis" in proxy.Status() and "retrying" in proxy.Status(), proxy.Status()
+        stack.start_redis(name="redis_outage", port=int(url.rsplit(":", 1)[1]))
+        meanwhile = ScanPublisher(url, ScanSpec("outage", str(data_dir / "meanwhile.h5"), 1, 5, image_shape=(16, 16)))
+        meanwhile.run()  # published as soon as Redis is back: the device may still be FAULT
+        wait_state(proxy, ("ON", "RUNNING"), 30)
+        wait_scan_exists(proxy, meanwhile.spec.name, 30)
+        assert wait_scan_done(proxy, meanwhile.spec.name) == "OFF", proxy.scan_state_reason(meanwhile.spec.name)
+        from tests.helpers import assert_file_matches
+
+        assert_file_matches(meanwhile, 5)
+    finally:
+        stack.stop_service("w_outage")
+        stack.stop("redis_outage")
+
+
 @pytest.fixture
 def small_fs(tmp_path):
     """A 6 MiB tmpfs: a real full disk (needs root to mount)."""

@@ -191,8 +191,8 @@ def test_stop_start_and_purge(services, stack, data_dir):
     assert proxy.scan_exists(spec.name) is False
 
 
-def test_device_fault_and_recovery_by_init(stack, tmp_path):
-    """Redis not initialised for blissdata → device FAULT with the reason in Status; init recovers."""
+def test_device_fault_heals_by_itself_once_redis_is_usable(stack, tmp_path):
+    """Redis not initialised for blissdata → device FAULT with the reason in Status; no Init needed."""
     url = stack.start_redis(init_db=False, name="redis_uninitialised")
     dev = stack.register("fault_sess", "w_fault")
     stack.start_service("w_fault", 2, extra_env={"REDIS_DATA_URL": url})
@@ -202,8 +202,7 @@ def test_device_fault_and_recovery_by_init(stack, tmp_path):
         from blissdata.redis_engine.store import DataStore
 
         DataStore(url, init_db=True)
-        proxy.init()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while proxy.State() != DevState.ON:
             assert time.monotonic() < deadline, proxy.Status()
             time.sleep(0.1)
