@@ -66,7 +66,7 @@ SUITES: dict[str, list[Entry]] = {
         _e("scaling", "scaling", "scaling --quick"),
         _e("live-slices", f"ab --ranks 2 --frames 300 --repeat 3 --slices {LIVE_SLICES}",
            f"ab --ranks 2 --frames 150 --repeat 1 --slices {LIVE_SLICES}"),
-        _e("gzip-slices", f"frames --frames 400 --shape 512 512 --ranks 2 5 --repeat 2 --modes live drain "
+        _e("gzip-slices", f"frames --frames 240 --shape 512 512 --ranks 2 5 --repeat 2 --modes live drain "
                           f"--compression gzip-byteshuffle --slices {GZIP_SLICES}"),
         _e("stages", "stages --frames 300", "stages --frames 60"),
     ],

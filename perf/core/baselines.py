@@ -142,12 +142,13 @@ def disk_mb_s(slices: SliceSet | None, pool: Path, n: int, workdir: Path) -> dic
     return out
 
 
-def redis_mb_s(slices: SliceSet | None, url: str, pool: Path, n: int, readers: int = 1,
-               rows: int = 8) -> dict[str, float]:
+def redis_mb_s(slices: SliceSet | None, url: str, pool: Path, n: int, readers: int = 1, rows: int = 8,
+               fill_unsliced: bool = False) -> dict[str, float]:
     """redis publish (one process), redis read (one reader) and, with readers > 1, the redis ceiling
-    (that many readers at once, not sliced: the Redis server's slice binds)."""
+    (that many readers at once, not sliced: the Redis server's slice binds). fill_unsliced: the stream
+    is published outside the baseline slice (its pace is then not a baseline)."""
     nbytes = n * np.load(pool, mmap_mode="r")[0].nbytes
-    key, publish_s = in_child(slices, _fill_stream, url, str(pool), n)
+    key, publish_s = in_child(None if fill_unsliced else slices, _fill_stream, url, str(pool), n)
     t0, t1 = in_child(slices, _read_stream, url, key, n, rows)
     out = {"redis publish": nbytes / MB / publish_s, "redis read": nbytes / MB / (t1 - t0)}
     if readers > 1:

@@ -71,6 +71,25 @@ def scaling_baselines(doc: Document) -> list[str]:
     return table(head, rows)
 
 
+def _cpu_stat(runs: list[dict[str, Any]], who: str) -> str:
+    """nr_throttled / nr_periods (throttled_time) of a role's slice(s), summed over the runs."""
+    names = lambda use: [n for n in use if n.startswith("writer")] if who == "writers" else [who]  # noqa: E731
+    picked = [r["use"][n] for r in runs for n in names(r["use"]) if r["use"].get(n, {}).get("periods") is not None]
+    if not picked:
+        return "-"
+    return (f"{sum(u['throttled'] for u in picked)}/{sum(u['periods'] for u in picked)} "
+            f"({sum(u['throttled_s'] for u in picked):.2f} s)")
+
+
+def scaling_throttling(doc: Document) -> list[str]:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for s in doc.of("scan"):
+        groups.setdefault((s["cores"], s["box"], s["scheme"], s["mode"], s["writers"]), []).append(s)
+    rows = [[box, scheme, mode, writers, *(_cpu_stat(runs, who) for who in ROLES)]
+            for (_, box, scheme, mode, writers), runs in sorted(groups.items())]
+    return table(["box", "scheme", "mode", "writers", "publisher", "Redis", "rank 0", "writer ranks (together)"], rows)
+
+
 def scaling(doc: Document) -> list[str]:
     out = header(doc) + ["Same-run baselines, in each box's slices (MB/s; single-process = one core of the box):", ""]
     out += scaling_baselines(doc) + [""]
@@ -79,6 +98,9 @@ def scaling(doc: Document) -> list[str]:
             out += [f"**{scheme}, {mode}** (median of {doc.params['repeat']}; throttled = share of the scan's "
                     "enforcement periods in which the slice ran out of quota):", ""]
             out += scaling_scheme(doc, scheme, mode) + [""]
+    if doc.slices or any(b["slices"] for b in doc.of("box")):
+        out += ["The slices' throttling (cpu.stat: throttled periods / periods, and throttled time, every scan of "
+                "the configuration together):", ""] + scaling_throttling(doc) + [""]
     return out
 
 
