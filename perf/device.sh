@@ -33,7 +33,7 @@ for entry in device-scaling device-live device-points; do
         status=1
         continue
     fi
-    timeout --signal=INT "$left" "$PY" -m perf suite device --only "$entry" --no-report || status=1
+    timeout --signal=TERM --kill-after=60 "$left" "$PY" -m perf suite device --only "$entry" --no-report || status=1
 done
 "$PY" -m perf report
 if [[ -n ${OUT:-} ]]; then

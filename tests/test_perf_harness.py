@@ -93,3 +93,31 @@ def test_every_perf_module_says_what_it_owns():
     missing = [str(p.relative_to(PERF)) for p in PERF.rglob("*.py")
                if p.stat().st_size and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert not missing
+
+
+@pytest.mark.integration  # the embedded stack, a service, the publisher and the baselines in their processes
+def test_a_very_small_frames_run_measures_every_process(tmp_path):
+    import subprocess
+    import sys
+
+    from perf.core.slices import unavailable
+    from tests.helpers import ROOT
+
+    slices = [] if unavailable() else ["--slices", "publisher=0.5,redis=0.5,rank0=0.3,writer=0.6"]
+    out = tmp_path / "frames.json"
+    cmd = [sys.executable, "-m", "perf", "frames", "--frames", "16", "--shape", "64", "64", "--ranks", "2",
+           "--repeat", "1", *slices, "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    doc = Document.load(out)
+    assert doc.command == "python -m perf " + " ".join(cmd[3:])
+    scans = {s["mode"]: s for s in doc.of("scan")}
+    assert set(scans) == {"live", "drain"} and all(s["state"] == "OFF" for s in scans.values())
+    live = scans["live"]
+    assert live["publisher_alone_mb_per_s"] > 0 and 0 <= live["close_after_end_s"] < live["seconds"]
+    assert set(live["use"]) == {"publisher", "redis", "rank0", "writer1"}
+    assert all(u["cpu_s"] >= 0 and u["peak_rss_mb"] > 0 for u in live["use"].values())
+    assert live["use"]["writer1"]["cpu_s"] > 0 and live["use"]["writer1"]["peak_rss_mb"] > 50
+    assert {b["name"] for b in doc.of("baseline")} >= {"h5py-serial", "live single-process writer",
+                                                        "drain single-process writer", "live relay"}
+    assert "\n".join(render(doc)) in run.stdout  # what it printed is what the documents will show

@@ -91,7 +91,8 @@ def test_a_very_small_scaling_run_writes_its_json_and_tables(tmp_path):
                for s in scans)
     names = {b["name"] for b in doc.of("baseline")}
     assert names == {"publisher alone", "redis ceiling", "h5py-serial", "single-process writer"}
-    assert "| drain |" not in stdout and "**lz4-bitshuffle, drain**" in stdout  # the tables, from the JSON
+    box = doc.of("box")[0]["name"]
+    assert "**lz4-bitshuffle, drain**" in stdout and f"| {box} | 2 (3) |" in stdout  # the tables, from the JSON
     if sliced:  # every process ran in its own slice (the kernel counted its periods), all removed at the end
         assert all(s["use"]["writer1"]["periods"] > 0 and s["use"]["redis"]["periods"] > 0 for s in scans)
         assert not list(CPU.glob(f"nxpar-bench-{proc.pid}-*"))
