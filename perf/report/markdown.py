@@ -58,7 +58,3 @@ def throttled(runs: list[dict[str, Any]], who: str) -> str:
     value = median(one(r) for r in runs)
     return "-" if math.isnan(value) else f"{value:.0%}"
 
-
-def command_line(doc: dict[str, Any] | Any) -> str:
-    command = doc["command"] if isinstance(doc, dict) else doc.command
-    return f"`{command}`"

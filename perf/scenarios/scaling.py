@@ -173,7 +173,3 @@ def run(args, doc: Document, _slices: SliceSet | None) -> None:
         finally:
             publisher.close()
 
-
-def spec_of(doc: Document, box: str) -> SliceSpec | None:
-    found = [b for b in doc.of("box") if b["name"] == box]
-    return SliceSpec(**found[0]["slices"]) if found and found[0]["slices"] else None
