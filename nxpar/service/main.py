@@ -82,7 +82,7 @@ def run_front_end(world, writers, args: argparse.Namespace) -> None:
         for sub in device_common.SUBSCRIBERS.values():
             for w in list(sub.writers.values()):
                 if w.is_alive():
-                    w.stop(timeout=10)
+                    w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
         channel.shutdown()
         time.sleep(0.1)
 
