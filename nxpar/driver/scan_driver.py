@@ -29,6 +29,7 @@ from .plan_choice import make_plan
 from .plugin_streams import PluginStreams, is_plugin_kind
 from .profiling import PROFILER
 from .resume import Interruption
+from . import scan_log
 from .row_writes import RowWrites, StreamProgress
 from .scan_ending import KILLED, SHUTDOWN, DataMismatch, ScanEnding, StopRequested, reason_of
 from .scan_source import ScanSource
@@ -161,13 +162,6 @@ class ScanDriver:
                 out.setdefault(self.plan.entry_of(p.name), {})[p.name] = p.written
         return out
 
-    def timeline_str(self) -> str:
-        """When each phase ended, from PREPARED: where the time between scan end and file closed goes."""
-        t0 = self.timeline.get("prepared")
-        if t0 is None:
-            return ""
-        return ", ".join(f"{event} +{t - t0:.2f}s" for event, t in self.timeline.items() if event != "prepared")
-
     # -- the thread: the flow ----------------------------------------------------------------------
     def _run(self) -> None:
         self.start_time = time.time()
@@ -177,12 +171,13 @@ class ScanDriver:
                 self._write()
                 final = (State.OFF, REASON_DONE)
             except Exception as e:
-                log.warning("scan %s FAULT: %s", self.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
+                log.debug("scan %s FAULT", self.name, exc_info=True)  # the reason: scan_log's end line
                 final = (State.FAULT, reason_of(e))
         if self.journal is not None and not self._keep_journal:
             self.journal.remove(self.key)
         self.end_time = time.time()
         self.state, self.reason = final  # OFF means "complete on disk": set once the file is closed
+        scan_log.ended(self)
 
     def _write(self) -> None:
         self.source.wait_for(ScanState.PREPARED)
@@ -196,10 +191,10 @@ class ScanDriver:
                                       replace_entries=self.interruption is not None))
         if self.journal is not None:
             self.journal.opened(self.key, self.name, plan.filename, plan.entry_names)
+        scan_log.opened(self)
         failure = self._write_and_finalise(plan)
         error = self.ending.close(plan, failure)
         self._mark("file closed")
-        log.info("scan %s: %s", self.name, self.timeline_str())
         if failure is not None:
             raise failure
         if error is not None:

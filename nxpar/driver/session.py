@@ -141,6 +141,7 @@ class SessionSubscriber:
         while not self._stop.is_set():
             try:
                 store = self._connect()
+                log.info("session %s: %s %s", self.session, REASON_RUNNING, self.url)  # the start-up log names it
                 self.state, self.reason = State.ON, REASON_RUNNING
                 delay = 0.5
                 self._discover(store)

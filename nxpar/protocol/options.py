@@ -45,10 +45,11 @@ class Tuning:
     @classmethod
     def from_properties(cls, flush_period: float, step_mb_per_writer: float, max_write_delay: float,
                         stale_scan_timeout: float = DEFAULT_STALE_SCAN_TIMEOUT_S) -> "Tuning":
-        """From the device properties both Tango classes share (clamped to workable values)."""
-        return cls(flush_period_s=max(flush_period, 0.05),
-                   step_bytes_per_writer=max(int(step_mb_per_writer * 2**20), 1 << 16),
-                   max_delay_s=max(max_write_delay, 0.0), stale_scan_timeout_s=max(stale_scan_timeout, 0.0))
+        """From the device properties both Tango classes share, in their units (s, MB). The values are
+        taken as they are: the accepted ranges are the property table's (nxpar/service/properties.py),
+        checked where the values are read (device properties, NexusWriterBatch options), never clamped here."""
+        return cls(flush_period_s=flush_period, step_bytes_per_writer=int(step_mb_per_writer * 2**20),
+                   max_delay_s=max_write_delay, stale_scan_timeout_s=stale_scan_timeout)
 
     @property
     def min_step_bytes(self) -> int:

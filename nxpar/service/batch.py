@@ -9,7 +9,8 @@ move the old files away first). Like `blisswriter run REDIS_URL` of blisswriter 
 
 Rank 0 discovers the scans and plans the files; ranks 1..N-1 write. Ctrl-C (SIGINT) or SIGTERM:
 no new scans, the running ones are written to their end; a second signal finalises them at once.
-Exit status: 0 when every scan was written (OFF), 1 when one was FAULT.
+Exit status: 0 when every scan was written (OFF), 1 when one was FAULT, 2 when the run could not start
+(a bad option, Redis unusable: one line says why).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundErr
 from blissdata.redis_engine.store import DataStore
 
 from ..driver.states import State
-from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S, SaveOptions, Tuning
+from ..protocol.options import SaveOptions, Tuning
 from . import logging_setup
+from .properties import BY_NAME, option_type
 
 log = logging.getLogger("nxpar.service.batch")
 
@@ -34,14 +36,11 @@ MAX_CONNECTION_ERRORS = 20
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    if args.level == "WARNING":
-        args.level = "INFO"  # a batch run says what it writes
-    return args
+    return build_parser().parse_args(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="NexusWriterBatch", description=__doc__,
+    p = logging_setup.MpiArgumentParser(prog="NexusWriterBatch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("redis_url", help="blissdata Redis URL, e.g. redis://localhost:6379")
     p.add_argument("--session", default="", help="only the scans of this BLISS session (default: all sessions)")
@@ -51,14 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit once no scan is left to discover and every scan is written (with --existing)")
     _add_save_options(p)
     g = p.add_argument_group("how rows are written (the device properties of the same names)")
-    g.add_argument("--flush-period", type=float, default=0.5, help="seconds between collective flushes (flush_period)")
-    g.add_argument("--step-mb-per-writer", type=float, default=16.0,
-                   help="MB each writer rank reads and writes per step (step_mb_per_writer)")
-    g.add_argument("--max-write-delay", type=float, default=0.5,
-                   help="seconds rows of a partly filled chunk may wait before they are written (max_write_delay)")
-    g.add_argument("--stale-scan-timeout", type=float, default=DEFAULT_STALE_SCAN_TIMEOUT_S,
-                   help="seconds without any change in a scan's state or streams after which it is finalised FAILED "
-                        "(stale_scan_timeout; 0: never)")
+    for name in ("flush_period", "step_mb_per_writer", "max_write_delay", "stale_scan_timeout"):
+        _add_property_option(g, name)
     logging_setup.add_cli_args(p)
     return p
 
@@ -85,9 +78,16 @@ def _add_save_options(p: argparse.ArgumentParser) -> None:
                    help="Mosca spectra as a virtual dataset over Mosca's files (mosca_vds; default: copied)")
     g.add_argument("--noconfig", action="store_true",
                    help="ignore scan_info['nexuswriter']: device names and types not from BLISS's config (noconfig)")
-    g.add_argument("--required-disk-space", type=float, default=200.0, help="MB: below it a scan FAULTs (required_disk_space)")
-    g.add_argument("--recommended-disk-space", type=float, default=1024.0,
-                   help="MB: below it a scan gets a warning (recommended_disk_space)")
+    _add_property_option(g, "required_disk_space")
+    _add_property_option(g, "recommended_disk_space")
+
+
+def _add_property_option(group, name: str) -> None:
+    """--<name with dashes>: the device property's meaning, default and accepted range (service/properties.py)."""
+    spec = BY_NAME[name]
+    group.add_argument(f"--{name.replace('_', '-')}", type=option_type(name), default=spec.default,
+                       metavar=spec.unit.upper() or "N",
+                       help=f"{spec.doc} ({name}; {spec.accepted()}; default {spec.default:g})")
 
 
 def save_options(args: argparse.Namespace) -> SaveOptions:
@@ -152,9 +152,14 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     route = RequestedScans("batch", channel, lambda: args.redis_url, options, tuning, ANY_ROUTE, instance="batch")
     signals = _Signals()
     try:
-        route.connect()
-        store = DataStore(args.redis_url)
-        since = "0-0" if args.existing else store.get_last_scan_timetag()  # before saying we are ready
+        try:
+            route.connect()
+            store = DataStore(args.redis_url)
+            since = "0-0" if args.existing else store.get_last_scan_timetag()  # before saying we are ready
+        except Exception as e:  # unreachable, not blissdata's, a bad URL: one line (the traceback at DEBUG)
+            log.debug("Redis %s", args.redis_url, exc_info=True)
+            log.error("cannot use Redis %s: %s", args.redis_url, logging_setup.one_line(e))
+            return 2
         log.info("rank 0 of %d: writing %s scans of %s (%s), %s", world.size,
                  f"session {args.session!r}" if args.session else "all sessions'", args.redis_url,
                  "existing and new" if args.existing else "new", tuning.describe())

@@ -19,12 +19,14 @@ import time
 
 import tango
 from tango import DevState
-from tango.server import Device, command, device_property
+from tango.server import command, device_property
 
 from ..driver.requested_scans import MAPPING_ROUTE, RequestedScans, UnknownScan
 from ..driver.session import redis_url_for_session
-from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S, SaveOptions, Tuning
+from ..protocol.options import SaveOptions, Tuning
 from .device_common import fail, tango_state, writer_channel
+from .display import with_warnings, writing_text
+from .properties import BLISS_WRITER, configured_base
 
 log = logging.getLogger("nxpar.tango.blisswriter")
 
@@ -41,29 +43,13 @@ def stop_all_routes(timeout: float = 10) -> None:
         route.stop_all(timeout)
 
 
-class BlissWriter(Device):
-    """One device per BLISS session using the "mapping" route: writes the scans BLISS asks for."""
+class BlissWriter(configured_base(BLISS_WRITER)):
+    """One device per BLISS session using the "mapping" route: writes the scans BLISS asks for. Its other
+    properties are the table's (service/properties.py): redis_url, the disk space, the tuning, and for
+    Lima2 / Mosca streams of the h5map those of NexusWriter (Lima streams follow blisswriter 3.0.0)."""
 
-    redis_url = device_property(dtype=str, default_value="",
-                                doc="blissdata Redis URL (default: REDIS_DATA_URL, else asked from Beacon)")
     session = device_property(dtype=str, default_value="", doc="BLISS session: how BLISS finds this device")
-    required_disk_space = device_property(dtype=float, default_value=200.0, doc="MB: below it writing fails")
-    recommended_disk_space = device_property(dtype=float, default_value=1024.0,
-                                             doc="MB: below it the scan gets a warning")
-    flush_period = device_property(dtype=float, default_value=0.5, doc="seconds between collective flushes")
-    step_mb_per_writer = device_property(dtype=float, default_value=16.0,
-                                         doc="MB each writer rank reads and writes per step (memory per rank)")
-    stale_scan_timeout = device_property(dtype=float, default_value=DEFAULT_STALE_SCAN_TIMEOUT_S,
-                                         doc="seconds without any change in a scan's state or streams after which it "
-                                             "is finalised FAILED (its publisher is gone); 0: never")
-    max_write_delay = device_property(dtype=float, default_value=0.5,
-                                      doc="seconds rows of a partly filled chunk may wait before they are written")
-    # Lima2 / Mosca streams of the h5map (as for NexusWriter); Lima streams follow blisswriter 3.0.0 (VDS/external)
-    disable_external_hdf5 = device_property(dtype=bool, default_value=False,
-                                            doc="with copy_non_external: Lima2 frames copied, not linked")
-    copy_non_external = device_property(dtype=bool, default_value=False)
-    mosca_vds = device_property(dtype=bool, default_value=False,
-                                doc="Mosca spectra as a virtual dataset over Mosca's files (default: copied)")
+    _redis_url = ""  # once the route asked for it (kept across Tango Init)
 
     # -- life cycle --------------------------------------------------------------------------------
     def init_device(self) -> None:
@@ -84,6 +70,9 @@ class BlissWriter(Device):
             RECONNECTING.add(self.get_name())
             threading.Thread(target=self._reconnect, name=f"reconnect-{self.get_name()}", daemon=True).start()
 
+    def delete_device(self) -> None:
+        self.refuse_bad_properties()  # Tango Init with a bad property: refused here, the device as it was
+
     def _connect(self) -> bool:
         try:
             self._route.connect()
@@ -94,6 +83,9 @@ class BlissWriter(Device):
             return False
         if self._fault:
             log.warning("%s: Redis answers again", self.get_name())
+        else:
+            log.info("%s (session %r): accepting SaveScan requests, Redis %s", self.get_name(), self.session,
+                     self._redis_url)
         self._fault = ""
         return True
 
@@ -104,7 +96,8 @@ class BlissWriter(Device):
         RECONNECTING.discard(self.get_name())
 
     def _url(self) -> str:
-        return self.redis_url or redis_url_for_session()
+        self._redis_url = self.redis_url or redis_url_for_session()
+        return self._redis_url
 
     def _options(self) -> SaveOptions:
         return SaveOptions(allow_external_hdf5=not self.disable_external_hdf5, copy_non_external=self.copy_non_external,
@@ -125,9 +118,14 @@ class BlissWriter(Device):
         return DevState.RUNNING if self._route.running else DevState.ON
 
     def dev_status(self) -> str:
+        """Accepting or not, which Redis, the scans being written (or why it is FAULT); properties
+        replaced by their default."""
         if self._fault:
-            return self._fault
-        return REASON_ACCEPTING if self._accepting else REASON_STOPPED
+            text = self._fault
+        else:
+            writing = writing_text([record.writer for record in self._route.records()])
+            text = f"{REASON_ACCEPTING if self._accepting else REASON_STOPPED} (Redis {self._redis_url}): {writing}"
+        return with_warnings(text, self.property_warnings)
 
     def _refuse_when_fault(self, origin: str) -> None:
         if self._fault:

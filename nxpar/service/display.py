@@ -1,11 +1,13 @@
 """RANK 0 ONLY: the text lines of the device's scan attributes (scan_info, scan_progress, …),
-formatted as blisswriter does, from what each scan writer reports (`ScanStatus`)."""
+formatted as blisswriter does, from what each scan writer reports (`ScanStatus`), and the devices' Status."""
 from __future__ import annotations
 
 import datetime
 import time
+from typing import Sequence
 
-from ..driver.states import ScanStatus
+from ..driver.session import SessionSubscriber
+from ..driver.states import REASON_RUNNING, ScanStatus
 
 
 def align_columns(rows: list[list[str]]) -> list[str]:
@@ -75,3 +77,28 @@ def info_lines(writers: list[ScanStatus]) -> list[str]:
 def column_lines(writers: list[ScanStatus], value) -> list[str]:
     """`NAME: <value(w)>` per scan, aligned."""
     return align_columns([[f"{w.name}:", value(w)] for w in writers])
+
+
+def writing_text(writers: Sequence[ScanStatus]) -> str:
+    """'2 scans being written (3_ascan, 4_ascan)' or 'no scan being written'."""
+    live = [w.name for w in writers if w.is_alive()]
+    if not live:
+        return "no scan being written"
+    shown = ", ".join(live[:3]) + (", …" if len(live) > 3 else "")
+    return f"{len(live)} scan{'s' if len(live) > 1 else ''} being written ({shown})"
+
+
+def with_warnings(text: str, warnings: Sequence[str]) -> str:
+    return text + "".join(f"; WARNING: {w}" for w in warnings if w)
+
+
+def session_status(sub: SessionSubscriber, property_warnings: Sequence[str]) -> str:
+    """A NexusWriter device's Status: the session's reason ("Subscribed to Redis", blisswriter's words, then
+    which Redis and what is being written; or why it is FAULT), a restart notice, stalled writer ranks,
+    properties replaced by their default."""
+    text = sub.reason
+    if sub.reason == REASON_RUNNING:
+        text += f" {sub.url}: {writing_text(sub.sorted_writers())}"
+    if sub.notice:
+        text += f" ({sub.notice})"
+    return with_warnings(text, [sub.channel.stall_warning(), *property_warnings])

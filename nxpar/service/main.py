@@ -1,10 +1,14 @@
-"""`NexusWriterService INSTANCE`: the MPI job. Rank 0 serves the Tango devices (`NexusWriter`,
-`BlissWriter`); ranks 1..N-1 are writers (nxpar.writers.rank_loop) and never talk Tango.
+"""`mpirun -n N NexusWriterService INSTANCE`: the MPI job. Rank 0 serves the Tango devices (`NexusWriter`,
+`BlissWriter`) of the Tango server nexuswriter/INSTANCE; ranks 1..N-1 are writers (nxpar.writers.rank_loop)
+and never talk Tango. The Tango database is TANGO_HOST's; Redis is REDIS_DATA_URL, else Beacon's (BEACON_HOST).
+Exit status 1 when the Tango server cannot start (no Tango database, no device registered for the server):
+one line says why, and the writer ranks leave cleanly.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -17,15 +21,21 @@ log = logging.getLogger("nxpar.tango")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="NexusWriterService", description=__doc__)
-    p.add_argument("instance", help="Tango server instance (e.g. nexuswriters)")
-    p.add_argument("--server", default="nexuswriter", help="Tango server name")
-    p.add_argument("--log_tango", default="WARNING", type=str.upper,
-                   choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"],
-                   help="verbosity of the Tango library (default WARNING)")
-    p.add_argument("--patch", action="append", default=[], help="accepted and ignored (blisswriter test option)")
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = logging_setup.MpiArgumentParser(prog="NexusWriterService", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("instance", help="Tango server instance (e.g. nexuswriters): its devices are those registered "
+                                    "for the server <server>/<instance> (RegisterNexusWriter --instance)")
+    p.add_argument("--server", default="nexuswriter", help="Tango server name (default nexuswriter)")
+    p.add_argument("--log-tango", "--log_tango", dest="log_tango", default="WARNING", type=str.upper,
+                   choices=logging_setup.LEVELS, metavar="LEVEL",
+                   help="verbosity of the Tango library itself (default WARNING)")
+    p.add_argument("--patch", action="append", default=[], help="accepted and ignored (blisswriter's test option)")
     logging_setup.add_cli_args(p)
-    return p.parse_args(argv)
+    return p
 
 
 TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v2", "CRITICAL": "-v1"}
@@ -49,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
         run_writer_rank(world, writers)
         return
-    run_front_end(world, writers, args)
+    sys.exit(run_front_end(world, writers, args))
 
 
 def local_executor(world, writers):
@@ -61,13 +71,34 @@ def local_executor(world, writers):
     return StepExecutor(writers)
 
 
-def run_front_end(world, writers, args: argparse.Namespace) -> None:
-    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave."""
+def tango_problem(server: str, instance: str) -> str:
+    """Why the Tango server cannot start, in one line; "" when it can (the Tango library would print
+    its reason and exit the process, leaving the writer ranks to be killed by mpirun)."""
+    where = os.environ.get("TANGO_HOST", "")
+    try:
+        listing = tango.Database().get_device_class_list(f"{server}/{instance}")
+    except tango.DevFailed as e:
+        return f"cannot use the Tango database{' at ' + where if where else ''}: {logging_setup.one_line(e)}"
+    if not [name for name in list(listing)[::2] if not name.lower().startswith("dserver/")]:
+        return (f"no device is registered for the Tango server {server}/{instance} in the Tango database {where}: "
+                f"register one with `RegisterNexusWriter SESSION --instance {instance}`")
+    return ""
+
+
+def run_front_end(world, writers, args: argparse.Namespace) -> int:
+    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave. The exit status."""
     channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers))
+    problem = tango_problem(args.server, args.instance)
+    if problem:
+        log.error("%s", problem)
+        channel.shutdown()
+        return 1
     tango_args = [args.server, args.instance]
     if args.log_tango in TANGO_VERBOSITY:
         tango_args.append(TANGO_VERBOSITY[args.log_tango])
-    log.info("rank 0 of %d: Tango server %s/%s", world.size, args.server, args.instance)
+    log.info("rank 0 of %d: Tango server %s/%s, Tango database %s, Redis %s", world.size, args.server,
+             args.instance, os.environ.get("TANGO_HOST", ""),
+             os.environ.get("REDIS_DATA_URL") or f"from Beacon {os.environ.get('BEACON_HOST', '(BEACON_HOST not set)')}")
     try:
         from tango.server import run
 
@@ -85,6 +116,7 @@ def run_front_end(world, writers, args: argparse.Namespace) -> None:
                     w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
         channel.shutdown()
         time.sleep(0.1)
+    return 0
 
 
 if __name__ == "__main__":

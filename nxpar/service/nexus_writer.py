@@ -12,16 +12,18 @@ import os
 
 import tango
 from tango import AttrWriteType, DevState
-from tango.server import Device, attribute, command, device_property
+from tango.server import attribute, command, device_property
 
 from ..driver.profiling import log_resources
-from ..driver.session import DEFAULT_PURGE_DELAY_S, SessionSubscriber
+from ..driver.session import SessionSubscriber
 from ..driver.states import ScanStatus
-from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S, SaveOptions, Tuning
+from ..protocol.options import SaveOptions, Tuning
 from ..util.disk import disk_space_message, has_write_permissions
 from . import device_common
 from .device_common import fail, tango_state
-from .display import align_columns, column_lines, duration, end_text, info_lines, progress_lines, start_text
+from .display import (align_columns, column_lines, duration, end_text, info_lines, progress_lines, session_status,
+                      start_text)
+from .properties import NEXUS_WRITER, configured_base
 
 log = logging.getLogger("nxpar.tango")
 
@@ -52,31 +54,13 @@ _PY_LEVELS = {LogLevel.NOTSET: logging.NOTSET, LogLevel.DEBUG: logging.DEBUG, Lo
               LogLevel.WARN: logging.WARNING, LogLevel.ERROR: logging.ERROR, LogLevel.FATAL: logging.CRITICAL}
 _LOG4TANGO = {LogLevel.NOTSET: 100, LogLevel.FATAL: 200, LogLevel.ERROR: 300, LogLevel.WARN: 400,
               LogLevel.INFO: 500, LogLevel.DEBUG: 600}
-class NexusWriter(Device):
-    """One device per BLISS session: writes the session's scans as NeXus files."""
+
+
+class NexusWriter(configured_base(NEXUS_WRITER)):
+    """One device per BLISS session: writes the session's scans as NeXus files. Its other properties
+    are the table's (service/properties.py)."""
 
     session = device_property(dtype=str, mandatory=True, doc="BLISS session whose scans are written")
-    keepshape = device_property(dtype=bool, default_value=False)
-    multivalue_positioners = device_property(dtype=bool, default_value=False)
-    enable_external_nonhdf5 = device_property(dtype=bool, default_value=False)
-    disable_external_hdf5 = device_property(dtype=bool, default_value=False)
-    copy_non_external = device_property(dtype=bool, default_value=False)
-    mosca_vds = device_property(dtype=bool, default_value=False,
-                                doc="Mosca spectra as a virtual dataset over Mosca's files (default: copied)")
-    noconfig = device_property(dtype=bool, default_value=False)
-    required_disk_space = device_property(dtype=float, default_value=200.0, doc="MB: below it writing fails")
-    recommended_disk_space = device_property(dtype=float, default_value=1024.0, doc="MB: below it a warning")
-    purge_delay = device_property(dtype=float, default_value=DEFAULT_PURGE_DELAY_S,
-                                  doc="seconds after which finished scan writers are forgotten")
-    flush_period = device_property(dtype=float, default_value=0.5,
-                                   doc="seconds between collective flushes (what readers see during a scan)")
-    step_mb_per_writer = device_property(dtype=float, default_value=16.0,
-                                         doc="MB each writer rank reads and writes per step (memory per rank)")
-    stale_scan_timeout = device_property(dtype=float, default_value=DEFAULT_STALE_SCAN_TIMEOUT_S,
-                                         doc="seconds without any change in a scan's state or streams after which it "
-                                             "is finalised FAILED (its publisher is gone); 0: never")
-    max_write_delay = device_property(dtype=float, default_value=0.5,
-                                      doc="seconds rows of a partly filled chunk may wait before they are written")
 
     # -- life cycle --------------------------------------------------------------------------------
     def init_device(self) -> None:
@@ -87,15 +71,20 @@ class NexusWriter(Device):
         if sub is None:
             instance = tango.Util.instance().get_ds_inst_name()
             sub = SessionSubscriber(self.session, device_common.writer_channel(), self._save_options(),
-                                    self.purge_delay, self._tuning(), instance=instance)
+                                    self.purge_delay, instance=instance)  # its tuning: start() sets it
             device_common.SUBSCRIBERS[self.get_name()] = sub
         self._sub = sub
         self.start()
 
     def delete_device(self) -> None:
+        self.refuse_bad_properties()  # Tango Init with a bad property: refused here, the device as it was
         sub = device_common.SUBSCRIBERS.get(self.get_name())
         if sub is not None:
-            sub.stop(timeout=3)
+            try:
+                sub.stop(timeout=3)
+            except RuntimeError as e:  # scans are being written: the device as it was
+                fail("NexusWriter_ScansRunning", f"Init refused, the device keeps its settings: {e}; Init again once "
+                     "they are written", "Init")
 
     def _check_beacon_host(self) -> None:
         props = tango.Database().get_device_property(self.get_name(), ["beacon_host"])["beacon_host"]
@@ -109,7 +98,7 @@ class NexusWriter(Device):
     def _tuning(self) -> Tuning:
         tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay,
                                         self.stale_scan_timeout)
-        log.info("%s: %s", self.session, tuning.describe())
+        log.info("%s (session %r): %s", self.get_name(), self.session, tuning.describe())
         return tuning
 
     def _save_options(self) -> SaveOptions:
@@ -125,9 +114,9 @@ class NexusWriter(Device):
         return tango_state(self._sub.tango_state())
 
     def dev_status(self) -> str:
-        stall = self._sub.channel.stall_warning()
-        return (self._sub.reason + (f" ({self._sub.notice})" if self._sub.notice else "")
-                + (f"; WARNING: {stall}" if stall else ""))
+        """The session's reason (blisswriter's "Subscribed to Redis" first), which Redis, the scans being
+        written; a restart notice, stalled writer ranks, properties replaced by their default."""
+        return session_status(self._sub, self.property_warnings)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _writer(self, name: str, origin: str) -> ScanStatus:

@@ -184,7 +184,8 @@ def import_beacon_yaml(text: str, use_existing: bool = True, db: tango.Database 
 
 def _parser() -> argparse.ArgumentParser:
     """The command line of `RegisterNexusWriter`."""
-    p = argparse.ArgumentParser(prog="RegisterNexusWriter", description=__doc__)
+    p = argparse.ArgumentParser(prog="RegisterNexusWriter", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("session", nargs="?", help="BLISS session name")
     p.add_argument("--server", default="nexuswriter", help="Tango server name (default nexuswriter)")
     p.add_argument("--instance", default="", help="Tango server instance (default: the session)")
@@ -194,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--family", default="",
                    help="device family (default: bliss_nxwriter for NexusWriter, blisswriter for BlissWriter)")
     p.add_argument("--member", default="", help="device member (default: the session)")
-    p.add_argument("--ignore_existing", dest="use_existing", action="store_false",
+    p.add_argument("--ignore-existing", "--ignore_existing", dest="use_existing", action="store_false",
                    help="register a new device even if the session already has one")
     p.add_argument("--beacon-host", dest="beacon_host", default=None,
                    help="Beacon host the device must listen to (device property beacon_host)")
@@ -210,25 +211,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Exit status 0; 1 with one line saying why (no Tango database, a registration that conflicts, a file)."""
     p = _parser()
     args = p.parse_args(argv)
-    if args.level == "WARNING":
-        args.level = "INFO"
     logging_setup.configure(args)
+    if not args.session and not args.import_yaml:
+        p.error("SESSION is required (unless --import-yaml)")
+    try:
+        for name in _register_from_args(args):
+            print(name)
+    except tango.DevFailed as e:
+        where = os.environ.get("TANGO_HOST", "")
+        p.exit(1, f"{p.prog}: cannot use the Tango database{' at ' + where if where else ''}: "
+                  f"{logging_setup.one_line(e)}\n")
+    except Exception as e:  # files, YAML, conflicting registrations: one line (the traceback at DEBUG)
+        log.debug("%s failed", p.prog, exc_info=True)
+        p.exit(1, f"{p.prog}: {logging_setup.one_line(e)}\n")
+
+
+def _register_from_args(args: argparse.Namespace) -> list[str]:
+    """The devices registered (or found): from --import-yaml, else the session's; --export-yaml after."""
     if args.import_yaml:
         with open(args.import_yaml) as fh:
-            for name in import_beacon_yaml(fh.read(), args.use_existing):
-                print(name)
-        return
-    if not args.session:
-        p.error("SESSION is required (unless --import-yaml)")
+            return import_beacon_yaml(fh.read(), args.use_existing)
     extra = {"redis_url": args.redis_url} if args.redis_url and args.writer_class == BLISS_WRITER_CLASS else None
     name = register(args.session, args.server, args.instance, args.domain, args.family, args.member,
                     args.use_existing, args.beacon_host, writer_class=args.writer_class, extra_props=extra)
-    print(name)
     if args.export_yaml:
         with open(args.export_yaml, "w") as fh:
             fh.write(export_server(tango.Database(), name))
+    return [name]
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@ closed after the scan's end, peak RSS per rank (the old `perf.replay_scan`).
 
     python -m perf replay --ranks 3 --frames 200 --shape 1024 1024
     python -m perf replay --ranks 3 --frames 20000 --shape 256 256 --batch 10     # RSS against scan length
+    python -m perf replay --session mysession                                     # the session's own name
+
+Each run has its own Redis and Tango database; a scan that does not end OFF is printed with its reason.
 """
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from ..core.meter import Meter
 from ..core.publisher import Mode, PublisherProcess, scan_spec
@@ -19,21 +22,25 @@ SLICES = True
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--ranks", type=int, default=3)
-    p.add_argument("--frames", type=int, default=200)
-    p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024))
-    p.add_argument("--dtype", default="uint16")
-    p.add_argument("--compression", default=None, help="none, gzip, gzip-byteshuffle, lz4-bitshuffle, blosc-zstd")
+    p.add_argument("--session", default="replay",
+                   help="BLISS session of the scans, and the writer service's instance (default replay)")
+    p.add_argument("--ranks", type=int, default=3, help="MPI ranks of the writer service (default 3)")
+    p.add_argument("--frames", type=int, default=200, help="frames per scan (default 200)")
+    p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024), metavar=("ROWS", "COLUMNS"),
+                   help="frame shape (default 1024 1024)")
+    p.add_argument("--dtype", default="uint16", help="frame dtype (default uint16)")
+    p.add_argument("--compression", default=None,
+                   help="none, gzip, gzip-byteshuffle, lz4-bitshuffle, blosc-zstd (default: the writer's)")
     p.add_argument("--rate", type=float, default=None, help="frames per second (default: flat out)")
-    p.add_argument("--batch", type=int, default=1, help="frames per Redis event")
-    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1, help="frames per Redis event (default 1)")
+    p.add_argument("--repeat", type=int, default=1, help="scans, one after the other (default 1)")
     p.add_argument("--unknown-length", action="store_true", help="npoints = 0 in scan_info")
     p.add_argument("--preload", action="store_true", help="drain: every frame in Redis before PREPARED")
 
 
 def run(args, doc: Document, slices: SliceSet | None) -> None:
     with bench_stack("replay", slices, keep=args.keep) as stack:
-        service = stack.start_service("replay", args.ranks)
+        service = stack.start_service(args.session, args.ranks)
         publisher = PublisherProcess(stack.url, {(tuple(args.shape), args.dtype):
                                                  stack.frame_pool(tuple(args.shape), args.dtype)}, slices)
         meter = Meter({"publisher": publisher.watched, "redis": stack.redis, **service.watched})
@@ -44,8 +51,10 @@ def run(args, doc: Document, slices: SliceSet | None) -> None:
                 r = replay(service, publisher, spec, Mode.DRAIN if args.preload else Mode.LIVE, meter,
                            batch=args.batch, rate_hz=args.rate)
                 doc.add("scan", **vars(r))
+                if r.state != "OFF":
+                    print(f"scan {r.scan} of session {r.session}: {r.state}: {r.reason}", flush=True)
                 if not args.keep:
-                    os.unlink(spec["filename"])
+                    Path(spec["filename"]).unlink(missing_ok=True)  # none when the scan FAULTed early
                 stack.free_stream_data()
         finally:
             publisher.close()
