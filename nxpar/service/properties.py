@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import tango
 from tango.server import Device, device_property
 
+from ..driver.session import DEFAULT_PURGE_DELAY_S
 from ..protocol.options import DEFAULT_STALE_SCAN_TIMEOUT_S
 from .device_common import fail
 
@@ -142,7 +143,7 @@ PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("required_disk_space", Kind.NUMBER, 200.0, "MB: below it a scan FAULTs", unit="MB", low=0.0),
     PropertySpec("recommended_disk_space", Kind.NUMBER, 1024.0, "MB: below it a scan gets a warning",
                  unit="MB", low=0.0),
-    PropertySpec("purge_delay", Kind.NUMBER, 300.0, "seconds after which finished scans are forgotten by the "
+    PropertySpec("purge_delay", Kind.NUMBER, DEFAULT_PURGE_DELAY_S, "seconds after which finished scans are forgotten by the "
                  "device", classes=(NEXUS_WRITER,), unit="seconds", low=0.0),
     PropertySpec("flush_period", Kind.NUMBER, 0.5, "seconds between collective flushes (what readers see "
                  "during a scan)", unit="seconds", low=0.05, high=3600.0),

@@ -13,7 +13,7 @@ from nxpar.protocol.options import Tuning
 from nxpar.service import batch, main, register
 from nxpar.service.bliss_writer import BlissWriter
 from nxpar.service.nexus_writer import NexusWriter
-from nxpar.service.properties import BY_NAME, PROPERTIES, BadValue, Kind, of_class, option_type
+from nxpar.service.properties import BY_NAME, PROPERTIES, BadValue, Kind, PropertySpec, of_class, option_type
 
 
 @pytest.mark.parametrize("cls", [NexusWriter, BlissWriter])
@@ -29,7 +29,10 @@ def test_every_property_of_both_classes_is_a_row_of_the_table(cls):
 def test_every_row_has_a_doc_and_its_default_is_accepted():
     for p in PROPERTIES:
         assert p.doc and p.classes
-        assert p.parse([str(p.default)] if p.kind is not Kind.TEXTS else list(p.default)) == p.default
+        if p.kind is Kind.TEXTS:
+            assert p.parse(list(p.default)) == list(p.default)
+        else:
+            assert p.parse([str(p.default)]) == p.default
         assert p.parse([]) == p.default  # not set in the database
 
 
@@ -60,6 +63,17 @@ def test_a_bad_value_is_refused_naming_the_property_and_what_it_accepts(name, ra
 ])
 def test_values_in_range_are_taken_as_they_are(name, raw, value):
     assert BY_NAME[name].parse(raw) == value
+
+
+def test_a_list_property_takes_one_value_per_line():
+    """Kind.TEXTS (a DevVarStringArray property, e.g. a list of directories): one row is all it takes."""
+    roots = PropertySpec("roots", Kind.TEXTS, [], "directories", check=lambda v: all(d.startswith("/") for d in v),
+                         expects="absolute directories, one per line")
+    assert roots.parse(["/data/visitor", " ", "/data/id00 "]) == ["/data/visitor", "/data/id00"]
+    assert roots.parse([]) == []
+    with pytest.raises(BadValue, match="property roots = \\['/data', 'tmp'\\] is not accepted: absolute directories"):
+        roots.parse(["/data", "tmp"])
+    assert roots.declare().dtype is not None and roots.declare().default_value == []
 
 
 def test_tuning_takes_the_values_as_they_are_never_clamped():
