@@ -1,33 +1,19 @@
 """Faults against the real stack (issue 6): dead rank, Redis loss, full disk, bad input, soak."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
 import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
-import psutil
 import pytest
 import tango
 from tango import DevState
 
 from launch.simulate import ScanPublisher, ScanSpec
 from tests.helpers import assert_disk_checks_refuse, start_scan, wait_progress, wait_scan_done, wait_scan_exists
-
-
-def service_ranks(instance: str) -> dict[int, psutil.Process]:
-    """The NexusWriterService processes of one instance, by MPI rank."""
-    ranks = {}
-    for p in psutil.process_iter(["cmdline", "environ"]):
-        cmd = p.info["cmdline"] or []
-        if len(cmd) > 2 and cmd[-2:-1] == [instance] or instance in cmd[1:3]:
-            if any("NexusWriterService" in c for c in cmd) and "mpirun" not in cmd[0] and "python" in cmd[0]:
-                env = p.info["environ"] or {}
-                if "PMI_RANK" in env:
-                    ranks[int(env["PMI_RANK"])] = p
-    return ranks
+from tests.processes import service_ranks
 
 
 def wait_state(proxy, states, timeout=60):
@@ -40,45 +26,6 @@ def wait_state(proxy, states, timeout=60):
             pass
         time.sleep(0.2)
     raise TimeoutError(f"device not in {states} after {timeout}s")
-
-
-def test_killed_worker_rank_faults_the_scan_and_the_service_comes_back(stack, data_dir):
-    dev = stack.register("dead", "w_dead")
-    stack.start_service("w_dead", 3, supervised=True)
-    try:
-        proxy = stack.wait_device(dev)
-        url = stack.env["REDIS_DATA_URL"]
-        spec = ScanSpec("dead", str(data_dir / "dead.h5"), 1, 40, image_shape=(64, 64))
-        pub = start_scan(proxy, url, spec, 10, batch=2)
-        wait_progress(proxy, spec.name, "10pts-10pts")
-        time.sleep(1.0)  # at least one periodic flush (0.5 s) after the 10 points
-        ranks = service_ranks("w_dead")
-        assert sorted(ranks) == [0, 1, 2], ranks
-        ranks[2].send_signal(signal.SIGKILL)
-        for p in ranks.values():  # the whole MPI job goes down
-            p.wait(30)
-        # the supervisor restarts it; the device reports what happened
-        wait_state(proxy, ("ON", "RUNNING"), timeout=90)
-        assert "restarted" in proxy.Status() and "exited with code" in proxy.Status()
-        assert proxy.scan_state(spec.name) == DevState.FAULT
-        reason = proxy.scan_state_reason(spec.name)
-        assert reason.startswith("interrupted:") and "last flush" in reason
-        pub.send(5, batch=5)
-        pub.stop_close()
-        # the file is readable up to the last flush, and says it is not complete
-        with h5py.File(spec.filename, "r", locking=False) as f:
-            assert f["1.1/writer/status"][()] == b"FAILED"
-            assert "interrupted" in f["1.1/writer/failure"][()].decode()
-            frames = f["1.1/instrument/image/data"]
-            assert frames.shape[0] >= 10
-            np.testing.assert_array_equal(frames[:10], pub.expected("cam:image", 10))
-        # and the next scan is written normally
-        nxt = ScanPublisher(url, ScanSpec("dead", str(data_dir / "after.h5"), 2, 6, image_shape=(16, 16)))
-        wait_scan_exists(proxy, nxt.spec.name)
-        nxt.run()
-        assert wait_scan_done(proxy, nxt.spec.name) == "OFF"
-    finally:
-        stack.stop_service("w_dead")
 
 
 def _own_redis_service(stack, name: str):
@@ -143,6 +90,28 @@ def test_redis_restarted_mid_scan_faults_the_scan_then_new_scans_work(stack, dat
     finally:
         stack.stop_service("w_restart")
         stack.stop("redis_restart")
+
+
+def test_a_redis_outage_heals_by_itself_and_the_scans_published_meanwhile_are_written(stack, data_dir):
+    """Redis gone: the device FAULTs saying so and keeps trying; Redis back (empty, no persistence): the
+    device is ON again without Init and writes the scans published since, even before it is back."""
+    url, proxy = _own_redis_service(stack, "outage")
+    try:
+        stack.stop("redis_outage", timeout=5)
+        wait_state(proxy, ("FAULT",), 30)
+        assert "Redis" in proxy.Status() and "retrying" in proxy.Status(), proxy.Status()
+        stack.start_redis(name="redis_outage", port=int(url.rsplit(":", 1)[1]))
+        meanwhile = ScanPublisher(url, ScanSpec("outage", str(data_dir / "meanwhile.h5"), 1, 5, image_shape=(16, 16)))
+        meanwhile.run()  # published as soon as Redis is back: the device may still be FAULT
+        wait_state(proxy, ("ON", "RUNNING"), 30)
+        wait_scan_exists(proxy, meanwhile.spec.name, 30)
+        assert wait_scan_done(proxy, meanwhile.spec.name) == "OFF", proxy.scan_state_reason(meanwhile.spec.name)
+        from tests.helpers import assert_file_matches
+
+        assert_file_matches(meanwhile, 5)
+    finally:
+        stack.stop_service("w_outage")
+        stack.stop("redis_outage")
 
 
 @pytest.fixture

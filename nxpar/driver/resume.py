@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from blissdata.exceptions import ScanLoadError, ScanNotFoundError
 
+from ..nexus.scan_info import now_iso
 from ..protocol import steps as st
 from .journal import InterruptedScan, Journal, JournalEntry
 from .states import ScanStatus
@@ -95,7 +96,7 @@ class Resumer:
         reason = gone_reason(entry, what)
         if entry.filename:
             try:
-                self.channel.call(st.MarkFailed(entry.filename, entry.entries, reason))
+                self.channel.call(st.MarkFailed(entry.filename, entry.entries, reason, now_iso()))
             except StepError as e:
                 reason += f" (could not mark the file: {e})"
         log.error("scan %s: %s", entry.name, reason)

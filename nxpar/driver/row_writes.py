@@ -73,9 +73,9 @@ class RowWrites:
     """The row-writing steps of one scan: sized by bytes and time, at most MAX_INFLIGHT pending."""
 
     def __init__(self, scan_key: str, submit: Callable[[st.WriteBatch], Future], nwriters: int,
-                 tuning: Tuning, on_failed: Callable[[str, int, int, str], None] | None = None) -> None:
-        """on_failed(stream, start, stop, reason): rows [start, stop) of a stream could not be read
-        by the writers, the stream is given up."""
+                 tuning: Tuning, on_failed: Callable[[str, int, int, st.ChannelFailure], None] | None = None) -> None:
+        """on_failed(stream, start, stop, failure): the writers skipped rows [start, stop) of a stream
+        (unreadable, or not what it declares), the stream is given up."""
         self.scan_key = scan_key
         self.submit = submit
         self.nwriters = nwriters
@@ -149,19 +149,19 @@ class RowWrites:
             not_written = result.value if isinstance(result.value, dict) else {}
             for p, write in zip(progress, batch.writes):
                 if p.name in not_written:
-                    self._give_up(p, write, str(not_written[p.name]))
+                    self._give_up(p, write, _as_failure(not_written[p.name]))
                 elif not p.given_up:  # rows after a hole are not counted (nor written: the writers skip them)
                     p.written = write.stop
                     self.bytes_written += write.nbytes
             wait_oldest = False
 
-    def _give_up(self, p: StreamProgress, write: st.WriteRows, reason: str) -> None:
+    def _give_up(self, p: StreamProgress, write: st.WriteRows, failure: st.ChannelFailure) -> None:
         """The writers could not read these rows: none of them counts, the stream gets no more writes."""
         if p.given_up:
             return
         p.given_up = True
         if self.on_failed is not None:
-            self.on_failed(p.name, write.start, write.stop, reason)
+            self.on_failed(p.name, write.start, write.stop, failure)
 
     def wait_all(self, ignore_errors: bool = False) -> None:
         """Until every pending row write completed (after a failure: ignoring theirs, keeping the rest)."""
@@ -171,3 +171,8 @@ class RowWrites:
             except StepError:
                 if not ignore_errors:
                     raise
+
+
+def _as_failure(value: object) -> st.ChannelFailure:
+    """The writers' word for a skipped channel (a bare reason is an unreadable one)."""
+    return value if isinstance(value, st.ChannelFailure) else st.ChannelFailure(st.FailureKind.UNREADABLE, str(value))

@@ -126,6 +126,11 @@ class SessionSubscriber:
                 if not w.is_alive() and w.end_time is not None and now - w.end_time >= delay_s:
                     del self.writers[name]
 
+    def _last_activity(self) -> float:
+        """When any live scan of the session last changed (monotonic): a sequence's children keep it alive."""
+        return max((w.last_change for w in list(self.writers.values()) if w.is_alive() and hasattr(w, "last_change")),
+                   default=0.0)
+
     def sorted_writers(self) -> list[ScanStatus]:
         return sorted(self.writers.values(), key=lambda w: w.start_time or w.created)
 
@@ -223,7 +228,8 @@ class SessionSubscriber:
 
     def _start_driver(self, scan: Any, interruption: Interruption | None) -> ScanDriver:
         writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self.url, self.options, self.channel,
-                            self.tuning, self._blissdata_version, self.journal, interruption=interruption)
+                            self.tuning, self._blissdata_version, self.journal, interruption=interruption,
+                            elsewhere=self._last_activity)
         writer.profiling = self.profiling
         writer.start()
         return writer

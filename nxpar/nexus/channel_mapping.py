@@ -14,9 +14,10 @@ MCA_NAMES = {"icr": "trigger_count_rate", "ocr": "event_count_rate", "triggers":
              "events": "events", "deadtime": "fractional_dead_time",
              "trigger_livetime": "trigger_live_time", "energy_livetime": "live_time",
              "realtime": "elapsed_time", "det": "spectrum"}
-MCA_TYPES = {"spectrum": "principal", "det": "principal", "icr": "icr", "ocr": "ocr",
+MCA_TYPES = {"spectrum": "principal", "icr": "icr", "ocr": "ocr",
              "triggers": "triggers", "events": "events", "deadtime": "deadtime",
-             "trigger_livetime": "livetime", "energy_livetime": "livetime", "realtime": "realtime"}
+             "trigger_livetime": "trigger_livetime", "energy_livetime": "livetime", "realtime": "realtime"}
+LIMA_TYPES = {"image": "principal", "sum": "principal"}
 MCA_UNITS = {"icr": "hertz", "livetime": "s", "trigger_livetime": "s", "realtime": "s"}
 
 
@@ -183,21 +184,22 @@ def _parse_mca(m: ChannelMap, parts: list[str]) -> None:
 
 
 def _parse_lima(m: ChannelMap, parts: list[str]) -> None:
-    """`<det>:<kind>:<rest>`: ROI counters, profiles and collections get a device of their own."""
+    """`<det>:image`, or `<det>:<kind>:<rest>`: ROI counters, profiles and collections get a device of
+    their own; an image and a sum are the principal data (blisswriter 2.0.0's lima type map)."""
     if len(parts) != 3:
-        m.device_name, m.data_name, m.data_type = parts[0], parts[-1], "principal"
-        return
-    det, kind, rest = parts
-    if kind == "roi_counters" and "_" in rest:
-        roi, stat = rest.rsplit("_", 1)
-        m.device_name, m.data_name, m.data_type = f"{det}_{roi}", stat, stat
-        m.metadata_keys = {roi: "selection"}
-    elif kind == "roi_profiles":
-        m.device_name, m.data_name, m.data_type = f"{det}_{rest}", "sum", "principal"
-    elif kind == "roi_collection":
-        m.device_name, m.data_name, m.data_type = f"{det}_roi_collection", "sum", "principal"
+        m.device_name, data = parts[0], ":".join(parts[1:])
     else:
-        m.device_name, m.data_name, m.data_type = f"{det}_{kind}", rest, rest
+        det, kind, rest = parts
+        if kind == "roi_counters":
+            roi, _, data = rest.rpartition("_")
+            m.device_name, m.metadata_keys = f"{det}:{roi}", {roi: "selection"}
+        elif kind == "roi_profiles":
+            m.device_name, data, m.metadata_keys = f"{det}:{rest}", "sum", {rest: "selection"}
+        elif kind == "roi_collection":
+            m.device_name, data, m.metadata_keys = f"{det}:{kind}", "sum", {"roi_collection_counter": "selection"}
+        else:
+            m.device_name, data = f"{det}:{kind}", rest
+    m.data_name, m.data_type = data, LIMA_TYPES.get(data, data)
 
 
 # the data name that is a device's principal data, for the devices named by their channels' first part

@@ -12,10 +12,20 @@ def status_nodes(entries: list[str], status: str) -> list[Node]:
     return [Node(NodeOp.VALUE, f"/{e}/writer/status", status, overwrite=True) for e in entries]
 
 
+def failure_nodes(entries: list[str], reason: str) -> list[Node]:
+    """Why the writer failed the scan (`writer/failure`), beside its FAILED status."""
+    return [Node(NodeOp.VALUE, f"/{e}/writer/failure", reason, overwrite=True) for e in entries]
+
+
 def failed_nodes(entries: list[str], reason: str) -> list[Node]:
-    """Only the status: the scan stopped without finalisation (kill_scan)."""
-    return status_nodes(entries, "FAILED") + [Node(NodeOp.VALUE, f"/{e}/writer/failure", reason, overwrite=True)
-                                              for e in entries]
+    """Status FAILED, the reason and end_time only: the scan ends without (or after a failed) finalisation."""
+    return (status_nodes(entries, "FAILED") + failure_nodes(entries, reason)
+            + [Node(NodeOp.VALUE, f"/{e}/end_time", now_iso(), overwrite=True) for e in entries])
+
+
+def note_nodes(entries: list[str], name: str, text: str) -> list[Node]:
+    """A note in each entry's writer group (e.g. `writer/interruption`: a scan written again)."""
+    return [Node(NodeOp.VALUE, f"/{e}/writer/{name}", text, overwrite=True) for e in entries]
 
 
 def root_attrs(scan_info: dict[str, Any], filename: str, blissdata_version: str) -> dict[str, Any]:

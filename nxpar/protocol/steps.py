@@ -52,7 +52,8 @@ class OpenFile:
     scan_id: str
     path: str
     root_attrs: dict[str, Any]
-    entries: list[str]  # entries this scan will create: must not exist yet
+    entries: list[str]  # entries this scan will create: must not exist yet, unless replaced
+    replace_entries: bool = False  # a scan written again after an interruption: what the dead run left goes
 
 
 @dataclass
@@ -216,11 +217,14 @@ class LocalFile:
 
 @dataclass
 class MarkFailed:
-    """Open a file left by a dead job and set writer/status=FAILED where the scan did not finish."""
+    """Open a file a scan cannot finish (a dead job's, a deleted one) and set writer/status=FAILED,
+    writer/failure and end_time in each entry that did not finish."""
 
     path: str
     entries: list[str]
     reason: str
+    end_time: str = ""  # ISO 8601, the writer's clock
+    create_missing: bool = False  # the file is gone: make it again with just these entries' status
 
 
 @dataclass

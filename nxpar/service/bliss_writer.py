@@ -7,12 +7,15 @@ blissdata scan key, the last 200 remembered); served by the same `NexusWriterSer
 `NexusWriter`, the tree written collectively by the writer ranks (`driver/requested_scans.py`).
 
 Device state: INIT → ON (accepting SaveScan) ⇄ RUNNING (accepting, scans being written) → OFF
-after `Stop` (scans in progress go on) → FAULT when Redis is unusable (`Init` recovers).
+after `Stop` (scans in progress go on) → FAULT while Redis is unusable (it heals itself: ON once Redis
+answers again; `Init` tries at once).
 """
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 
 import tango
 from tango import DevState
@@ -26,6 +29,8 @@ from .device_common import fail, tango_state, writer_channel
 log = logging.getLogger("nxpar.tango.blisswriter")
 
 ROUTES: dict[str, RequestedScans] = {}  # device name → route, kept across Tango Init
+RECONNECT_S = 2.0
+RECONNECTING: set[str] = set()  # devices whose Redis is being tried again (one thread each)
 REASON_ACCEPTING = "Accepting SaveScan requests"
 REASON_STOPPED = "Not accepting SaveScan requests (Stop); Start to accept them again"
 
@@ -75,11 +80,28 @@ class BlissWriter(Device):
         else:  # Tango Init: properties re-read for the scans requested from now on
             route.options, route.tuning = self._options(), self._tuning()
         self._route = route
+        if not self._connect() and self.get_name() not in RECONNECTING:
+            RECONNECTING.add(self.get_name())
+            threading.Thread(target=self._reconnect, name=f"reconnect-{self.get_name()}", daemon=True).start()
+
+    def _connect(self) -> bool:
         try:
-            route.connect()
+            self._route.connect()
         except Exception as e:
-            self._fault = f"Cannot use Redis: {e or type(e).__name__}"
-            log.error("%s FAULT: %s", self.get_name(), self._fault)
+            if not self._fault:
+                log.error("%s FAULT (retrying until Redis answers): %s", self.get_name(), e or type(e).__name__)
+            self._fault = f"Cannot use Redis: {e or type(e).__name__}; retrying"
+            return False
+        if self._fault:
+            log.warning("%s: Redis answers again", self.get_name())
+        self._fault = ""
+        return True
+
+    def _reconnect(self) -> None:
+        """FAULT heals itself: tried again every RECONNECT_S until Redis is usable."""
+        while not self._connect():
+            time.sleep(RECONNECT_S)
+        RECONNECTING.discard(self.get_name())
 
     def _url(self) -> str:
         return self.redis_url or redis_url_for_session()
@@ -109,7 +131,8 @@ class BlissWriter(Device):
 
     def _refuse_when_fault(self, origin: str) -> None:
         if self._fault:
-            fail("BlissWriter_Fault", f"Device is FAULT ({self._fault}): run Init to reinitialise it", origin)
+            fail("BlissWriter_Fault", f"Device is FAULT ({self._fault}): it tries again by itself; Init tries at once",
+                 origin)
 
     def _record_check(self, key: str, origin: str):
         try:

@@ -125,7 +125,9 @@ class NexusWriter(Device):
         return tango_state(self._sub.tango_state())
 
     def dev_status(self) -> str:
-        return self._sub.reason + (f" ({self._sub.notice})" if self._sub.notice else "")
+        stall = self._sub.channel.stall_warning()
+        return (self._sub.reason + (f" ({self._sub.notice})" if self._sub.notice else "")
+                + (f"; WARNING: {stall}" if stall else ""))
 
     # -- helpers -----------------------------------------------------------------------------------
     def _writer(self, name: str, origin: str) -> ScanStatus:

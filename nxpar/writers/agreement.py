@@ -6,6 +6,8 @@ any rank enters a collective HDF5 call.
 """
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 from mpi4py import MPI
 
 from ..protocol.mpi_roles import sleepy_allreduce_max_all
@@ -15,9 +17,16 @@ class StepFailed(RuntimeError):
     """A step failed on at least one writer rank; all ranks raise it together."""
 
 
+T = TypeVar("T")
+
+
 def agree(comm: MPI.Intracomm, error: str, flags: list[int] | None = None) -> list[int]:
     """Collective: raise StepFailed on every rank if any rank had an error; else the max over
     the ranks of each of `flags` (the same length on every rank), in the same reduction."""
+    if comm.size == 1:  # one writer process: nobody to agree with
+        if error:
+            raise StepFailed(error)
+        return list(flags or [])
     agreed = sleepy_allreduce_max_all(comm, [1 if error else 0] + list(flags or []))
     if not agreed[0]:
         return agreed[1:]
@@ -27,3 +36,18 @@ def agree(comm: MPI.Intracomm, error: str, flags: list[int] | None = None) -> li
         raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else
                          next(e for e in errors if e))
     return agreed[1:]
+
+
+def collectively(comm: MPI.Intracomm, what: str, call: Callable[[], T]) -> T:
+    """COLLECTIVE: call() (a collective HDF5 call) on every rank, then an agreement, so that a call that
+    failed on some ranks only (ENOSPC seen by the rank that writes the metadata, a file gone on one
+    node) fails the step on every rank before any rank goes on to the next collective call."""
+    error, result = "", None
+    try:
+        result = call()
+    except StepFailed as e:  # a failure the step means (an entry that exists): its own words
+        error = str(e)
+    except Exception as e:
+        error = f"{what}: {e}"
+    agree(comm, error)
+    return result  # type: ignore[return-value]

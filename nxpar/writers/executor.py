@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import h5py
@@ -27,11 +26,11 @@ from ..protocol import steps as st
 from ..sources.redis_reader import StreamReader
 from ..util.disk import free_bytes
 from . import layout
-from .agreement import StepFailed, agree
+from .agreement import StepFailed, agree, collectively
 from .datasets import RowDatasets, resize_for, share_of_rows
-from .file_access import open_scan_file
 from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
-from .tree import apply_nodes, library_versions, set_root_attrs
+from .scan_files import ScanFiles
+from .tree import apply_nodes, set_root_attrs
 from .write_mode import write_mode_for
 
 log = logging.getLogger("nxpar.collective")
@@ -41,26 +40,16 @@ log = logging.getLogger("nxpar.collective")
 SPACE_RESERVE_BYTES = 4 << 20
 
 
-@dataclass
-class SharedFile:
-    """One open handle per path: consecutive scans of a dataset often overlap in the same file."""
-
-    file: h5py.File
-    path: str
-    users: int = 0
-
-
 class StepExecutor:
     """Holds the open scan files of this rank and applies steps to them."""
 
     def __init__(self, comm: MPI.Intracomm) -> None:
         self.comm = comm
-        self.open_files: dict[str, SharedFile] = {}  # real path -> handle
-        self.scan_files: dict[str, str] = {}  # scan id -> real path
         self.datasets = RowDatasets()
         # several writer ranks: MPI-IO; one writer process: the serial driver, whole chunks stored
         # pre-compressed (write_mode.py)
         self.write_mode = write_mode_for(comm)
+        self.files = ScanFiles(comm, self.write_mode)
         # scan id -> {stream: failure}: channels whose rows could not be read or are not as declared (agreed:
         # the same on every rank); their later writes in the scan are skipped too
         self.given_up: dict[str, dict[str, st.ChannelFailure]] = {}
@@ -99,27 +88,7 @@ class StepExecutor:
         except OSError as e:
             error = f"Cannot create directory for {step.path}: {e}"
         self._agree(error)
-        if step.scan_id in self.scan_files:
-            raise StepFailed(f"scan {step.scan_id} already has an open file")
-        key = os.path.realpath(step.path)
-        shared = self.open_files.get(key)
-        if shared is None:
-            try:
-                shared = SharedFile(open_scan_file(step.path, self.comm, self.write_mode.serial), step.path)
-            except Exception as e:  # all ranks fail together: open is collective
-                raise StepFailed(f"Cannot open {step.path}: {e}") from e
-        try:
-            existing = [name for name in step.entries if name in shared.file]
-            if existing:
-                raise StepFailed(f"Scan {existing[0]} already exists in {step.path}")
-            set_root_attrs(shared.file, {**step.root_attrs, **library_versions()})
-        except Exception:
-            if shared.users == 0:
-                shared.file.close()
-            raise
-        shared.users += 1
-        self.open_files[key] = shared
-        self.scan_files[step.scan_id] = key
+        self.files.open(step)
 
     def _space_error(self, scan_id: str, need: int) -> str:
         """'' or why `need` more bytes cannot be written (checked by the first writer rank only).
@@ -127,9 +96,9 @@ class StepExecutor:
         A full disk must fail every rank together: with collective metadata writes only the first
         writer rank writes metadata, so an ENOSPC there would leave the others inside a collective.
         """
-        if self.comm.rank != 0 or scan_id not in self.scan_files:
+        if self.comm.rank != 0 or scan_id not in self.files.scan_files:
             return ""
-        path = self.open_files[self.scan_files[scan_id]].path
+        path = self.files.shared(scan_id).path
         free = free_bytes(os.path.dirname(os.path.abspath(path)))
         if free is None:
             return ""
@@ -143,7 +112,8 @@ class StepExecutor:
         if any(node.op == "delete" for node in step.nodes):  # a kept dataset handle may go stale
             self.datasets.forget(step.scan_id)
             self.write_mode.forget(step.scan_id)
-        apply_nodes(self._file(step.scan_id), step.nodes)
+        f = self._file(step.scan_id)
+        collectively(self.comm, "writing the tree", lambda: apply_nodes(f, step.nodes))
 
     def _write_batch(self, step: st.WriteBatch) -> dict[str, str]:
         """Each rank reads its share of every write (one pipelined Redis round trip), all ranks
@@ -177,7 +147,7 @@ class StepExecutor:
         Redis reads for it now, so that Redis serves them while this rank writes the current step."""
         try:  # best effort, on this rank only: a failure here must not keep it from the agreement
             step = self.peek_next() if self.prefetch else None
-            if isinstance(step, st.WriteBatch) and step.scan_id in self.scan_files:
+            if isinstance(step, st.WriteBatch) and step.scan_id in self.files.scan_files:
                 shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
                           for w in step.writes]
                 self.reader.prefetch([r[1:] for r in redis_reads(step.writes, shares)])
@@ -187,14 +157,16 @@ class StepExecutor:
     def _write_rows(self, scan_id: str, f: h5py.File, write: st.WriteRows, lo: int, raw) -> None:
         """COLLECTIVE: create/resize the dataset, then each rank writes its rows."""
         spec = write.spec
-        dset = self.datasets.get_or_create(scan_id, f, spec)
+        name = write.source.stream_name
+        dset = collectively(self.comm, f"{name}: dataset", lambda: self.datasets.get_or_create(scan_id, f, spec))
         self.write_mode.before_change(dset)  # the one writer: its pending chunks of dset stored first
         detector_dims = dset.shape[spec.scan_ndim:]
         rows = raw
         if spec.variable:  # every rank pads to the same, agreed, detector dims
             detector_dims, rows = self._padded_rows(write, raw, detector_dims)
-        resize_for(dset, spec, write.stop, detector_dims)
-        self.write_mode.write_rows(scan_id, spec, dset, lo, rows)
+        collectively(self.comm, f"{name}: resizing", lambda: resize_for(dset, spec, write.stop, detector_dims))
+        collectively(self.comm, f"{name}: writing rows",
+                     lambda: self.write_mode.write_rows(scan_id, spec, dset, lo, rows))
 
     def _padded_rows(self, write: st.WriteRows, raw, detector_dims: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
         """COLLECTIVE: variable rows padded to the largest detector dims of every rank (agreed)."""
@@ -212,24 +184,14 @@ class StepExecutor:
         return detector_dims, rows
 
     def _flush(self, step: st.Flush) -> None:
-        self._agree(self._space_error(step.scan_id, 0))
-        self.write_mode.flush(self._file(step.scan_id))
+        self.files.flush(step.scan_id, self._space_error(step.scan_id, 0))
 
     def _close_file(self, step: st.CloseFile) -> None:
-        key = self.scan_files.pop(step.scan_id, None)
         self.given_up.pop(step.scan_id, None)
         self.reader.forget(step.scan_id)
         self.datasets.forget(step.scan_id)
         self.write_mode.forget(step.scan_id)
-        if key is None:
-            return
-        shared = self.open_files[key]
-        shared.users -= 1
-        if shared.users > 0:
-            self.write_mode.flush(shared.file)  # another scan still writes to it
-        else:
-            del self.open_files[key]
-            shared.file.close()
+        self.files.close(step.scan_id)
 
     def _local_file(self, step: st.LocalFile) -> None:
         """Only the first writer rank touches the (small) master file, with the serial driver."""
@@ -245,34 +207,19 @@ class StepExecutor:
         self._agree(error)
 
     def _mark_failed(self, step: st.MarkFailed) -> None:
-        """COLLECTIVE: mark the unfinished entries of a file a dead job left behind."""
-        if not os.path.exists(step.path):
-            return
-        if os.path.realpath(step.path) in self.open_files:
-            raise StepFailed(f"{step.path} is open for writing")
-        try:
-            f = open_scan_file(step.path, self.comm, self.write_mode.serial)
-        except Exception as e:
-            raise StepFailed(f"{step.path} cannot be opened after the crash: {e}") from e
-        try:
-            for entry in step.entries:
-                status = f.get(f"{entry}/writer/status")
-                if status is not None and status[()] not in (b"SUCCEEDED", b"FAILED"):
-                    apply_nodes(f, [st.Node(st.NodeOp.VALUE, f"/{entry}/writer/status", "FAILED", overwrite=True),
-                                    st.Node(st.NodeOp.VALUE, f"/{entry}/writer/failure", step.reason, overwrite=True)])
-        finally:
-            f.close()
+        """COLLECTIVE: the unfinished entries of a file a scan cannot finish get FAILED (scan_files.py)."""
+        self.files.mark_failed(step)
 
     def close_all(self) -> None:
         """Collective: close every file still open (service shutdown)."""
-        self.write_mode.store_all(sorted(self.scan_files))  # the one writer: every chunk stored before any file closes
-        for scan_id in sorted(self.scan_files):
-            self._close_file(st.CloseFile(scan_id))
+        self.write_mode.store_all(sorted(self.files.scan_files))  # the one writer: every chunk stored before files close
+        for scan_id in sorted(self.files.scan_files):
+            try:
+                self._close_file(st.CloseFile(scan_id))
+            except StepFailed as e:  # agreed: every rank goes on with the next file
+                log.error("scan %s: closed at shutdown: %s", scan_id, e)
         self.write_mode.close()
 
     # -- helpers -----------------------------------------------------------------------------
     def _file(self, scan_id: str) -> h5py.File:
-        try:
-            return self.open_files[self.scan_files[scan_id]].file
-        except KeyError:
-            raise StepFailed(f"no open file for scan {scan_id}") from None
+        return self.files.file(scan_id)

@@ -237,8 +237,11 @@ def open_scan_file(path: str, comm: MPI.Intracomm, serial: bool = False) -> h5py
     settings = agreed_settings(comm)
     fapl = make_serial_fapl(settings) if serial and comm.size == 1 else make_fapl(comm, settings)
     name = path.encode()
-    if os.path.exists(path):
-        fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)
-    else:
-        fid = h5py.h5f.create(name, h5py.h5f.ACC_EXCL, fapl=fapl)
-    return h5py.File(fid)
+    # one rank looks, every rank does the same: a node's stale view must not split the ranks between
+    # a collective create and a collective open
+    exists = comm.bcast(os.path.exists(path) if comm.rank == 0 else None, root=0)
+    if exists:
+        return h5py.File(h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl))
+    f = h5py.File(h5py.h5f.create(name, h5py.h5f.ACC_EXCL, fapl=fapl))
+    f.flush()  # the superblock on disk now: a reader can open the file from its creation on
+    return f

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.mapping_reference import KNOWN, RECORDED, differences, is_known, mapping_inputs, reference_places
+from tests.mapping_reference import RECORDED, differences, is_known, mapping_inputs, reference_places
 
 pytestmark = pytest.mark.bliss
 
@@ -29,13 +29,6 @@ SCENARIOS = ("sct", "loopscan", "ascan", "a2scan", "amesh", "a3mesh", "lookupsca
 def test_nxpar_maps_every_channel_as_blisswriter(ran, scenario):
     for scan in ran(scenario):
         assert [d for d in differences(scan.info) if not is_known(d)] == [], scan.identifier
-
-
-@pytest.mark.xfail(strict=True, reason="; ".join(KNOWN.values()))
-def test_no_known_difference_is_left(ran):
-    """Strict: passes (so fails) once nxpar/nexus/channel_mapping.py mends them; then empty KNOWN."""
-    left = [d for scenario in SCENARIOS for scan in ran(scenario) for d in differences(scan.info) if is_known(d)]
-    assert left == []
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -114,7 +114,7 @@ def test_an_uncreatable_directory_fails_every_rank(executor, shared_dir, comm):
     comm.Barrier()
     with pytest.raises(StepFailed, match="Cannot create directory"):
         executor.execute(st.OpenFile("scan1", str(shared_dir / "a_file" / "sub" / "x.h5"), {}, ["1.1"]))
-    assert executor.scan_files == {}
+    assert executor.files.scan_files == {}
 
 
 def test_an_existing_entry_is_never_overwritten(executor, shared_dir):
@@ -167,7 +167,8 @@ def test_an_unreadable_plugin_write_is_skipped_on_every_rank_and_the_rest_writte
     # rows 8..11 are the last rank's share (whole chunks of 2 rows, 3 ranks): only it fails to read
     runs = [(lima_file, "entry/data", 0, 8), (str(shared_dir / "not_closed.h5"), "entry/data", 0, 4)]
     failed = executor.execute(st.WriteBatch("scan1", [runs_write(runs, 0, 12), frames_write(lima_file, 0, 12)]))
-    assert list(failed) == ["eiger:frame"] and "not_closed.h5" in failed["eiger:frame"]
+    assert list(failed) == ["eiger:frame"] and "not_closed.h5" in failed["eiger:frame"].reason
+    assert failed["eiger:frame"].kind == st.FailureKind.UNREADABLE
     readable = runs_write([(lima_file, "entry/data", 0, 12)], 0, 12)
     assert list(executor.execute(st.WriteBatch("scan1", [readable]))) == ["eiger:frame"]
     executor.execute(st.Tree("scan1", [st.Node("value", "/1.1/writer_status", "SUCCEEDED")]))

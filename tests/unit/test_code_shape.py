@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 NXPAR = Path(__file__).resolve().parents[2] / "nxpar"
-MAX_MODULE_LINES = 400
-MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 40
 
 
 def modules() -> list[Path]:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.mapping_reference import KNOWN, RECORDED, differences, is_known, nxpar_places, reference_available
+from tests.mapping_reference import RECORDED, differences, is_known, nxpar_places, reference_available
 
 pytestmark = pytest.mark.skipif(
     not reference_available(),
@@ -20,12 +20,6 @@ SCANS = json.loads(RECORDED.read_text())
 @pytest.mark.parametrize("scan", sorted(SCANS))
 def test_nxpar_maps_every_channel_as_blisswriter(scan):
     assert [d for d in differences(SCANS[scan]) if not is_known(d)] == []
-
-
-@pytest.mark.xfail(strict=True, reason="; ".join(KNOWN.values()))
-def test_no_known_difference_is_left():
-    """Strict: passes (so fails) once nxpar/nexus/channel_mapping.py mends them; then empty KNOWN."""
-    assert [d for info in SCANS.values() for d in differences(info) if is_known(d)] == []
 
 
 def test_the_recording_has_every_channel_kind_of_the_tier():

@@ -1,11 +1,13 @@
-"""Rank 0's polling of Mosca servers and Lima2 master files (nxpar.driver.plugin_streams), at its
-boundary: a stand-in for the scan's Redis events and for mosca_server's one call to a server."""
+"""Rank 0's polling of Mosca servers and Lima2 master files (nxpar.driver.plugin_streams, its
+mosca_channels and lima2_channels), at its boundary: a stand-in for the scan's Redis events and for
+mosca_server's one call to a server."""
 from __future__ import annotations
 
 import time
 
-from nxpar.driver import plugin_streams
-from nxpar.driver.plugin_streams import PluginChannel, PluginStreams
+from nxpar.driver import lima2_channels, mosca_channels
+from nxpar.driver.plugin_channel import MASTER_CHECK_PERIOD_S, PluginChannel
+from nxpar.driver.plugin_streams import PluginStreams
 from nxpar.driver.row_writes import StreamProgress
 from nxpar.nexus.plugin_plan import Lima2Info, PluginMode
 from nxpar.sources import mosca_server
@@ -63,11 +65,11 @@ def test_a_mosca_server_is_asked_once_a_round_and_left_alone_after_a_failure(mon
     assert len([w for w in warnings if "id00/mosca/down cannot be read" in w]) == 2
     ps.refresh(streams)  # at once: neither asked again
     assert len(asked) == 2
-    time.sleep(plugin_streams.MASTER_CHECK_PERIOD_S / 4 + 0.05)
+    time.sleep(MASTER_CHECK_PERIOD_S / 4 + 0.05)
     ps.refresh(streams)  # the server that answered is asked again, the one that failed is left alone
     assert sorted(url for url, _ in asked[2:]) == ["id00/mosca/fx"]
-    monkeypatch.setattr(plugin_streams, "SERVER_BACKOFF_S", 0.0)
-    time.sleep(plugin_streams.MASTER_CHECK_PERIOD_S / 4 + 0.05)
+    monkeypatch.setattr(mosca_channels, "SERVER_BACKOFF_S", 0.0)
+    time.sleep(MASTER_CHECK_PERIOD_S / 4 + 0.05)
     for ch in channels:  # sealed: asked once more, once per server
         events.last[ch.name] = ({"last_read_index": 8, "last_saved_index": -1}, True)
     ps.refresh(streams)
@@ -76,7 +78,7 @@ def test_a_mosca_server_is_asked_once_a_round_and_left_alone_after_a_failure(mon
 
 def test_lima2_master_files_are_waited_for_once_per_scan(tmp_path, monkeypatch):
     """Two sealed Lima2 channels whose master file never comes: one wait for both, not one each."""
-    monkeypatch.setattr(plugin_streams, "WAIT_S", 0.6)
+    monkeypatch.setattr(lima2_channels, "WAIT_S", 0.6)
     events = Events()
     channels = []
     for name in ("eiger:frame", "eiger:acc_frame"):

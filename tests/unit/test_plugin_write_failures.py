@@ -51,7 +51,8 @@ def test_a_channel_the_writers_could_not_read_is_given_up_and_its_rows_not_count
     mosca, counter = streams
     assert (mosca.written, mosca.given_up, mosca.done) == (0, True, True)
     assert (counter.written, counter.given_up, counter.done) == (6, False, False)
-    assert failures == [(MOSCA, 0, 4, "DevFailed: server restarting")]  # once, for the first rows lost
+    # once, for the first rows lost
+    assert failures == [(MOSCA, 0, 4, st.ChannelFailure(st.FailureKind.UNREADABLE, "DevFailed: server restarting"))]
     assert rows.bytes_written == 6 * 16
     mosca.available = counter.available = 8
     assert submit() == [counter]  # no more writes of the given-up channel

@@ -59,7 +59,7 @@ def test_a_scan_is_opened_streamed_finalised_and_closed_in_that_order(scan, tmp_
     assert final_status(executor) == "SUCCEEDED"
     assert set(rows_written(executor).values()) == {10} and len(rows_written(executor)) == len(scan.shapes)
     assert writer.progress() == {"3.1": {name: 10 for name in scan.shapes}}
-    assert journal.take_all() == {}  # removed once the file is closed
+    assert journal.pending() == []  # removed once the file is closed
 
 
 def test_an_unknown_compression_faults_the_scan_before_any_file_is_touched(scan, tmp_path):
@@ -105,7 +105,7 @@ def test_stop_finalises_with_what_was_written_and_faults(scan, tmp_path):
     assert any(n.path.endswith("/end_time") for n in executor.steps[-2].nodes)  # finalised
 
 
-def test_kill_writes_only_the_failed_status_then_closes(scan, tmp_path):
+def test_kill_writes_only_the_failed_status_reason_and_end_time_then_closes(scan, tmp_path):
     writer, executor, _ = start_writer(scan, tmp_path)
     scan.publish(3)
     wait_until(lambda: executor.of(st.WriteBatch))
@@ -113,7 +113,7 @@ def test_kill_writes_only_the_failed_status_then_closes(scan, tmp_path):
     finish(writer)
     assert writer.state == State.FAULT and writer.reason.startswith("Killed")
     last_tree = executor.steps[-2]
-    assert {n.path.rsplit("/", 1)[-1] for n in last_tree.nodes} == {"status", "failure"}
+    assert {n.path.rsplit("/", 1)[-1] for n in last_tree.nodes} == {"status", "failure", "end_time"}
     assert executor.names()[-1] == "CloseFile"
 
 
