@@ -70,7 +70,7 @@ def run_front_end(world, writers, args: argparse.Namespace) -> None:
     from . import device_common
     from .run_marker import RunMarker
 
-    signals = stop_signals.StopSignals()
+    signals = stop_signals.StopSignals(_stop_scans)
     marker = RunMarker(args.instance)
     marker.start()
     channel = device_common.CHANNEL = WriterChannel(

@@ -8,17 +8,18 @@ them asynchronously: no KeyboardInterrupt raised at a random place, no rank kill
 On rank 0 they are taken by sigwait: by Tango's own signal thread once the server is initialised (its
 answer to SIGINT, SIGTERM and SIGQUIT: shut the server down) and by `StopSignals`' thread from the start:
 before the server runs, the request is kept and the server is not started or is shut down as soon as
-it is initialised; while it runs, the server is shut down as Tango itself does it; afterwards (the scans
-being finalised), a further signal is only logged. When the Tango server has returned, rank 0 stops the
-scans and dismisses the writer ranks (nxpar/service/main.py).
+it is initialised; while it runs, the scans being written are finalised and the server is shut down as
+Tango itself does it; afterwards, a further signal is only logged. When the Tango server has returned,
+rank 0 stops whatever scan is left and dismisses the writer ranks (nxpar/service/main.py).
 
-A process started by a rank inherits the blocked mask: `unblock()` undoes it where that matters.
+A process started by a rank would inherit the blocked mask (nxpar starts none).
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from typing import Callable
 
 log = logging.getLogger("nxpar.tango")
 
@@ -30,14 +31,12 @@ def block() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
-def unblock() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
 class StopSignals:
     """RANK 0: the first SIGINT/SIGTERM stops the Tango server (or keeps it from starting)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_scans: Callable[[], None]) -> None:
+        """stop_scans: finalises the scans being written, before the Tango devices are deleted."""
+        self.stop_scans = stop_scans
         self.received = ""  # the name of the first stop signal, '' while none came
         self._lock = threading.Lock()
         self._server_up = False
@@ -45,12 +44,13 @@ class StopSignals:
         threading.Thread(target=self._wait, name="nxpar-stop-signals", daemon=True).start()
 
     def server_started(self) -> None:
-        """Tango's post-init callback: the server is initialised and about to run."""
+        """Tango's post-init callback: the server is initialised and about to run (stopped from another
+        thread: Tango's shutdown from this one, before its loop runs, fails)."""
         with self._lock:
             self._server_up = True
             stop = bool(self.received)
         if stop:
-            self._stop_server()
+            threading.Thread(target=self._stop_server, name="nxpar-stop-server", daemon=True).start()
 
     def server_returned(self) -> None:
         with self._lock:
@@ -65,17 +65,18 @@ class StopSignals:
                 self.received = self.received or name
                 stop = first and self._server_up and not self._server_done
             if not first:
-                log.warning("%s received: already stopping (the scans being written are finalised)", name)
+                log.warning("%s received: the service is already stopping", name)
                 continue
-            log.warning("%s received: stopping (the scans being written are finalised, files FAILED)", name)
+            log.warning("%s received: stopping the service (scans being written are finalised, their files FAILED)",
+                        name)
             if stop:
                 self._stop_server()
 
-    @staticmethod
-    def _stop_server() -> None:
-        """What Tango does on SIGTERM: shut the server down, so that its loop returns."""
+    def _stop_server(self) -> None:
+        """The scans first, then what Tango does on SIGTERM: shut the server down, so that its loop returns."""
         import tango
 
+        self.stop_scans()
         try:
             tango.Util.instance().get_dserver_device().kill()
         except Exception as e:  # noqa: BLE001 - the server may be shutting down already
