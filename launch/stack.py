@@ -155,19 +155,19 @@ class Stack:
                              service=str(VENV / "bin" / "NexusWriterService"))
 
     def start_service(self, instance: str, ranks: int, log_level: str = "INFO", extra_env: dict | None = None,
-                      supervised: bool = False) -> None:
+                      supervised: bool = False, stop_timeout: int = SUPERVISED_STOP_S) -> subprocess.Popen:
         """mpirun -n RANKS NexusWriterService INSTANCE; supervised: under supervisord, with the program
-        section nxpar-supervision writes (restarted when the MPI job dies)."""
+        section nxpar-supervision writes (restarted when the MPI job dies; every rank killed if a stop
+        takes more than `stop_timeout` s). Returns mpirun's (or supervisord's) process."""
         launch = self.service_launch(instance, ranks, log_level, extra_env)
         name = f"service_{instance}"
-        if supervised:
-            conf = self._supervisord_conf(instance, launch)
-            self._spawn(name, [str(VENV / "bin" / "supervisord"), "--nodaemon", "--configuration", str(conf)],
-                        log=f"supervisord_{instance}")
-        else:
-            self._spawn(name, launch.argv(), env=launch.environment())
+        if not supervised:
+            return self._spawn(name, launch.argv(), env=launch.environment())
+        conf = self._supervisord_conf(instance, launch, stop_timeout)
+        return self._spawn(name, [str(VENV / "bin" / "supervisord"), "--nodaemon", "--configuration", str(conf)],
+                           log=f"supervisord_{instance}")
 
-    def _supervisord_conf(self, instance: str, launch) -> Path:
+    def _supervisord_conf(self, instance: str, launch, stop_timeout: int) -> Path:
         from nxpar.service.supervision import Rendering, Supervisor
 
         sock = self.rundir / f"supervisor_{instance}.sock"
@@ -178,7 +178,7 @@ class Stack:
             "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
             "", "[supervisorctl]", f"serverurl=unix://{sock}", "", ""])
         program = Rendering(Supervisor.SUPERVISORD, launch, str(self.rundir),
-                            str(self.rundir / f"service_{instance}.log"), SUPERVISED_STOP_S,
+                            str(self.rundir / f"service_{instance}.log"), stop_timeout,
                             generated_by="launch/stack.py").text()
         conf = self.rundir / f"supervisord_{instance}.conf"
         conf.write_text(header + program)
@@ -194,7 +194,10 @@ class Stack:
         """The device's full name on this stack's Tango database (independent of the shell's TANGO_HOST)."""
         return devname if devname.startswith("tango://") else f"tango://{self.env['TANGO_HOST']}/{devname}"
 
-    def wait_device(self, devname: str, states=("ON", "RUNNING"), timeout: float = 60):
+    def wait_device(self, devname: str, states=("ON", "RUNNING"), timeout: float = 60,
+                    service: subprocess.Popen | None = None, log: Path | None = None):
+        """Until the device is in `states` (on this stack's Tango database); fails at once, with the tail
+        of `log`, if `service` (the process that serves it) exits meanwhile."""
         import tango
 
         url = self.device_url(devname)
@@ -202,7 +205,7 @@ class Stack:
         def ready() -> bool:
             return str(tango.DeviceProxy(url).state()) in states
 
-        _wait(f"device {devname}", ready, timeout, None, None)
+        _wait(f"device {devname}", ready, timeout, service, log)
         return tango.DeviceProxy(url)
 
     def start_writer_stack(self, session: str, instance: str, ranks: int, log_level: str = "WARNING"):
@@ -246,9 +249,9 @@ def up(stack: Stack, sessions: list[str], instance: str, ranks: int, supervised:
         stack.start_redis()
         stack.start_tango_db()
         devices = [stack.register(s, instance) for s in sessions]
-        stack.start_service(instance, ranks, supervised=supervised)
+        service = stack.start_service(instance, ranks, supervised=supervised)
         for d in devices:
-            stack.wait_device(d)
+            stack.wait_device(d, service=service, log=stack.rundir / f"service_{instance}.log")
         return devices
     except BaseException as e:
         stack.down()
@@ -256,7 +259,7 @@ def up(stack: Stack, sessions: list[str], instance: str, ranks: int, supervised:
                          f" everything it started is stopped; logs in {stack.rundir}") from e
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m launch.stack", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["up", "down"], help="up: start the stack; down: stop everything it started")
@@ -268,7 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks of the service: 1 front end + writers (default: %(default)s)")
     p.add_argument("--supervised", action="store_true",
                    help="run the service under supervisord (restarted when the job dies), as on a beamline")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     stack = Stack(Path(args.rundir))
     if args.action == "down":
         stack.down()

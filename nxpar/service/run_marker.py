@@ -75,12 +75,14 @@ class RunMarker:
         self.previous: RunRecord | None = None
 
     def start(self) -> str:
-        """Read the previous run's marker, put its restart reason (if any) into NXPAR_RESTART_REASON,
-        record this run as not ended cleanly. Returns the restart reason ('' after a clean end)."""
+        """Read the previous run's marker, put its restart reason (if any) into NXPAR_RESTART_REASON (after
+        the reason its launcher gave there, if any), record this run as not ended cleanly. Returns the
+        restart reason ('' after a clean end)."""
         self.previous = self._load()
         reason = self.previous.restart_reason(self.record.started) if self.previous else ""
         if reason:
-            os.environ[RESTART_REASON_ENV] = reason
+            given = os.environ.get(RESTART_REASON_ENV, "")
+            os.environ[RESTART_REASON_ENV] = f"{given}; {reason}" if given else reason
             log.warning("%s", reason)
         self._save()
         return reason
