@@ -147,11 +147,11 @@ class Stack:
     def service_launch(self, instance: str, ranks: int, log_level: str = "INFO", extra_env: dict | None = None):
         """How the service is started: as nxpar-supervision writes it for this stack (its TANGO_HOST,
         Redis, state directory; the worktree's nxpar on PYTHONPATH)."""
-        from nxpar.service.supervision import ServiceLaunch
+        from nxpar.service.supervision import IFACE_ENV, ServiceLaunch
 
         env = {k: v for k, v in self.env.items() if k in ("TANGO_HOST", "REDIS_DATA_URL", "ORBendPoint")}
         env |= {"NXPAR_STATE_DIR": str(self.rundir / "state"), "PYTHONPATH": str(ROOT), **(extra_env or {})}
-        return ServiceLaunch(instance, ranks, env, log_level=log_level,
+        return ServiceLaunch(instance, ranks, env, iface=os.environ.get(IFACE_ENV, ""), log_level=log_level,
                              service=str(VENV / "bin" / "NexusWriterService"))
 
     def start_service(self, instance: str, ranks: int, log_level: str = "INFO", extra_env: dict | None = None,
