@@ -9,7 +9,8 @@ export PYTHONUNBUFFERED := 1
 # the MPI executor tests: every rank a writer, no Tango, no Redis (tests/mpi/)
 MPI_TESTS := mpirun -n 3 $(PY) -m pytest -q -p no:cacheprovider --timeout=120 -m mpi tests/mpi
 
-.PHONY: setup setup-bliss demo lint test test-fast test-mpi test-bliss bench bench-scaling clean
+.PHONY: setup setup-bliss demo lint test test-fast test-mpi test-bliss bench bench-scaling bench-scaling-quick \
+        bench-device bench-report clean
 setup:
 	bash launch/setup.sh
 
@@ -37,13 +38,28 @@ setup-bliss:
 test-bliss: setup          # bliss_tier.sh runs setup_bliss.sh (cached) itself
 	bash launch/bliss_tier.sh
 
+# The benchmarks (perf/): one harness, `python -m perf <scenario>`; the suites are the lists of commands
+# behind perf/RESULTS.md and perf/SCALING.md (perf/suites.py). Each writes perf/results/*.json and then
+# regenerates the documents' tables and plots from it. Long: run them on a quiet machine.
 bench: setup
-	PY=$(PY) bash perf/bench.sh
+	$(PY) -m perf suite bench
 
-# throughput vs 1 … cores-1 writer ranks (3 schemes, drain + live), per-stage CPU costs, projection:
-# perf/scaling/{scaling.md,runs.jsonl,*.png}. Long: run it on a quiet machine.
+# emulated 4-, 8- and 16-core boxes (every process in its own CPU slice; root, cgroup v1), their validation,
+# the live and gzip checks in slices, the per-stage model: perf/SCALING.md (< 20 min; -quick: minutes)
 bench-scaling: setup
-	$(PY) -m perf.scaling
+	$(PY) -m perf suite scaling
+
+bench-scaling-quick: setup
+	$(PY) -m perf suite scaling --quick
+
+# the scaling tables on real cores (a lent many-core machine; < 8 min)
+bench-device:
+	bash perf/device.sh
+
+# the documents' tables and plots again from perf/results/*.json (no measurement)
+bench-report:
+	$(PY) -m perf report
+	$(PY) -m perf plot
 
 clean:
 	-for d in run/*/; do $(PY) -m launch.stack down --rundir $$d; done

@@ -37,9 +37,22 @@ def print_tree(filename: str) -> None:
         show("/", 1, f)
 
 
+def show(proxy, filename: str, r, writers: int) -> None:
+    print(f"\nscan 1_ascan: {proxy.scan_state('1_ascan')} ({proxy.scan_state_reason('1_ascan')})")
+    print(f"url: {list(proxy.scan_url('1_ascan'))}\n")
+    print_tree(filename)
+    print(f"\n{r.frames} frames 1024x1024 uint16, bitshuffle-LZ4, {r.ranks} ranks ({writers} writers):")
+    print(f"  {r.frames / r.seconds:.1f} frames/s, {r.mb_per_s:.1f} MB/s (uncompressed), compression ratio "
+          f"{r.compression_ratio:.2f}, file closed {r.close_after_end_s:.2f} s after scan end")
+    print(f"  peak RSS per rank (MB): {', '.join(f'{k}={u.peak_rss_mb:.0f}' for k, u in r.use.items())}")
+
+
 def main() -> None:
     from launch.stack import Stack
-    from perf.replay_scan import replay
+    from perf.core.meter import Meter
+    from perf.core.publisher import Mode, PublisherProcess, scan_spec
+    from perf.core.scan import replay
+    from perf.core.stack import BenchStack
 
     # several ranks, but no more writers than cores: oversubscribed MPI ranks cost throughput (perf/RESULTS.md)
     ranks = int(os.environ.get("DEMO_RANKS", min(4, max(3, (os.cpu_count() or 2) + 1))))
@@ -47,23 +60,26 @@ def main() -> None:
     rundir = ROOT / "run" / "demo"
     shutil.rmtree(rundir, ignore_errors=True)
     stack = Stack(rundir)
+    publisher = None
     try:
         print(f"starting the embedded stack in {rundir} ...", flush=True)
-        proxy = stack.start_writer_stack("demo", "demo", ranks)
+        stack.start_redis()
+        stack.start_tango_db()
+        os.environ.update(stack.env)
+        bench = BenchStack(stack, rundir, None)
+        service = bench.start_service("demo", ranks)
+        proxy = service.proxy
         print(f"device {proxy.dev_name()}: {proxy.state()} ({proxy.status()}), {ranks} MPI ranks", flush=True)
+        publisher = PublisherProcess(bench.url, {((1024, 1024), "uint16"): bench.frame_pool((1024, 1024), "uint16")})
         filename = str(rundir / "data" / "demo" / "data.h5")
-        r = replay(proxy, stack.env["REDIS_DATA_URL"], "demo", filename, 1, frames, (1024, 1024), "uint16",
-                   None, ranks)
-        print(f"\nscan 1_ascan: {proxy.scan_state('1_ascan')} ({proxy.scan_state_reason('1_ascan')})")
-        print(f"url: {list(proxy.scan_url('1_ascan'))}\n")
-        print_tree(filename)
-        print(f"\n{r.frames} frames 1024x1024 uint16, bitshuffle-LZ4, {ranks} ranks ({ranks - 1} writers):")
-        print(f"  {r.frames_per_s:.1f} frames/s, {r.mb_per_s:.1f} MB/s (uncompressed), compression ratio "
-              f"{r.compression_ratio:.2f}, file closed {r.close_after_end_s:.2f} s after scan end")
-        print(f"  peak RSS per rank (MB): {', '.join(f'{k}={v:.0f}' for k, v in r.peak_rss_mb.items())}")
+        spec = scan_spec("demo", filename, 1, frames, (1024, 1024), "uint16", None)
+        r = replay(service, publisher, spec, Mode.LIVE, Meter(dict(service.watched)))
+        show(proxy, filename, r, service.writers)
         if r.state != "OFF":
             sys.exit(f"demo scan ended {r.state}: {r.reason}")
     finally:
+        if publisher is not None:
+            publisher.close()
         stack.down()
         print("stack stopped")
 

@@ -1,11 +1,14 @@
-"""The single-process baseline of blisswriter's design, for the point-rate benchmark.
+"""The single-process baseline of blisswriter's design, for same-run ratios (point rates, frames, the
+emulated many-core box).
 
 One process follows every stream of a scan with a blissdata `CursorGroup` (one blocking Redis
 read for all streams) and appends what arrives to h5py datasets (serial driver), with the chunks
 and filters nxpar would choose. As blisswriter 2.0.0 does (writer/datasets.py), points are
 buffered per dataset and saved aligned with the HDF5 chunks, unaligned when the oldest buffered
-point waited more than 3 s, and whatever is left at the end. Run in a child process: `follow_and_write(url, key, path, queue)`
-puts "ready" once attached, then the time.time() at which the file was closed.
+point waited more than 3 s, and whatever is left at the end. Run in a child process:
+`follow_and_write(url, key, path, queue)` (perf/core/child.py's Channel is such a queue)
+puts "ready" once attached, then the time.perf_counter() (CLOCK_MONOTONIC, the same clock
+in every process) at which the file was closed.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def follow_and_write(url: str, scan_key: str, filename: str, done) -> None:
             buffer.save(len(buffer.pending))
         while scan.state < ScanState.CLOSED:
             scan.update(timeout=1)
-    done.put(time.time())
+    done.put(time.perf_counter())
 
 
 class ChunkAlignedBuffer:

@@ -97,7 +97,7 @@ class RowWrites:
         """Enough rows are known to fill the next steps: asking Redis for lengths can wait.
 
         blissdata's stream length is the last entry read whole: a frame per poll, i.e. one frame
-        more over the wire per step of 8 frames while a writer is behind (perf/RESULTS.md)."""
+        more over the wire per step of 8 frames while a writer is behind (perf/HISTORY.md)."""
         return self.queued_bytes(streams) >= (MAX_INFLIGHT + 1) * self.step_bytes
 
     def submit_due(self, streams: list[StreamProgress], spec_of: Callable[[StreamProgress], st.ArraySpec],

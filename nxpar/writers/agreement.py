@@ -14,7 +14,17 @@ from ..protocol.mpi_roles import sleepy_allreduce_max_all
 
 
 class StepFailed(RuntimeError):
-    """A step failed on at least one writer rank; all ranks raise it together."""
+    """A step failed on at least one writer rank; all ranks raise it together. `partial`: it failed on
+    some ranks only, after a collective HDF5 call: the ranks' views of the file may differ since."""
+
+    def __init__(self, message: str, partial: bool = False) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class Diverged(StepFailed):
+    """A collective HDF5 call failed on some writer ranks only: the ranks' views of that file (its
+    metadata, its end of file) differ from now on, and nothing more may be written to it."""
 
 
 T = TypeVar("T")
@@ -33,8 +43,8 @@ def agree(comm: MPI.Intracomm, error: str, flags: list[int] | None = None) -> li
     errors = comm.allgather(error)
     failed = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
     if failed:
-        raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else
-                         next(e for e in errors if e))
+        raise StepFailed("; ".join(failed) if len(set(errors) - {""}) > 1 else next(e for e in errors if e),
+                         partial=len(failed) < len(errors))
     return agreed[1:]
 
 
@@ -49,5 +59,10 @@ def collectively(comm: MPI.Intracomm, what: str, call: Callable[[], T]) -> T:
         error = str(e)
     except Exception as e:
         error = f"{what}: {e}"
-    agree(comm, error)
+    try:
+        agree(comm, error)
+    except StepFailed as e:
+        if e.partial:  # some ranks did the call, others did not: their views of the file differ from now on
+            raise Diverged(str(e), partial=True) from e
+        raise
     return result  # type: ignore[return-value]

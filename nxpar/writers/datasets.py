@@ -33,8 +33,8 @@ def share_of_rows(start: int, stop: int, chunk_rows: int, rank: int, size: int) 
 def needs_collective(spec: st.ArraySpec, dset: h5py.Dataset) -> bool:
     """Filtered datasets need collective transfers. Unfiltered ones too, unless a chunk is exactly
     one row: independent writes of a row slab into multi-row or tiled chunks go piece by piece
-    through MPI-IO (measured 1 rank, 1024² uint16, chunks (8,256,256): 425 MB/s independent,
-    2 891 MB/s collective; one-frame chunks: 3 596 independent, 2 295 collective)."""
+    through MPI-IO, one-row chunks do not (both measured by `python -m perf write_paths --compression
+    none`, perf/RESULTS.md)."""
     if spec.compression != "none" or dset.chunks is None:
         return spec.compression != "none"
     nscan = spec.scan_ndim

@@ -26,7 +26,7 @@ from ..protocol import steps as st
 from ..sources.redis_reader import StreamReader
 from ..util.disk import free_bytes
 from . import layout
-from .agreement import StepFailed, agree, collectively
+from .agreement import Diverged, StepFailed, agree, collectively
 from .datasets import RowDatasets, resize_for, share_of_rows
 from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
 from .scan_files import ScanFiles
@@ -36,8 +36,10 @@ from .write_mode import write_mode_for
 log = logging.getLogger("nxpar.collective")
 
 
-# Free space kept in reserve: metadata (flushes, the final status, closing) must still fit.
+# Free space kept in reserve: rows are refused below it, so that metadata (flushes, the final status,
+# closing) still fits; metadata steps are refused only below METADATA_MARGIN_BYTES.
 SPACE_RESERVE_BYTES = 4 << 20
+METADATA_MARGIN_BYTES = 256 << 10
 
 
 class StepExecutor:
@@ -78,7 +80,11 @@ class StepExecutor:
         handler = self._handlers.get(type(step))
         if handler is None:
             raise StepFailed(f"unknown step {type(step).__name__}")
-        return self.write_mode.run_step(lambda: handler(step), step)
+        try:
+            return self.write_mode.run_step(lambda: handler(step), step)
+        except Diverged as e:  # agreed: every rank stops writing to that file alike
+            self.files.diverge(getattr(step, "scan_id", ""), str(e))
+            raise
 
     # -- steps -------------------------------------------------------------------------------
     def _open_file(self, step: st.OpenFile) -> None:
@@ -90,7 +96,7 @@ class StepExecutor:
         self._agree(error)
         self.files.open(step)
 
-    def _space_error(self, scan_id: str, need: int) -> str:
+    def _space_error(self, scan_id: str, need: int, reserve: int = METADATA_MARGIN_BYTES) -> str:
         """'' or why `need` more bytes cannot be written (checked by the first writer rank only).
 
         A full disk must fail every rank together: with collective metadata writes only the first
@@ -102,9 +108,9 @@ class StepExecutor:
         free = free_bytes(os.path.dirname(os.path.abspath(path)))
         if free is None:
             return ""
-        if free < need + SPACE_RESERVE_BYTES:
+        if free < need + reserve:
             return (f"No space left on device for {path}: {free / 2**20:.1f} MB free, "
-                    f"{(need + SPACE_RESERVE_BYTES) / 2**20:.1f} MB needed")
+                    f"{(need + reserve) / 2**20:.1f} MB needed")
         return ""
 
     def _tree(self, step: st.Tree) -> None:
@@ -132,7 +138,7 @@ class StepExecutor:
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
         self._prefetch_next()
-        flags = self._agree(error or self._space_error(step.scan_id, step.nbytes),
+        flags = self._agree(error or self._space_error(step.scan_id, step.nbytes, SPACE_RESERVE_BYTES),
                             failure_flags(failed, len(step.writes)))
         for i, failure in agreed_failures(self.comm, failed, flags).items():
             given_up.setdefault(step.writes[i].source.stream_name, failure)
@@ -216,7 +222,7 @@ class StepExecutor:
         for scan_id in sorted(self.files.scan_files):
             try:
                 self._close_file(st.CloseFile(scan_id))
-            except StepFailed as e:  # agreed: every rank goes on with the next file
+            except StepFailed as e:  # agreed: every rank goes on with the next file (a diverged one is abandoned)
                 log.error("scan %s: closed at shutdown: %s", scan_id, e)
         self.write_mode.close()
 

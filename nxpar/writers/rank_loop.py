@@ -10,6 +10,7 @@ watchdog warns, then stops the job for its supervisor to restart.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import signal
 from typing import Any
@@ -102,8 +103,20 @@ class WriterRankLoop:
         MPI.Request.Testall(self._marks)
 
 
+def leave_without_closing(files: Any) -> None:
+    """A file whose writer ranks diverged (scan_files.py) is never closed: HDF5 would close it at exit,
+    collectively, and hang. MPI is finalised and the process ends without HDF5's exit handlers."""
+    if files.abandoned:
+        log.error("leaving with %d file(s) whose writer ranks diverged, not closed: %s", len(files.abandoned),
+                  ", ".join(f.path for f in files.abandoned))
+        MPI.Finalize()
+        os._exit(0)
+
+
 def run_writer_rank(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
     # mpirun forwards SIGTERM and SIGINT (Ctrl-C) to every rank: rank 0 closes the files and dismisses us.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    WriterRankLoop(world, writers).run()
+    loop = WriterRankLoop(world, writers)
+    loop.run()
+    leave_without_closing(loop.executor.files)

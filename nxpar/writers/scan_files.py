@@ -45,9 +45,22 @@ class ScanFiles:
         self.write_mode = write_mode
         self.open_files: dict[str, SharedFile] = {}  # real path -> handle
         self.scan_files: dict[str, str] = {}  # scan id -> real path
+        self.diverged: dict[str, str] = {}  # real path -> the failure after which the ranks' views differ
+        self.abandoned: list[SharedFile] = []  # diverged files: never closed collectively (it would hang)
 
     def file(self, scan_id: str) -> h5py.File:
+        """The scan's open file, to write to; StepFailed (on every rank alike) once its views diverged."""
+        key = self.scan_files.get(scan_id)
+        if key in self.diverged:
+            raise StepFailed(f"nothing more is written to {self.open_files[key].path}: the writer ranks' views of "
+                             f"it differ since a step failed on some of them only ({self.diverged[key]})")
         return self.shared(scan_id).file
+
+    def diverge(self, scan_id: str, failure: str) -> None:
+        """After a Diverged failure (every rank calls it, the failure being agreed)."""
+        key = self.scan_files.get(scan_id)
+        if key is not None:
+            self.diverged.setdefault(key, failure)
 
     def shared(self, scan_id: str) -> SharedFile:
         try:
@@ -126,6 +139,9 @@ class ScanFiles:
         error = self.identity_error(shared)
         if shared.users > 0:
             collectively(self.comm, f"flushing {shared.path}", lambda: self.write_mode.flush(shared.file))
+        elif key in self.diverged:  # a collective close would hang: the handle is abandoned (the job restarts)
+            self.abandoned.append(self.open_files.pop(key))
+            error = error or f"{shared.path} abandoned: its writer ranks diverged ({self.diverged.pop(key)})"
         else:
             del self.open_files[key]
             collectively(self.comm, f"closing {shared.path}", shared.file.close)

@@ -45,8 +45,10 @@ def shared_dir(comm):
 @pytest.fixture
 def executor(comm):
     from nxpar.writers.executor import StepExecutor
+    from tests.mpi.conftest import ABANDONED
 
     ex = StepExecutor(comm)
+    ABANDONED.append(ex.files.abandoned)
     yield ex
     ex.close_all()
 
@@ -189,4 +191,102 @@ def test_a_readable_plugin_write_returns_no_failure(comm, executor, shared_dir, 
     comm.Barrier()
     with h5py.File(path, "r", locking=False) as f:
         np.testing.assert_array_equal(f["1.1/instrument/eiger/frame"][()],
+                                      np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME))
+
+
+def test_a_stale_view_on_one_rank_cannot_split_create_and_open(comm, executor, shared_dir, monkeypatch):
+    """One node's stale view of the directory (NFS): its rank would create where the others open. The
+    first writer rank decides for all (issue 21): the file opens on every rank, nobody hangs."""
+    import os
+
+    path = str(shared_dir / "stale.h5")
+    if comm.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["earlier/x"] = 1
+    comm.Barrier()
+    if comm.rank == 1:
+        real = os.path.exists
+        monkeypatch.setattr(os.path, "exists", lambda p: False if str(p) == path else real(p))
+    open_scan(executor, path)
+    executor.execute(st.CloseFile("scan1"))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        assert f["earlier/x"][()] == 1 and "1.1" in f  # opened, not created anew
+
+
+def test_a_step_that_fails_on_one_rank_only_fails_on_every_rank_and_the_service_goes_on(comm, executor, shared_dir,
+                                                                                       monkeypatch, lima_file):
+    """A collective call that fails on one rank only (issue 21): the step fails on every rank through the
+    agreement, nobody hangs or aborts; that file gets nothing more (the ranks' views of it differ), it is
+    closed, and the other scans' files go on."""
+    from nxpar.writers import executor as executor_module
+    from nxpar.writers.agreement import StepFailed
+
+    path = str(shared_dir / "one.h5")
+    open_scan(executor, path)
+    if comm.rank == 2:
+        def broken(f, nodes):
+            raise OSError("disk quota exceeded")
+        monkeypatch.setattr(executor_module, "apply_nodes", broken)
+    with pytest.raises(StepFailed, match="disk quota exceeded"):
+        executor.execute(st.Tree("scan1", [st.Node("value", "/1.1/title", "x")]))
+    monkeypatch.undo()
+    with pytest.raises(StepFailed, match="views of it differ"):
+        executor.execute(st.Tree("scan1", [st.Node("value", "/1.1/end", "y")]))
+    with pytest.raises(StepFailed):
+        executor.execute(st.CloseFile("scan1"))
+    other = str(shared_dir / "other.h5")  # the next scan is written normally
+    executor.execute(st.OpenFile("scan2", other, {"NX_class": "NXroot"}, ["2.1"]))
+    executor.execute(st.Tree("scan2", [st.Node("group", "/2.1", attrs={"NX_class": "NXentry"}),
+                                       st.Node("group", "/2.1/instrument/cam", attrs={"NX_class": "NXdetector"})]))
+    write = frames_write(lima_file, 0, 12)
+    write.spec.path = "/2.1/instrument/cam/data"
+    executor.execute(st.WriteBatch("scan2", [write]))
+    executor.execute(st.CloseFile("scan2"))
+    comm.Barrier()
+    with h5py.File(other, "r", locking=False) as f:
+        np.testing.assert_array_equal(f["2.1/instrument/cam/data"][()],
+                                      np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME))
+
+
+def test_a_deleted_file_fails_flush_and_close_on_every_rank_and_the_path_is_made_to_say_so(comm, executor,
+                                                                                         shared_dir):
+    import os
+
+    from nxpar.writers.agreement import StepFailed
+
+    path = str(shared_dir / "gone.h5")
+    open_scan(executor, path)
+    comm.Barrier()
+    if comm.rank == 0:
+        os.unlink(path)
+    comm.Barrier()
+    with pytest.raises(StepFailed, match="was deleted while the scan was being written"):
+        executor.execute(st.Flush("scan1"))
+    with pytest.raises(StepFailed, match="was deleted"):
+        executor.execute(st.CloseFile("scan1"))
+    executor.execute(st.MarkFailed(path, ["1.1"], "the file was deleted", "2026-12-03T10:00:00+01:00",
+                                   create_missing=True))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        assert f["1.1/writer/status"][()] == b"FAILED" and f["1.1/writer/failure"][()] == b"the file was deleted"
+        assert f["1.1/end_time"][()] == b"2026-12-03T10:00:00+01:00"
+
+
+def test_a_scan_written_again_replaces_its_entry_and_leaves_the_others(comm, executor, shared_dir, lima_file):
+    path = str(shared_dir / "again.h5")
+    if comm.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["0.1/untouched"] = 7
+            f["1.1/instrument/cam/data"] = np.zeros((3,) + FRAME, dtype="uint16")  # what a dead run left
+    comm.Barrier()
+    executor.execute(st.OpenFile("scan1", path, {"NX_class": "NXroot"}, ["1.1"], replace_entries=True))
+    executor.execute(st.Tree("scan1", [st.Node("group", "/1.1", attrs={"NX_class": "NXentry"}),
+                                       st.Node("group", "/1.1/instrument/cam", attrs={"NX_class": "NXdetector"})]))
+    executor.execute(st.WriteBatch("scan1", [frames_write(lima_file, 0, 12)]))
+    executor.execute(st.CloseFile("scan1"))
+    comm.Barrier()
+    with h5py.File(path, "r", locking=False) as f:
+        assert f["0.1/untouched"][()] == 7
+        np.testing.assert_array_equal(f["1.1/instrument/cam/data"][()],
                                       np.arange(12 * 16, dtype="uint16").reshape((12,) + FRAME))

@@ -6,9 +6,9 @@ covers entirely are encoded on a thread pool (chunk_codec: the dataset's own fil
 stored with H5Dwrite_chunk; rows of a chunk the write covers only in part (a flush of a partly
 filled chunk, or the rest of it later) go through HDF5, which merges them with what is stored.
 Compression and storage run one step behind the caller (`submit` / `wait`), overlapping the
-next step's Redis reads. Measured (1024² uint16, chunks (8,256,256), bitshuffle-LZ4, one process
-writing from memory): MPI-IO driver 1 176 MB/s, serial driver through HDF5 1 529, direct 1 thread
-1 579, 2 threads 2 204.
+next step's Redis reads. The four ways of writing one process's chunks (MPI-IO driver, serial driver
+through HDF5, direct on 1 and 2 threads) are measured by `python -m perf write_paths --compression
+lz4-bitshuffle` (perf/RESULTS.md).
 """
 from __future__ import annotations
 
