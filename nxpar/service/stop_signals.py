@@ -5,12 +5,15 @@ mpirun forwards both (Ctrl-C is SIGINT) to every rank; systemd and supervisord s
 blocks both first thing (`block`, before MPI and Tango start threads), so that no thread ever takes
 them asynchronously: no KeyboardInterrupt raised at a random place, no rank killed by the default action
 (which mpirun reports as BAD TERMINATION). The writer ranks never wait for them: rank 0 dismisses them.
-On rank 0 they are taken by sigwait: by Tango's own signal thread once the server is initialised (its
-answer to SIGINT, SIGTERM and SIGQUIT: shut the server down) and by `StopSignals`' thread from the start:
-before the server runs, the request is kept and the server is not started or is shut down as soon as
-it is initialised; while it runs, the scans being written are finalised and the server is shut down as
-Tango itself does it; afterwards, a further signal is only logged. When the Tango server has returned,
-rank 0 stops whatever scan is left and dismisses the writer ranks (nxpar/service/main.py).
+On rank 0 they are taken by sigwait, in `StopSignals`' thread, from the start: before the server runs,
+the request is kept and the server is not started, or shut down as soon as it is initialised; while it
+runs, the scans being written are finalised, then the server is shut down as Tango itself does it;
+afterwards a further signal is only logged. When the Tango server has returned, rank 0 stops whatever
+scan is left and dismisses the writer ranks (nxpar/service/main.py). Tango's own signal thread, started
+with the server, waits for the same signals (its answer: shut the server down, which during the
+server's initialisation kills the process); Linux gives a signal sent to the process to the first thread
+that waits for it in creation order, ours (the tests always saw ours take it); were Tango's to take one
+while the server runs, the outcome is the same, the scans being finalised after the devices are deleted.
 
 A process started by a rank would inherit the blocked mask (nxpar starts none).
 """
