@@ -126,11 +126,12 @@ class RequestedScans:
     def running(self) -> bool:
         return any(r.writer.is_alive() for r in list(self._records.values()))
 
-    def stop_all(self, timeout: float = 10) -> None:
-        """Service shutdown: finalise what is being written."""
+    def stop_all(self, timeout: float = 10, resumable: bool = True) -> None:
+        """Service shutdown: finalise what is being written (FAILED); resumable: the next run writes those
+        scans again from Redis (the journal keeps them)."""
         for record in list(self._records.values()):
             if record.writer.is_alive():
-                record.writer.stop(timeout=timeout)
+                record.writer.stop(timeout=timeout, resumable=resumable)
 
     # -- requests ----------------------------------------------------------------------------------
     def request(self, key: str) -> bool:

@@ -2,7 +2,8 @@
 `BlissWriter`); ranks 1..N-1 are writers (nxpar.writers.rank_loop) and never talk Tango.
 
 Stopping: SIGTERM or SIGINT (Ctrl-C of mpirun) on any rank, at any moment (stop_signals.py); rank 0 then
-finalises the scans being written (FAILED, with end_time) and dismisses the writer ranks. Supervision
+finalises the scans being written (FAILED, with end_time; the next run writes them again from Redis) and
+dismisses the writer ranks. Supervision
 (restart when the job dies, the restart reason in the devices' Status): supervision.py, run_marker.py.
 """
 from __future__ import annotations
@@ -103,7 +104,8 @@ def _serve(args: argparse.Namespace, signals: stop_signals.StopSignals) -> None:
 
 
 def _stop_scans() -> None:
-    """The scans being written are finalised (FAILED, with end_time) and their threads end."""
+    """The scans being written are finalised (FAILED, with end_time, "the writer service stopped"), left
+    to the next run, which writes them again from Redis; their threads end."""
     from . import device_common
     from .bliss_writer import stop_all_routes
 
@@ -111,7 +113,7 @@ def _stop_scans() -> None:
     for sub in device_common.SUBSCRIBERS.values():
         for w in list(sub.writers.values()):
             if w.is_alive():
-                w.stop(timeout=10)
+                w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """SIGTERM and SIGINT stop the service the same way at any moment of its run: the scans being written
-are finalised (their files FAILED, with end_time), the writer ranks dismissed, no traceback, no hang.
+are finalised (their files FAILED, with end_time, and left to the next run, which writes them again from
+Redis), the writer ranks dismissed, no traceback, no hang.
 
 mpirun forwards both (Ctrl-C is SIGINT) to every rank; systemd and supervisord send SIGTERM. Every rank
 blocks both first thing (`block`, before MPI and Tango start threads), so that no thread ever takes
@@ -70,8 +71,8 @@ class StopSignals:
             if not first:
                 log.warning("%s received: the service is already stopping", name)
                 continue
-            log.warning("%s received: stopping the service (scans being written are finalised, their files FAILED)",
-                        name)
+            log.warning("%s received: stopping the service (scans being written are finalised, their files FAILED, "
+                        "and written again by its next run)", name)
             if stop:
                 self._stop_server()
 

@@ -54,7 +54,10 @@ def set_root_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
 def apply_nodes(f: h5py.File, nodes: list[Node]) -> None:
     """Apply the nodes in order (every writer rank the same list: collective metadata)."""
     for node in nodes:
-        _APPLY[NodeOp(node.op)](f, node)
+        try:
+            _APPLY[NodeOp(node.op)](f, node)
+        except Exception as e:  # the same on every rank: name the node, so the scan's reason says where
+            raise RuntimeError(f"{NodeOp(node.op).value} {node.path}: {e}") from e
 
 
 def _has_link(f: h5py.File, path: str) -> bool:
