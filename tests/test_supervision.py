@@ -16,11 +16,11 @@ from pathlib import Path
 
 
 from launch.processes import NAME_MARK, RUNDIR_MARK, kill_marked, marked
-from launch.simulate import ScanSpec
+from launch.simulate import ScanPublisher, ScanSpec
 from launch.stack import ROOT
 from nxpar.service import supervision
 from nxpar.service.run_marker import RESTART_REASON_ENV, RunMarker, marker_path
-from tests.helpers import start_scan, wait_progress
+from tests.helpers import start_scan, wait_progress, wait_scan_exists
 from tests.processes import service_ranks
 from tests.supervision_helpers import CLEAN_STOP_S, assert_failed_with_end_time, marker, wait_gone
 
@@ -158,6 +158,31 @@ def test_supervisord_restarts_a_killed_job_the_status_says_why_and_stop_is_clean
         assert_failed_with_end_time(spec.filename)
         assert "SIGTERM received" in (stack.rundir / f"service_{instance}.log").read_text()
     finally:
+        stack.stop_service(instance)
+
+
+def test_a_job_stopped_by_its_own_watchdog_says_why_once_restarted(stack, data_dir):
+    instance, session = "w_selfstop", "selfstop"
+    dev = stack.register(session, instance)
+    stack.start_service(instance, 3, supervised=True,
+                        extra_env={"NXPAR_STALL_WARNING_S": "1", "NXPAR_STALL_RESTART_S": "3"})
+    ranks = {}
+    try:
+        proxy = stack.wait_device(dev)
+        ranks = service_ranks(instance)
+        ranks[2].send_signal(signal.SIGSTOP)  # the next step is never answered: rank 0 stops the job
+        pub = ScanPublisher(stack.env["REDIS_DATA_URL"], ScanSpec(session, str(data_dir / "self.h5"), 1, 5,
+                                                                  image_shape=(16, 16)))
+        wait_scan_exists(proxy, pub.spec.name)
+        pub.prepare_start()
+        wait_gone([p.pid for p in ranks.values()], 60)
+        status = stack.wait_device(dev, timeout=90).Status()
+        assert f"pid {ranks[0].pid}" in status and "it stopped itself: writer ranks stalled" in status, status
+        pub.stop_close()
+    finally:
+        for p in ranks.values():
+            if p.is_running():
+                p.send_signal(signal.SIGCONT)
         stack.stop_service(instance)
 
 

@@ -3,8 +3,9 @@
 
 Stopping: SIGTERM or SIGINT (Ctrl-C of mpirun) on any rank, at any moment (stop_signals.py); rank 0 then
 finalises the scans being written (FAILED, with end_time; the next run writes them again from Redis) and
-dismisses the writer ranks. Supervision
-(restart when the job dies, the restart reason in the devices' Status): supervision.py, run_marker.py.
+dismisses the writer ranks. Supervision (restart when the job dies, the restart reason in the devices'
+Status): supervision.py, run_marker.py. Modules that start MPI or Tango are imported inside the
+functions: the stop signals are blocked before either starts a thread.
 """
 from __future__ import annotations
 
@@ -74,9 +75,12 @@ def run_front_end(world, writers, args: argparse.Namespace) -> None:
     signals = stop_signals.StopSignals(_stop_scans)
     marker = RunMarker(args.instance)
     marker.start()
-    channel = device_common.CHANNEL = WriterChannel(
-        world, local_executor(world, writers),
-        abort=lambda reason: (marker.record_stop_reason(reason), abort_job(world, reason)))
+
+    def stop_job(reason: str) -> None:  # the watchdog or a broken channel: the next run will name the reason
+        marker.record_stop_reason(reason)
+        abort_job(world, reason)
+
+    channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers), abort=stop_job)
     log.info("rank 0 of %d: Tango server %s/%s", world.size, args.server, args.instance)
     try:
         if not signals.received:
