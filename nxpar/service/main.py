@@ -1,5 +1,11 @@
 """`NexusWriterService INSTANCE`: the MPI job. Rank 0 serves the Tango devices (`NexusWriter`,
 `BlissWriter`); ranks 1..N-1 are writers (nxpar.writers.rank_loop) and never talk Tango.
+
+Stopping: SIGTERM or SIGINT (Ctrl-C of mpirun) on any rank, at any moment (stop_signals.py); rank 0 then
+finalises the scans being written (FAILED, with end_time; the next run writes them again from Redis) and
+dismisses the writer ranks. Supervision (restart when the job dies, the restart reason in the devices'
+Status): supervision.py, run_marker.py. Modules that start MPI or Tango are imported inside the
+functions: the stop signals are blocked before either starts a thread.
 """
 from __future__ import annotations
 
@@ -8,10 +14,7 @@ import logging
 import sys
 import time
 
-import tango
-
-from ..driver.writer_channel import WriterChannel
-from . import device_common, logging_setup
+from . import logging_setup, stop_signals
 
 log = logging.getLogger("nxpar.tango")
 
@@ -32,6 +35,7 @@ TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop_signals.block()  # EVERY RANK, before MPI and Tango start threads
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from mpi4py import MPI
 
@@ -62,29 +66,58 @@ def local_executor(world, writers):
 
 
 def run_front_end(world, writers, args: argparse.Namespace) -> None:
-    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave."""
-    channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers))
+    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave. The run marker
+    says how the previous run ended (before the devices start) and how this one ends."""
+    from ..driver.writer_channel import WriterChannel, abort_job
+    from . import device_common
+    from .run_marker import RunMarker
+
+    signals = stop_signals.StopSignals(_stop_scans)
+    marker = RunMarker(args.instance)
+    marker.start()
+
+    def stop_job(reason: str) -> None:  # the watchdog or a broken channel: the next run will name the reason
+        marker.record_stop_reason(reason)
+        abort_job(world, reason)
+
+    channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers), abort=stop_job)
+    log.info("rank 0 of %d: Tango server %s/%s", world.size, args.server, args.instance)
+    try:
+        if not signals.received:
+            _serve(args, signals)
+    finally:
+        signals.server_returned()
+        _stop_scans()
+        channel.shutdown()
+        time.sleep(0.1)
+    marker.stopped_cleanly()
+
+
+def _serve(args: argparse.Namespace, signals: stop_signals.StopSignals) -> None:
+    import tango
+    from tango.server import run
+
+    from .bliss_writer import BlissWriter  # BLISS's "mapping" route, same process
+    from .nexus_writer import NexusWriter
+
     tango_args = [args.server, args.instance]
     if args.log_tango in TANGO_VERBOSITY:
         tango_args.append(TANGO_VERBOSITY[args.log_tango])
-    log.info("rank 0 of %d: Tango server %s/%s", world.size, args.server, args.instance)
-    try:
-        from tango.server import run
+    run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous,
+        post_init_callback=signals.server_started)
 
-        from .bliss_writer import BlissWriter  # BLISS's "mapping" route, same process
-        from .nexus_writer import NexusWriter
 
-        run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous)
-    finally:
-        from .bliss_writer import stop_all_routes
+def _stop_scans() -> None:
+    """The scans being written are finalised (FAILED, with end_time, "the writer service stopped"), left
+    to the next run, which writes them again from Redis; their threads end."""
+    from . import device_common
+    from .bliss_writer import stop_all_routes
 
-        stop_all_routes()
-        for sub in device_common.SUBSCRIBERS.values():
-            for w in list(sub.writers.values()):
-                if w.is_alive():
-                    w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
-        channel.shutdown()
-        time.sleep(0.1)
+    stop_all_routes()
+    for sub in device_common.SUBSCRIBERS.values():
+        for w in list(sub.writers.values()):
+            if w.is_alive():
+                w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
 
 
 if __name__ == "__main__":
