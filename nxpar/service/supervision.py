@@ -27,6 +27,7 @@ from string import Template
 
 from ..driver.journal import state_dir
 
+SHIM_NAME = "libnxpar_loopback_bind.so"
 IFACE_ENV = "NXPAR_MPI_IFACE"
 LOOPBACK = "lo"
 DEFAULT_STOP_TIMEOUT_S = 60  # > the service's clean stop: each running scan ≤ 10 s, the writer ranks ≤ 30 s
@@ -43,12 +44,24 @@ class Supervisor(Enum):
         return resources.files(__package__).joinpath("supervision_templates", name).read_text()
 
 
+def loopback_shim() -> Path | None:
+    """The library that keeps hydra's control port on loopback (supervision_templates/loopback_bind.c,
+    built by launch/setup.sh into <prefix>/lib/nxpar/), or NXPAR_LOOPBACK_SHIM; None if not built."""
+    path = Path(os.environ.get("NXPAR_LOOPBACK_SHIM") or Path(sys.prefix) / "lib" / "nxpar" / SHIM_NAME)
+    return path if path.is_file() else None
+
+
 def mpi_network(iface: str = "", environ: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """mpirun options and environment of the MPI network: loopback for one host, else `iface`."""
+    """mpirun options and environment of the MPI network: loopback for one host (the ranks' UCX, and
+    hydra's own control port through the preloaded shim), else `iface`."""
     env = os.environ if environ is None else environ
     iface = iface or env.get(IFACE_ENV, "")
     options = ["-iface", iface] if iface else []
-    return options, {"UCX_NET_DEVICES": env.get("UCX_NET_DEVICES") or iface or LOOPBACK}
+    network = {"UCX_NET_DEVICES": env.get("UCX_NET_DEVICES") or iface or LOOPBACK}
+    shim = loopback_shim()
+    if not iface and shim is not None:
+        network["LD_PRELOAD"] = " ".join(p for p in (env.get("LD_PRELOAD", ""), str(shim)) if p)
+    return options, network
 
 
 def installed(program: str) -> str:
