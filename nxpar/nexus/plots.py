@@ -51,7 +51,9 @@ class Plotted:
 @dataclass
 class Signal:
     item: Plotted
-    scan_shape: tuple[int, ...]  # as plotted: the grid, or (0,) for flat data (length not compared)
+    # as plotted: the grid, or (rows,) for flat data ((0,) when not known): blisswriter groups by the
+    # dataset's shape, so channels of different lengths (an aborted scan) get NXdata of their own
+    scan_shape: tuple[int, ...]
     reshaped: bool  # flat data shown as the grid (a virtual dataset)
 
 
@@ -175,13 +177,15 @@ def fits_grid(rows: Optional[int], grid: tuple[int, ...], motor_rows: Optional[i
 
 def group_signals(signals: list[Plotted], grid: tuple[int, ...], keepshape: bool,
                   motor_rows: Optional[int] = None) -> list[PlotGroup]:
-    """blisswriter's NXplotID grouping; flat data of a grid is reshaped when its frame shape is fixed
-    and its rows fit the grid (else it is left out)."""
+    """blisswriter's NXplotID grouping (writer/plots.py:238-263: name, scan shape, detector shape of the
+    signal as plotted); flat data of a grid is reshaped when its frame shape is fixed and its rows fit
+    the grid (else it is left out)."""
     groups: dict[tuple[Any, ...], PlotGroup] = {}
     for item in signals:
         det = tuple(item.detector_shape) if item.detector_shape is not None else (-1,) * item.dim
         as_grid = bool(grid) and (keepshape or known_shape(item))
-        signal = Signal(item, tuple(grid) if as_grid else (0,), reshaped=as_grid and not keepshape)
+        flat = (item.rows if item.rows is not None else 0,)
+        signal = Signal(item, tuple(grid) if as_grid else flat, reshaped=as_grid and not keepshape)
         if signal.reshaped and not fits_grid(item.rows, grid, motor_rows):
             continue
         key = (signal.scan_shape, det)

@@ -106,3 +106,21 @@ def test_scan_plan_passes_the_rows_written_to_the_plot():
     nodes = plan.final_nodes({}, False, {name: 12 for name in plan.channels}, VALUES)
     assert {p for p in by_op(nodes, "group") if "plotselect" in p} == {
         "/1.1/plotselect_unknown1D", "/1.1/plotselect_unknown2D", "/1.1/plotselect_samplingcounter"}
+
+
+@pytest.mark.parametrize("diode_rows,groups,default", [
+    (5, {"/1.1/plotselect"}, None),
+    (4, {"/1.1/plotselect_samplingcounter", "/1.1/plotselect_unknown0D"}, "/1.1/plotselect_unknown0D"),
+])
+def test_channels_of_different_lengths_get_nxdata_of_their_own(diode_rows, groups, default):
+    """plotselect(sdiode, sim_gauss); an ascan aborted while sdiode had one point less: blisswriter groups
+    the signals by their dataset's shape (writer/plots.py:238-263), so (4,) and (5,) are two NXdata, named
+    by device type, `plotselect` linking the one whose signal names sort last (('sdiode',) < ('sim_gauss',))."""
+    items = [plotted("axis:robx", "positioner", (), 5, master=0), plotted("ctrl:sdiode", "samplingcounter", (), diode_rows),
+             plotted("sim:sim_gauss", "", (), 5)]
+    nodes = plot_nodes("1.1", items, ["sdiode", "sim_gauss"], (), False, {}, [])
+    assert set(by_op(nodes, "group")) == groups
+    link = by_op(nodes, "softlink").get("/1.1/plotselect")
+    assert (link.target if link else None) == default
+    for group in by_op(nodes, "group").values():
+        assert group.attrs["axes"] == ["robx"]
