@@ -79,9 +79,11 @@ def test_the_supervisord_section_says_what_supervisord_reads(tmp_path):
     assert program.name == "nxpar-w_demo" and Path(argv[0]).name in ("mpirun", "mpiexec")
     assert argv[1:] == ["-n", "4", argv[3], "w_demo", "--log=INFO"]
     assert Path(argv[3]).name == "NexusWriterService" and Path(argv[3]).exists() and Path(argv[0]).exists()
+    shim = supervision.loopback_shim()  # built by launch/setup.sh: hydra's control port on loopback
+    assert shim is not None
     assert program.environment == {"TANGO_HOST": "tango:20000", "NXPAR_STATE_DIR": str(tmp_path),
                                    "REDIS_DATA_URL": "redis://r:6379", "HDF5_USE_FILE_LOCKING": "FALSE",
-                                   "UCX_NET_DEVICES": "lo"}
+                                   "UCX_NET_DEVICES": "lo", "LD_PRELOAD": str(shim)}
     assert program.stopsignal == signal.SIGTERM and program.stopwaitsecs > CLEAN_STOP_S
     assert program.stopasgroup and program.killasgroup and program.autorestart is RestartUnconditionally
     assert program.startretries > 10 and program.directory == str(tmp_path)
@@ -101,7 +103,7 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
 
 
 def test_a_multi_node_job_uses_the_interface_the_operator_names(monkeypatch):
-    assert supervision.mpi_network("", {}) == ([], {"UCX_NET_DEVICES": "lo"})
+    assert supervision.mpi_network("", {}) == ([], {"UCX_NET_DEVICES": "lo", "LD_PRELOAD": str(supervision.loopback_shim())})
     assert supervision.mpi_network("", {"NXPAR_MPI_IFACE": "eth1"}) == (["-iface", "eth1"], {"UCX_NET_DEVICES": "eth1"})
     # an InfiniBand port for UCX, hydra on the IP interface of the same network
     assert supervision.mpi_network("ib0", {"UCX_NET_DEVICES": "mlx5_0:1"}) == (["-iface", "ib0"],
