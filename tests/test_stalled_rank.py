@@ -70,7 +70,7 @@ def test_a_rank_stopped_for_good_gets_the_job_restarted_and_the_scan_written_aga
         service_ranks(instance)[2].send_signal(signal.SIGSTOP)
         pub.send(30, batch=2)
         pub.stop_close()
-        wait_for(lambda: 2 not in service_ranks(instance) or not service_ranks(instance)[2].status() == "stopped",
+        wait_for(lambda: (r := service_ranks(instance).get(2)) is None or r.status() != "stopped",
                  60, "the stalled job was not stopped")
         wait_device_back(devname, 120)
         import tango

@@ -70,7 +70,7 @@ class ScanEnding:
         if not isinstance(failure, StepError):
             d.source.refresh()
         streams = list(d.streams.values())
-        written = {p.name for p in streams if p.written and p.kind != StreamKind.SCAN}
+        written = {p.name: p.written for p in streams if p.written and p.kind != StreamKind.SCAN}  # rows
         nodes = reference_nodes(plan, d.source, streams, d.lima_infos)
         nodes += d.plugins.final_nodes(plan, d.streams)  # Lima2 / Mosca: last VDS, copy warnings
         nodes += plan.final_nodes(d.source.final_info(), failure is not None, written,

@@ -6,6 +6,7 @@ layout) and `h5map_plan.H5MapPlan` (the tree the publisher mapped itself, newer 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -58,7 +59,8 @@ class FilePlan(Protocol):
 
     # -- closing -----------------------------------------------------------------------------
     def grid_axes(self) -> dict[str, list[str]]: ...
-    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
+    # written: rows written per stream that has any (plots leave out flat data that does not fit a grid)
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: Mapping[str, int],
                     axis_values: dict[str, np.ndarray] | None = None) -> list[Node]: ...
     def failed_nodes(self, reason: str) -> list[Node]: ...
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +157,7 @@ class H5MapPlan:
     def grid_axes(self) -> dict[str, list[str]]:
         return {}
 
-    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: Mapping[str, int],
                     axis_values: dict[str, np.ndarray] | None = None) -> list[Node]:
         """The map as published at the end (BLISS may complete it at close), then the status."""
         maps = (final_info or {}).get("h5maps") or {}

@@ -8,6 +8,7 @@ message before any file is touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,9 +233,10 @@ class ScanPlan:
                 axes[entry] = [name for _, name in reversed(masters[:len(self.grid)])]
         return axes
 
-    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: set[str],
+    def final_nodes(self, final_info: dict[str, Any], failed: bool, written: Mapping[str, int],
                     axis_values: dict[str, np.ndarray] | None = None) -> list[Node]:
-        """axis_values: {mesh motor channel: its positions averaged over the other grid dimensions}."""
+        """written: rows written per stream (those with any); axis_values: {mesh motor channel: its
+        positions averaged over the other grid dimensions}."""
         self.info = {**self.info, **final_info}
         nodes: list[Node] = []
         status = "FAILED" if failed else "SUCCEEDED"
@@ -249,12 +251,12 @@ class ScanPlan:
         nodes.append(Node(NodeOp.ATTRS, "/", attrs={"default": self.entry_names[-1]}))
         return nodes
 
-    def _plot(self, entry: str, written: set[str], axis_values: dict[str, np.ndarray]) -> list[Node]:
-        """The plotselect NXdata of one entry (`plots.py`)."""
+    def _plot(self, entry: str, written: Mapping[str, int], axis_values: dict[str, np.ndarray]) -> list[Node]:
+        """The plotselect NXdata of one entry (`plots.py`); `written`: rows per stream."""
         wanted = wanted_channels(self.info)
         if not wanted:
             return []
-        items = [Plotted(name, c.map, c.dim, c.dtype, c.detector_shape) for name, c in self.channels.items()
+        items = [Plotted(name, c.map, c.dim, c.dtype, c.detector_shape, written[name]) for name, c in self.channels.items()
                  if c.entry == entry and name in written and (c.dtype is not None or c.map.is_positioner)]
         return plot_nodes(entry, items, wanted, self.grid, bool(self.saved_grid), axis_values,
                           self.grid_axes().get(entry, []))

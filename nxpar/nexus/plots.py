@@ -5,7 +5,9 @@ The channels BLISS asks to display (`display_extra`) become NXdata signals, one 
 with `plotselect` a link to the default one. Mesh data saved flat is shown as the grid through a
 virtual dataset (one mapping per grid row, so that points never received read as the fill value),
 with one axis per grid dimension: the motor's positions averaged over the other dimensions, made
-linear. Pure logic: returns `Node`s.
+linear. Flat data is shown as the grid only when its rows fit it (`fits_grid`): a channel with more
+or fewer points than a complete grid is left out of the plot, as blisswriter leaves it ("Cannot
+reshape"); an incomplete mesh shows what came. Pure logic: returns `Node`s.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class Plotted:
     dim: int = 0  # detector ndim announced in scan_info
     dtype: Optional[str] = None
     detector_shape: Optional[tuple[int, ...]] = None  # None: not known (no dataset planned)
+    rows: Optional[int] = None  # rows written (None: not known)
 
     @property
     def link_name(self) -> str:
@@ -48,7 +51,9 @@ class Plotted:
 @dataclass
 class Signal:
     item: Plotted
-    scan_shape: tuple[int, ...]  # as plotted: the grid, or (0,) for flat data (length not compared)
+    # as plotted: the grid, or (rows,) for flat data ((0,) when not known): blisswriter groups by the
+    # dataset's shape, so channels of different lengths (an aborted scan) get NXdata of their own
+    scan_shape: tuple[int, ...]
     reshaped: bool  # flat data shown as the grid (a virtual dataset)
 
 
@@ -152,13 +157,37 @@ def known_shape(item: Plotted) -> bool:
     return item.detector_shape is not None and all(n > 0 for n in item.detector_shape)
 
 
-def group_signals(signals: list[Plotted], grid: tuple[int, ...], keepshape: bool) -> list[PlotGroup]:
-    """blisswriter's NXplotID grouping; flat data of a grid is reshaped when its frame shape is fixed."""
+def fits_grid(rows: Optional[int], grid: tuple[int, ...], motor_rows: Optional[int]) -> bool:
+    """Whether flat data of `rows` points can be shown as `grid` (the plotted grid, slow axis grown).
+
+    blisswriter 2.0.0 (writer/plots.py, NXdataWriter.add_signal, lines 218-234) reshapes a flat
+    dataset to `grid_shape` (the scan's grid + detector shape, writer/datasets.py:310) only when the
+    sizes agree, else logs "Cannot reshape" and leaves the channel out of the plot: a channel with
+    more or fewer points than the grid (BLISS's FakeController publishes npoints + 1) is not shown.
+    nxpar also plots an incomplete mesh (its motors, `motor_rows`, short of the grid): there a channel
+    is shown, the points that never came read as the fill value, unless it has more points than the grid.
+    Unknown rows: shown.
+    """
+    if rows is None:
+        return True
+    size = math.prod(grid)
+    incomplete = motor_rows is not None and motor_rows < size
+    return rows == size or (incomplete and rows < size)
+
+
+def group_signals(signals: list[Plotted], grid: tuple[int, ...], keepshape: bool,
+                  motor_rows: Optional[int] = None) -> list[PlotGroup]:
+    """blisswriter's NXplotID grouping (writer/plots.py:238-263: name, scan shape, detector shape of the
+    signal as plotted); flat data of a grid is reshaped when its frame shape is fixed and its rows fit
+    the grid (else it is left out)."""
     groups: dict[tuple[Any, ...], PlotGroup] = {}
     for item in signals:
         det = tuple(item.detector_shape) if item.detector_shape is not None else (-1,) * item.dim
         as_grid = bool(grid) and (keepshape or known_shape(item))
-        signal = Signal(item, tuple(grid) if as_grid else (0,), reshaped=as_grid and not keepshape)
+        flat = (item.rows if item.rows is not None else 0,)
+        signal = Signal(item, tuple(grid) if as_grid else flat, reshaped=as_grid and not keepshape)
+        if signal.reshaped and not fits_grid(item.rows, grid, motor_rows):
+            continue
         key = (signal.scan_shape, det)
         groups.setdefault(key, PlotGroup(signal.scan_shape, det, [])).signals.append(signal)
     return sorted(groups.values(), key=lambda g: g.sortkey)
@@ -206,11 +235,12 @@ def plot_nodes(entry: str, items: list[Plotted], wanted: list[str], grid: tuple[
     items: the entry's channels that have data; grid_axes: the grid's motors, slow first.
     """
     signals = select_signals(wanted, items)
-    if not signals:
-        return []
     slow = axis_values.get(grid_axes[0]) if grid_axes else None
     grid = plot_grid(grid, slow)
-    groups = group_signals(signals, grid, keepshape)
+    motor_rows = max((i.rows for i in items if i.fullname in grid_axes and i.rows is not None), default=None)
+    groups = group_signals(signals, grid, keepshape, motor_rows)
+    if not groups:
+        return []
     masters = {i.map.master_index: i for i in items
                if i.map.is_positioner and i.map.master_index >= 0 and i.map.data_type == "principal"}
     e = f"/{entry}"

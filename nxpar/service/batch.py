@@ -8,7 +8,9 @@ scans that are still in Redis (--existing; an entry already in its file is never
 move the old files away first). Like `blisswriter run REDIS_URL` of blisswriter 3.0.0.
 
 Rank 0 discovers the scans and plans the files; ranks 1..N-1 write. Ctrl-C (SIGINT) or SIGTERM:
-no new scans, the running ones are written to their end; a second signal finalises them at once.
+no new scans, the running ones are written to their end; a second signal finalises them at once. Both
+are blocked on every rank from the start (nxpar/service/stop_signals.py), and taken on rank 0's main
+thread only once it listens: one that comes while the job starts is kept until then.
 Exit status: 0 when every scan was written (OFF), 1 when one was FAULT, 2 when the run could not start
 (a bad option, Redis unusable: one line says why).
 """
@@ -20,15 +22,14 @@ import signal
 import sys
 import threading
 import time
-
-import redis
-from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
-from blissdata.redis_engine.store import DataStore
+from typing import TYPE_CHECKING
 
 from ..driver.states import State
 from ..protocol.options import SaveOptions, Tuning
-from . import logging_setup
-from .properties import BY_NAME, option_type
+from . import logging_setup, stop_signals
+
+if TYPE_CHECKING:  # imported where used: the module loads fast, so main() blocks the stop signals early
+    from blissdata.redis_engine.store import DataStore
 
 log = logging.getLogger("nxpar.service.batch")
 
@@ -41,7 +42,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     p = logging_setup.MpiArgumentParser(prog="NexusWriterBatch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("redis_url", help="blissdata Redis URL, e.g. redis://localhost:6379")
     p.add_argument("--session", default="", help="only the scans of this BLISS session (default: all sessions)")
     p.add_argument("--existing", action="store_true",
@@ -84,6 +85,8 @@ def _add_save_options(p: argparse.ArgumentParser) -> None:
 
 def _add_property_option(group, name: str) -> None:
     """--<name with dashes>: the device property's meaning, default and accepted range (service/properties.py)."""
+    from .properties import BY_NAME, option_type  # here: the module loads fast (see the imports above)
+
     spec = BY_NAME[name]
     group.add_argument(f"--{name.replace('_', '-')}", type=option_type(name), default=spec.default,
                        metavar=spec.unit.upper() or "N",
@@ -101,6 +104,7 @@ def save_options(args: argparse.Namespace) -> SaveOptions:
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop_signals.block()  # EVERY RANK, before MPI starts threads
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from mpi4py import MPI
 
@@ -131,6 +135,7 @@ class _Signals:
         self.hurry = threading.Event()
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals.STOP_SIGNALS)  # this (main) thread only
 
     def _handle(self, signum, frame) -> None:
         (self.hurry if self.stop.is_set() else self.stop).set()
@@ -141,6 +146,8 @@ class _Signals:
 
 def run_rank0(world, writers, args: argparse.Namespace) -> int:
     """RANK 0: discovery + one ScanDriver per scan; the writer ranks are told to leave at the end."""
+    from blissdata.redis_engine.store import DataStore
+
     from ..driver.requested_scans import ANY_ROUTE, RequestedScans
     from ..driver.writer_channel import WriterChannel
     from .main import local_executor
@@ -174,6 +181,9 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
 def _discover(route, store: DataStore, since: str, args: argparse.Namespace, stop: threading.Event) -> None:
     """Hand every scan (of the session) created after `since` to the route, in creation order, until
     stopped (or, with --once, until none is left)."""
+    import redis
+    from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
+
     errors = 0
     while not stop.is_set():
         try:

@@ -3,6 +3,12 @@
 and never talk Tango. The Tango database is TANGO_HOST's; Redis is REDIS_DATA_URL, else Beacon's (BEACON_HOST).
 Exit status 1 when the Tango server cannot start (no Tango database, no device registered for the server):
 one line says why, and the writer ranks leave cleanly.
+
+Stopping: SIGTERM or SIGINT (Ctrl-C of mpirun) on any rank, at any moment (stop_signals.py); rank 0 then
+finalises the scans being written (FAILED, with end_time; the next run writes them again from Redis) and
+dismisses the writer ranks. Supervision (restart when the job dies, the restart reason in the devices'
+Status): supervision.py, run_marker.py. Modules that start MPI or Tango are imported inside the
+functions: the stop signals are blocked before either starts a thread.
 """
 from __future__ import annotations
 
@@ -12,10 +18,7 @@ import os
 import sys
 import time
 
-import tango
-
-from ..driver.writer_channel import WriterChannel
-from . import device_common, logging_setup
+from . import logging_setup, stop_signals
 
 log = logging.getLogger("nxpar.tango")
 
@@ -26,7 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     p = logging_setup.MpiArgumentParser(prog="NexusWriterService", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("instance", help="Tango server instance (e.g. nexuswriters): its devices are those registered "
                                     "for the server <server>/<instance> (RegisterNexusWriter --instance)")
     p.add_argument("--server", default="nexuswriter", help="Tango server name (default nexuswriter)")
@@ -42,6 +45,7 @@ TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop_signals.block()  # EVERY RANK, before MPI and Tango start threads
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from mpi4py import MPI
 
@@ -74,6 +78,8 @@ def local_executor(world, writers):
 def tango_problem(server: str, instance: str) -> str:
     """Why the Tango server cannot start, in one line; "" when it can (the Tango library would print
     its reason and exit the process, leaving the writer ranks to be killed by mpirun)."""
+    import tango
+
     where = os.environ.get("TANGO_HOST", "")
     try:
         listing = tango.Database().get_device_class_list(f"{server}/{instance}")
@@ -86,37 +92,66 @@ def tango_problem(server: str, instance: str) -> str:
 
 
 def run_front_end(world, writers, args: argparse.Namespace) -> int:
-    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave. The exit status."""
-    channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers))
+    """RANK 0: the Tango server; on exit the writer ranks are told to close and leave. The run marker
+    says how the previous run ended (before the devices start) and how this one ends. The exit status."""
+    from ..driver.writer_channel import WriterChannel, abort_job
+    from . import device_common
+    from .run_marker import RunMarker
+
+    signals = stop_signals.StopSignals(_stop_scans)
+    marker = RunMarker(args.instance)
+    marker.start()
+
+    def stop_job(reason: str) -> None:  # the watchdog or a broken channel: the next run will name the reason
+        marker.record_stop_reason(reason)
+        abort_job(world, reason)
+
+    channel = device_common.CHANNEL = WriterChannel(world, local_executor(world, writers), abort=stop_job)
     problem = tango_problem(args.server, args.instance)
     if problem:
         log.error("%s", problem)
         channel.shutdown()
         return 1
-    tango_args = [args.server, args.instance]
-    if args.log_tango in TANGO_VERBOSITY:
-        tango_args.append(TANGO_VERBOSITY[args.log_tango])
     log.info("rank 0 of %d: Tango server %s/%s, Tango database %s, Redis %s", world.size, args.server,
              args.instance, os.environ.get("TANGO_HOST", ""),
              os.environ.get("REDIS_DATA_URL") or f"from Beacon {os.environ.get('BEACON_HOST', '(BEACON_HOST not set)')}")
     try:
-        from tango.server import run
-
-        from .bliss_writer import BlissWriter  # BLISS's "mapping" route, same process
-        from .nexus_writer import NexusWriter
-
-        run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous)
+        if not signals.received:
+            _serve(args, signals)
     finally:
-        from .bliss_writer import stop_all_routes
-
-        stop_all_routes()
-        for sub in device_common.SUBSCRIBERS.values():
-            for w in list(sub.writers.values()):
-                if w.is_alive():
-                    w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
+        signals.server_returned()
+        _stop_scans()
         channel.shutdown()
         time.sleep(0.1)
+    marker.stopped_cleanly()
     return 0
+
+
+def _serve(args: argparse.Namespace, signals: stop_signals.StopSignals) -> None:
+    import tango
+    from tango.server import run
+
+    from .bliss_writer import BlissWriter  # BLISS's "mapping" route, same process
+    from .nexus_writer import NexusWriter
+
+    tango_args = [args.server, args.instance]
+    if args.log_tango in TANGO_VERBOSITY:
+        tango_args.append(TANGO_VERBOSITY[args.log_tango])
+    run((NexusWriter, BlissWriter), args=tango_args, green_mode=tango.GreenMode.Synchronous,
+        post_init_callback=signals.server_started)
+
+
+def _stop_scans() -> None:
+    """The scans being written are finalised (FAILED, with end_time, "the writer service stopped"), left
+    to the next run, which writes them again from Redis; their threads end."""
+    from . import device_common
+    from .bliss_writer import stop_all_routes
+
+    stop_all_routes()
+    for sub in device_common.SUBSCRIBERS.values():
+        for w in list(sub.writers.values()):
+            if w.is_alive():
+                w.stop(timeout=10, resumable=True)  # the next run writes them again from Redis
 
 
 if __name__ == "__main__":

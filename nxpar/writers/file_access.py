@@ -242,6 +242,30 @@ def open_scan_file(path: str, comm: MPI.Intracomm, serial: bool = False) -> h5py
     exists = comm.bcast(os.path.exists(path) if comm.rank == 0 else None, root=0)
     if exists:
         return h5py.File(h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl))
-    f = h5py.File(h5py.h5f.create(name, h5py.h5f.ACC_EXCL, fapl=fapl))
-    f.flush()  # the superblock on disk now: a reader can open the file from its creation on
+    return _create_whole(path, comm, fapl)
+
+
+def _create_whole(path: str, comm: MPI.Intracomm, fapl: h5py.h5p.PropFAID) -> h5py.File:
+    """COLLECTIVE: a new scan file appears at its path only once it is a valid HDF5 file (made under a
+    hidden name, its superblock flushed, then linked to the path), so that a reader opening it at once
+    never meets 'file signature not found'; it never replaces a file that appeared meanwhile."""
+    directory, base = os.path.split(os.path.abspath(path))
+    hidden = comm.bcast(os.path.join(directory, f".{base}.{os.getpid()}.creating") if comm.rank == 0 else None, root=0)
+    f = h5py.File(h5py.h5f.create(hidden.encode(), h5py.h5f.ACC_EXCL, fapl=fapl))
+    f.flush()
+    error = ""
+    if comm.rank == 0:
+        try:
+            os.link(hidden, path)  # fails if the path exists: nothing is ever replaced
+        except OSError as e:
+            error = f"cannot create {path}: {e}"
+        finally:
+            try:
+                os.unlink(hidden)
+            except OSError:
+                pass
+    error = comm.bcast(error, root=0)
+    if error:
+        f.close()
+        raise OSError(error)
     return f

@@ -97,6 +97,12 @@ def amesh():
     return [S.amesh(g.robx, 0, 1, 3, g.roby, 0, 1, 2, DT, g.diode_mean, g.sim_gauss)]
 
 
+def amesh_detectors():
+    """plotinit(frame, spectrum, diode): a mesh plotting a 2D, a 1D and a sampling counter."""
+    plotinit(g.fakedet.counters.frame, g.fakedet.counters.spectrum, g.diode_mean)
+    return [S.amesh(g.robx, 0, 1, 3, g.roby, 0, 1, 2, DT, g.fakedet, g.diode_mean)]
+
+
 def dmesh():
     plotselect(g.diode_mean)
     g.robx.move(1)
