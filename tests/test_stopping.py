@@ -43,12 +43,30 @@ def test_a_signal_to_mpirun_mid_scan_stops_the_service_cleanly(stack, data_dir, 
         stack.stop_service(instance)
 
 
+def wait_signals_blocked(instance: str, signum: int, timeout: float = 60) -> None:
+    """Until the 3 ranks run and each blocks `signum` (what nxpar.service.stop_signals does first thing in
+    main(); before it, while Python itself starts, the default action is all there is)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ranks = service_ranks(instance)
+        try:
+            blocked = [int(next(line.split()[1] for line in open(f"/proc/{p.pid}/status") if line.startswith("SigBlk")),
+                           16) >> (signum - 1) & 1 for p in ranks.values()]
+        except (OSError, StopIteration):
+            blocked = []
+        if len(blocked) == 3 and all(blocked):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"the ranks of {instance} never blocked signal {signum}")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_the_service_starts_stops_it_cleanly(stack, signum):
     instance = f"w_early_{signal.Signals(signum).name.lower()}"
     stack.register(f"early_{signal.Signals(signum).name.lower()}", instance)
-    for delay in (0.5, 1.5, 3.0):  # while Python, MPI, then Tango start
+    for delay in (0.0, 1.0, 2.5):  # from the moment every rank blocks the signals: while MPI, then Tango start
         mpirun = stack.start_service(instance, 3)
+        wait_signals_blocked(instance, signum)
         time.sleep(delay)
         mpirun.send_signal(signum)
         try:
