@@ -40,8 +40,8 @@ test-bliss: setup          # bliss_tier.sh runs setup_bliss.sh (cached) itself
 
 # nxpar against the reference writer, blisswriter 2.0.0 (.venv-reference: launch/setup_reference.sh), on real
 # BLISS: every scan type written by each, the files compared, BLISS's scan end → writer done timed
-# (docs/reference_comparison.md). JSON: perf/results/reference_comparison.json; the tables printed from it.
-REFERENCE_JSON := perf/results/reference_comparison.json
+# (docs/reference_comparison.md). JSON: docs/reference_comparison.json; the tables printed from it.
+REFERENCE_JSON := docs/reference_comparison.json
 setup-reference: setup-bliss
 	bash launch/setup_reference.sh
 

@@ -1,6 +1,6 @@
 """The tables of the reference comparison, drawn from its JSON (tests/bliss/test_reference.py writes it):
 
-    python -m tests.bliss.reference_report [perf/results/reference_comparison.json]
+    python -m tests.bliss.reference_report [docs/reference_comparison.json]
 
 1. per scan type: alike, or the differences (nxpar / reference);
 2. per scan: the time from BLISS's scan end to the writer done (state OFF/FAULT polled every 10 ms)
@@ -13,9 +13,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from perf.core.results import RESULTS, Document
+from perf.core.results import ROOT, Document
 
-DEFAULT = RESULTS / "reference_comparison.json"
+# the last run committed (perf/results/ holds only the documents of perf's suites: tests/test_perf_harness.py)
+DEFAULT = ROOT / "docs" / "reference_comparison.json"
 WRITERS = ("nxpar", "reference")
 
 

@@ -13,7 +13,7 @@ every scan type of the comparison written once by each writer, the two entries c
 * The times (BLISS's scan end → writer done) are measured and written with the verdicts, never
   asserted (the machine is shared); `make compare-reference` prints them (tests/bliss/reference_report.py).
 
-JSON: $NXPAR_REFERENCE_JSON (make compare-reference: perf/results/reference_comparison.json), else the
+JSON: $NXPAR_REFERENCE_JSON (make compare-reference: docs/reference_comparison.json), else the
 tier's run directory.
 """
 from __future__ import annotations
