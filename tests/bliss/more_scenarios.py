@@ -1,7 +1,8 @@
 """More scans for the reference comparison (tests/bliss/reference_run.py), run by driver.py inside
 the BLISS session `nxbliss` as scenarios.py's are: scan types scenarios.py does not type, the mesh of
-issue 22 (`plotinit` of a 2D, a 1D and a sampling counter), a 20 000-point mixed scan published at
-~7 kHz, and the set-up that gives both writers' runs the same starting point.
+issue 22 (`plotinit` of a 2D, a 1D and a sampling counter), every counter kind in one scan, aborts
+between two points (the same points in every run), a 20 000-point mixed scan published at ~7 kHz, and
+the set-up that gives both writers' runs the same starting point.
 """
 from __future__ import annotations
 
