@@ -9,8 +9,8 @@ export PYTHONUNBUFFERED := 1
 # the MPI executor tests: every rank a writer, no Tango, no Redis (tests/mpi/)
 MPI_TESTS := mpirun -n 3 $(PY) -m pytest -q -p no:cacheprovider --timeout=120 -m mpi tests/mpi
 
-.PHONY: setup setup-bliss demo lint test test-fast test-mpi test-bliss bench bench-scaling bench-scaling-quick \
-        bench-device bench-report clean
+.PHONY: setup setup-bliss setup-reference demo lint test test-fast test-mpi test-bliss compare-reference bench \
+        bench-scaling bench-scaling-quick bench-device bench-report clean
 setup:
 	bash launch/setup.sh
 
@@ -37,6 +37,17 @@ setup-bliss:
 
 test-bliss: setup          # bliss_tier.sh runs setup_bliss.sh (cached) itself
 	bash launch/bliss_tier.sh
+
+# nxpar against the reference writer, blisswriter 2.0.0 (.venv-reference: launch/setup_reference.sh), on real
+# BLISS: every scan type written by each, the files compared, BLISS's scan end → writer done timed
+# (docs/reference_comparison.md). JSON: docs/reference_comparison.json; the tables printed from it.
+REFERENCE_JSON := docs/reference_comparison.json
+setup-reference: setup-bliss
+	bash launch/setup_reference.sh
+
+compare-reference: setup setup-reference
+	NXPAR_REFERENCE_JSON=$(REFERENCE_JSON) bash launch/bliss_tier.sh -k test_reference; rc=$$?; \
+	$(PY) -m tests.bliss.reference_report $(REFERENCE_JSON); exit $$rc
 
 # The benchmarks (perf/): one harness, `python -m perf <scenario>`; the suites are the lists of commands
 # behind perf/RESULTS.md and perf/SCALING.md (perf/suites.py). Each writes perf/results/*.json and then

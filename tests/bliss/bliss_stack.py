@@ -128,12 +128,12 @@ class BlissDriver:
         log = self.stack.rundir / "bliss_driver.log"
         return log.read_text(errors="replace")[-n:] if log.exists() else ""
 
-    def run(self, scenario: str, timeout: float = 120) -> dict:
-        """Run one scenario of driver.py; returns its report (scans, BLISS's data saved as .npz)."""
+    def run(self, scenario: str, timeout: float = 120, args: tuple = ()) -> dict:
+        """Run one scenario of driver.py (with `args`); returns its report (scans, BLISS's data saved as .npz)."""
         import json
 
         self.requests += 1
-        self.proc.stdin.write(json.dumps({"id": self.requests, "scenario": scenario}) + "\n")
+        self.proc.stdin.write(json.dumps({"id": self.requests, "scenario": scenario, "args": list(args)}) + "\n")
         self.proc.stdin.flush()
         msg = self._expect("done", timeout, self.requests)
         if msg.get("error"):

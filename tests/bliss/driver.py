@@ -3,10 +3,12 @@
     driver.py SESSION OUTDIR      (BEACON_HOST, TANGO_HOST, NXBLISS_DATA set by bliss_stack.py)
 
 Sets the session up as `bliss -s SESSION` would, prints `NXBLISS {"event": "ready"}`, then reads one
-JSON request per line on stdin (`{"id": N, "scenario": NAME}`), runs that scenario of `scenarios.py`
-and answers `NXBLISS {"event": "done", "id": N, "scans": [...]}`. For every scan it reports what BLISS knows
+JSON request per line on stdin (`{"id": N, "scenario": NAME, "args": [...]}`, args optional), runs
+that scenario of `scenarios.py` (or of `more_scenarios.py`: the reference comparison's) and answers
+`NXBLISS {"event": "done", "id": N, "scans": [...]}`. For every scan it reports what BLISS knows
 (number, identifier, file, end state, scan_info) and saves the data BLISS published
-(`scan.streams[name][:]`, read back from Redis through blissdata) in OUTDIR/<identifier>.npz, so the
+(`scan.streams[name][:]`, read back from Redis through blissdata) in OUTDIR/<identifier>_<key>.npz (the
+Redis key tells apart two scans of one name: the comparison numbers both writers' runs alike), so the
 tests compare the file with BLISS's own values.
 """
 from __future__ import annotations
@@ -36,7 +38,7 @@ def scan_report(scan, outdir: Path) -> dict:
         except Exception as e:  # a stream BLISS cannot read back is reported, not hidden
             data[name] = numpy.asarray(f"unreadable: {e!r}")
     identifier = scan.identifier
-    npz = outdir / f"{identifier}.npz"
+    npz = outdir / f"{identifier}_{scan._scan_data.key.rpartition(':')[2]}.npz"
     numpy.savez(npz, **{k.replace("/", "|"): v for k, v in data.items()})
     info = scan.scan_info
     return {"identifier": identifier, "key": scan._scan_data.key, "scan_nb": info.get("scan_nb"), "name": scan.name,
@@ -58,9 +60,10 @@ def main() -> None:
     import gevent.socket
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import more_scenarios
     import scenarios
 
-    scenarios.g = types.SimpleNamespace(**env)  # the session's objects, as in a BLISS shell
+    scenarios.g = more_scenarios.g = types.SimpleNamespace(**env)  # the session's objects, as in a BLISS shell
 
     say(event="ready", session=session_name)
     while True:
@@ -70,7 +73,9 @@ def main() -> None:
             break
         request = json.loads(line)
         try:
-            scans = getattr(scenarios, request["scenario"])()
+            name = request["scenario"]
+            run = getattr(scenarios, name, None) or getattr(more_scenarios, name)
+            scans = run(*request.get("args", ()))
             say(event="done", id=request["id"], scans=[scan_report(s, outdir) for s in scans])
         except BaseException as e:  # report, keep serving the next tests
             say(event="done", id=request["id"], error=f"{e!r}\n{traceback.format_exc()}")
