@@ -87,14 +87,14 @@ class Journal:
         with self._lock:
             data = self._load()
             data[key] = dataclasses.asdict(JournalEntry(key, name, resumes=resumes))
-            self._save(data)
+            self._save(data, durable=True)
 
     def opened(self, key: str, name: str, filename: str, entries: list[str]) -> None:
         with self._lock:
             data = self._load()
             old = JournalEntry.from_json(key, data.get(key)) or JournalEntry(key, name)
             data[key] = dataclasses.asdict(dataclasses.replace(old, filename=filename, entries=list(entries)))
-            self._save(data)
+            self._save(data, durable=True)
 
     def remove(self, key: str) -> None:
         with self._lock:
@@ -156,14 +156,17 @@ class Journal:
             self._warn(e)
             return {}
 
-    def _save(self, entries: dict[str, Any]) -> None:
+    def _save(self, entries: dict[str, Any], durable: bool = False) -> None:
+        """durable: fsynced (a scan taken up must survive a host crash); forgetting one need not be (it
+        is at worst written again from Redis)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self._tmp_path()
             with open(tmp, "w") as fh:
                 fh.write(json.dumps(entries))
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except OSError as e:
             self._warn(e)

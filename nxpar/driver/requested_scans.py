@@ -25,6 +25,7 @@ from ..nexus.h5map_plan import has_h5map
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.disk import disk_space_message
+from .durability import DURABILITY
 from .journal import Journal, service_name
 from .resume import Interruption, Resumer
 from .plan_choice import make_plan
@@ -162,7 +163,7 @@ class RequestedScans:
         writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self._url, self._options_for(info),
                             self.channel, self.tuning, self._blissdata_version, self.journal,
                             plan_factory=h5map_plan_only if self.policy.require_h5map else make_plan,
-                            interruption=interruption)
+                            interruption=interruption, durability=DURABILITY)
         writer.start()
         log.info("%s: writing scan %s (%s)%s", self.name, name, scan.key, " again" if interruption else "")
         return writer

@@ -23,10 +23,11 @@ from ..nexus.scan_info import saving_enabled
 from ..protocol import steps as st
 from ..protocol.options import SaveOptions, Tuning
 from ..util.disk import disk_space_message
+from .durability import Durability, forget_when_durable
 from .journal import Journal
 from .liveness import Liveness
 from .plan_choice import make_plan
-from .plugin_streams import PluginStreams, is_plugin_kind
+from .plugin_streams import PluginStreams
 from .profiling import PROFILER
 from .resume import Interruption
 from . import scan_log
@@ -45,7 +46,8 @@ class ScanDriver:
     def __init__(self, source: ScanSource, redis_url: str, options: SaveOptions, channel: WriterChannel,
                  tuning: Tuning | None = None, blissdata_version: str = "", journal: Journal | None = None,
                  plan_factory: Callable[[dict[str, Any], SaveOptions, str], FilePlan] | None = None,
-                 interruption: Interruption | None = None, elsewhere: Callable[[], float] | None = None) -> None:
+                 interruption: Interruption | None = None, elsewhere: Callable[[], float] | None = None,
+                 durability: Durability | None = None) -> None:
         """interruption: the scan is written again after the run that was writing it died (resume.py);
         elsewhere(): when the session's other scans last changed (a sequence is judged by its children)."""
         self.source = source
@@ -68,6 +70,7 @@ class ScanDriver:
         self._warning = ""
         self.timeline: dict[str, float] = {}
         self.interruption = interruption
+        self.durability = durability  # the closed file fsynced before the journal forgets the scan
         self.mismatches: list[str] = []  # channels whose rows are not what they declare: the scan FAULTs
         self.liveness = Liveness(self.tuning.stale_scan_timeout_s, elsewhere or (lambda: 0.0))
         self._keep_journal = False  # stopped by the service's shutdown: the restarted service resumes it
@@ -146,21 +149,12 @@ class ScanDriver:
         """Points published but not yet written (the slowest stream): back-pressure made visible."""
         return self.follower.backlog()
 
-    def backlog_bytes(self) -> int:
-        return self.follower.backlog_bytes()
-
     def published(self) -> int:
         return max((p.available for p in self.streams.values()), default=0)
 
     def progress(self) -> dict[str, dict[str, int]]:
         """{entry: {dataset: points written}} for scan_progress."""
-        out: dict[str, dict[str, int]] = {}
-        if self.plan is None:
-            return out
-        for p in self.streams.values():
-            if p.kind != StreamKind.SCAN and (p.spec is not None or p.kind == StreamKind.LIMA or is_plugin_kind(p.kind)):
-                out.setdefault(self.plan.entry_of(p.name), {})[p.name] = p.written
-        return out
+        return self.follower.progress(self.plan) if self.plan is not None else {}
 
     # -- the thread: the flow ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -173,11 +167,16 @@ class ScanDriver:
             except Exception as e:
                 log.debug("scan %s FAULT", self.name, exc_info=True)  # the reason: scan_log's end line
                 final = (State.FAULT, reason_of(e))
-        if self.journal is not None and not self._keep_journal:
-            self.journal.remove(self.key)
         self.end_time = time.time()
         self.state, self.reason = final  # OFF means "complete on disk": set once the file is closed
         scan_log.ended(self)
+        self._forget_journal(closed=self.plan is not None)
+
+    def _forget_journal(self, closed: bool) -> None:
+        """The journal forgets the scan once its file is on disk (durability.py: fsynced in the
+        background); a scan stopped by the service's own shutdown stays, for its next run to resume."""
+        if self.journal is not None and not self._keep_journal:
+            forget_when_durable(self.journal, self.key, self.plan.filename if closed else "", self.durability)
 
     def _write(self) -> None:
         self.source.wait_for(ScanState.PREPARED)
@@ -273,7 +272,8 @@ class ScanDriver:
                 last_disk = now
             if follower.all_done():
                 self.rows.wait_all()
-                if dirty:
+                self.source.refresh()
+                if dirty and self.source.state < ScanState.STOPPED:  # else the close follows at once
                     self.channel.call(st.Flush(self.key))
                 follower.check_all_copied()
                 return

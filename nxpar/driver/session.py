@@ -24,6 +24,7 @@ from blissdata.redis_engine.store import DataStore
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.retry import call_with_backoff
+from .durability import DURABILITY
 from .journal import Journal, service_name
 from .profiling import log_resources
 from .resume import Interruption, Resumer
@@ -230,6 +231,7 @@ class SessionSubscriber:
     def _start_driver(self, scan: Any, interruption: Interruption | None) -> ScanDriver:
         writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self.url, self.options, self.channel,
                             self.tuning, self._blissdata_version, self.journal, interruption=interruption,
+                            durability=DURABILITY,
                             elsewhere=self._last_activity)
         writer.profiling = self.profiling
         writer.start()

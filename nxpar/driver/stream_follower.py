@@ -15,7 +15,7 @@ import time
 from ..nexus.file_plan import FilePlan, StreamKind
 from ..nexus.lima_plan import LimaMode
 from ..protocol import steps as st
-from .plugin_streams import PluginStreams
+from .plugin_streams import PluginStreams, is_plugin_kind
 from .row_writes import RowWrites, StreamProgress
 from .scan_source import ScanGone, ScanSource, StreamDescription
 from .writer_channel import WriterChannel
@@ -160,6 +160,14 @@ class StreamFollower:
     def backlog_bytes(self) -> int:
         return sum((p.available - p.written) * p.spec.row_nbytes for p in self.streams.values()
                    if p.spec is not None and not p.given_up)
+
+    def progress(self, plan: FilePlan) -> dict[str, dict[str, int]]:
+        """{entry: {dataset: points written}} of the streams written as datasets (scan_progress)."""
+        out: dict[str, dict[str, int]] = {}
+        for p in self.streams.values():
+            if p.kind != StreamKind.SCAN and (p.spec is not None or p.kind == StreamKind.LIMA or is_plugin_kind(p.kind)):
+                out.setdefault(plan.entry_of(p.name), {})[p.name] = p.written
+        return out
 
     def backlog_warning(self) -> str:
         """The scan's warning: writing behind the publisher (logged), and the Lima2 / Mosca channels'."""

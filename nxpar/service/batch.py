@@ -175,6 +175,9 @@ def run_rank0(world, writers, args: argparse.Namespace) -> int:
     finally:
         route.stop_all()
         channel.shutdown()
+        from ..driver.durability import DURABILITY
+
+        DURABILITY.drain(timeout=20)  # the closed files fsynced and their scans out of the journal
     return _summary(route)
 
 

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 
+from ..driver.durability import DURABILITY
 from . import logging_setup, stop_signals
 
 log = logging.getLogger("nxpar.tango")
@@ -122,6 +123,7 @@ def run_front_end(world, writers, args: argparse.Namespace) -> int:
         signals.server_returned()
         _stop_scans()
         channel.shutdown()
+        DURABILITY.drain(timeout=20)  # the closed files fsynced and their scans out of the journal
         time.sleep(0.1)
     marker.stopped_cleanly()
     return 0
