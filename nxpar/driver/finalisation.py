@@ -3,7 +3,9 @@
 Lima frames left in Lima's files (virtual dataset, EDF external dataset — EDF headers are parsed
 here, waiting up to lima_files.GROW_WAIT_S for growing files — or references), links to the
 children of a scan sequence, and the mesh axes of the plots (each motor's positions averaged over
-the other grid dimensions). One function per stream kind (REFERENCE_NODES).
+the other grid dimensions). One function per stream kind (REFERENCE_NODES). Lima files and the files of
+a sequence's children are checked against the allowed roots (path_checks.py) here too, whatever was
+checked during the scan: what is outside is not linked (a warning in the log).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..nexus.lima_plan import LimaMode
 from ..protocol.steps import Node
 from ..sources.blissdata_raw import frame_ref
 from ..sources.lima_files import edf_blocks, edf_byteorder
+from .path_checks import DetectorFiles, policy_of
 from .row_writes import StreamProgress
 from .scan_source import ScanSource
 
@@ -31,6 +34,10 @@ def lima_frame_nodes(plan: FilePlan, source: ScanSource, p: StreamProgress, lima
     if not p.available or mode == LimaMode.NONE:
         return []
     refs = source.references(p.name, 0, p.available)
+    refused = DetectorFiles(policy_of(plan)).refusal(ref.file_path for ref in refs)
+    if refused:
+        log.warning("scan %s: %s: Lima files: %s: not linked", source.info.get("name"), p.name, refused)
+        return []
     dtype, shape = source.frame_dtype(p.name), source.dtype_shape(p.name)[1]
     blocks, dtype_str = None, dtype.name
     if mode == LimaMode.EXTERNAL:  # EDF: where each frame's data is
@@ -43,7 +50,14 @@ def sequence_nodes(plan: FilePlan, source: ScanSource, p: StreamProgress, lima_i
     """Root links to the saved children of a scan sequence."""
     if not p.available:
         return []
-    return plan.sequence_nodes(source.children_info(p.name, p.available))
+    files, children = DetectorFiles(policy_of(plan)), []
+    for child in source.children_info(p.name, p.available):
+        refused = files.refusal([child["filename"]]) if child.get("filename") else ""
+        if refused:
+            log.warning("scan %s: child scan %s not linked: %s", source.info.get("name"), child.get("name"), refused)
+        else:
+            children.append(child)
+    return plan.sequence_nodes(children)
 
 
 REFERENCE_NODES: dict[StreamKind, Callable[..., list[Node]]] = {

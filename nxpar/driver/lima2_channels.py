@@ -4,7 +4,8 @@ Lima2 events are uint32 progress counts (the last one counts). Frames are linked
 by the writer ranks on request. Lima2 writes its master file only at the end: until then frames are
 linked / copied straight from the receivers' files (`nxpar.sources.lima2_receivers`), which rank 0
 looks at every MASTER_CHECK_PERIOD_S; after the seal the master files are waited for once per scan
-(WAIT_S). Frames that cannot be written are a warning, never a scan FAULT.
+(WAIT_S). Frames that cannot be written are a warning, never a scan FAULT. `files` names the files
+the channel's frames come from, for the allowed-roots check (plugin_streams.py).
 """
 from __future__ import annotations
 
@@ -134,6 +135,15 @@ class Lima2Channels:
         if ch.master_ready or rcv is None or not rcv.receivers:
             return lima2_vds_node(path, plan.filename, ch.lima2, p.available)
         return lima2_receivers_vds_node(path, plan.filename, ch.lima2, p.available, rcv.pieces(0, p.available))
+
+    @staticmethod
+    def files(ch: PluginChannel, stop: int) -> list[str]:
+        """The files frames [0, stop) are linked to or copied from now (vds_node, source): the master
+        file (always: it is looked at) and, until it holds the frames, the receivers' files."""
+        assert ch.lima2 is not None and ch.lima2.master is not None
+        rcv = ch.receivers
+        pieces = rcv.pieces(0, stop) if rcv is not None and rcv.receivers and not ch.master_ready else []
+        return [ch.lima2.master[0], *dict.fromkeys(piece.path for piece in pieces)]
 
     @staticmethod
     def spec(plan: PluginPlan, ch: PluginChannel) -> st.ArraySpec:

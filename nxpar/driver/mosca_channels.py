@@ -5,6 +5,7 @@ saves are copied by the writer ranks from its files (spectrum-sized chunks) or l
 property `mosca_vds`), counted from the files Mosca closed; spectra it does not save are read from
 the Mosca server (`nxpar.sources.mosca_server`), each server asked at most once a refresh round and
 left alone for SERVER_BACKOFF_S after a failure. What cannot be written is a warning, never a FAULT.
+`files` names the files the spectra come from, for the allowed-roots check (plugin_streams.py).
 """
 from __future__ import annotations
 
@@ -127,6 +128,12 @@ class MoscaChannels:
         c.dtype, c.detector_shape = str(ch.info["dtype"]), shape
         return mosca_vds_node(path, plan.filename, ch.mosca.runs(0, p.available), c.dtype, shape[0],
                               ch.mosca.points_per_file)
+
+    @staticmethod
+    def files(ch: PluginChannel, stop: int) -> list[str]:
+        """The files Mosca saves points [0, stop) in (vds_node, source; the first one for stop 0)."""
+        assert ch.mosca is not None
+        return [ch.mosca.file(0), *dict.fromkeys(run[0] for run in ch.mosca.runs(0, stop))]
 
     @staticmethod
     def spec(plan: PluginPlan, ch: PluginChannel) -> st.ArraySpec:

@@ -7,8 +7,10 @@ detectors' files (`nxpar.sources.detector_files`, `nxpar.sources.lima2_receivers
 by the writer ranks, or linked; a channel that cannot be written gets a warning (log, scan_info,
 scan_progress), never a scan FAULT. This module owns what both plugins share: classification,
 the one pipelined round trip for the last events, the links re-declared as they grow, the
-warnings, finalisation; what each plugin's events, files and datasets are is in lima2_channels.py
-and mosca_channels.py (`PluginPart`), its channel in plugin_channel.py.
+warnings, finalisation, the detector files checked against the allowed roots before they are read or
+linked (path_checks.py: a channel whose files are outside is refused, a warning); what each plugin's
+events, files and datasets are is in lima2_channels.py and mosca_channels.py (`PluginPart`), its channel
+in plugin_channel.py.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ..nexus.plugin_plan import COPIED_KINDS, PLUGIN_KINDS, PLUGINS, PluginMode
 from ..protocol import steps as st
 from .lima2_channels import Lima2Channels
 from .mosca_channels import MoscaChannels
+from .path_checks import DetectorFiles, policy_of
 from .plugin_channel import PluginChannel, PluginPart
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ class PluginStreams:
         self.lima2 = Lima2Channels(source, self._warn)
         self.mosca = MoscaChannels(source, self._warn)
         self.parts: dict[str, PluginPart] = {"lima2": self.lima2, "mosca": self.mosca}
+        self.files = DetectorFiles(policy_of(None))  # the plan's allowed roots (StreamFollower.classify)
 
     def __contains__(self, name: str) -> bool:
         return name in self.channels
@@ -61,6 +65,18 @@ class PluginStreams:
             log.warning("scan %s: %s", self.scan_source.info.get("name"), text)
             self.add_warning(text)
 
+    def refuse(self, p: "StreamProgress", reason: str) -> None:
+        """A channel whose files are outside the allowed roots: nothing more of it is read or linked."""
+        p.given_up = True
+        self._warn(p.name, f"{p.name}: {reason}: not read or linked" + (f" from point {p.available} on"
+                                                                            if p.available else ""))
+
+    def _files(self, ch: PluginChannel, stop: int) -> list[str]:
+        """The files the channel's points [0, stop) are read from or linked to now (none: Mosca server)."""
+        if ch.mode in (PluginMode.GROUP_ONLY, PluginMode.MOSCA_SERVER):
+            return []
+        return self.lima2.files(ch, stop) if ch.plugin == "lima2" else self.mosca.files(ch, stop)
+
     # -- classification (StreamFollower.classify) ------------------------------------------------------
     def classify(self, d: "StreamDescription", plan: Any) -> str | None:
         """The StreamProgress kind of a Lima2/Mosca stream (None: not a plugin stream of ours)."""
@@ -74,6 +90,10 @@ class PluginStreams:
         except (KeyError, TypeError, ValueError) as e:  # malformed stream info: this channel only
             ch = PluginChannel(name, plugin, PluginMode.GROUP_ONLY, info)
             self._warn(name, f"{name}: unusable {plugin} stream info ({type(e).__name__}: {e}): not written")
+        refused = self.files.refusal(self._files(ch, 1))  # where the detector saves
+        if refused:
+            ch = PluginChannel(name, plugin, PluginMode.GROUP_ONLY, info)
+            self._warn(name, f"{name}: {plugin} files: {refused}: not read or linked")
         self.channels[name] = ch
         return ch.mode.value
 
@@ -98,7 +118,12 @@ class PluginStreams:
         if ch.mode == PluginMode.GROUP_ONLY:
             p.available = ch.reported
         else:
-            p.available = self.parts[ch.plugin].available(ch, sealed)
+            available = self.parts[ch.plugin].available(ch, sealed)
+            refused = self.files.refusal(self._files(ch, available)) if available else ""
+            if refused:
+                self.refuse(p, f"{ch.plugin} files: {refused}")
+                return
+            p.available = available
         if not ch.mode.copied:  # linked, or nothing to write: written once available
             p.written = p.submitted = p.available
         p.sealed = sealed
@@ -110,7 +135,7 @@ class PluginStreams:
         now = time.monotonic()
         for ch in self.channels.values():
             p = streams[ch.name]
-            if ch.mode.copied or not p.available or _link_state(ch, p) == ch.linked_state:
+            if ch.mode.copied or not p.available or p.given_up or _link_state(ch, p) == ch.linked_state:
                 continue
             if not p.sealed and now - ch.linked_at < RELINK_PERIOD_S and ch.linked_count >= 0:
                 continue
@@ -150,7 +175,7 @@ class PluginStreams:
         nodes: list[st.Node] = []
         for ch in self.channels.values():
             p = streams[ch.name]
-            if not ch.mode.copied and p.available and _link_state(ch, p) != ch.linked_state:
+            if not ch.mode.copied and p.available and not p.given_up and _link_state(ch, p) != ch.linked_state:
                 nodes += self._link_nodes(plan, ch, p, first=ch.linked_count < 0)
                 ch.linked_count, ch.linked_state = p.available, _link_state(ch, p)
             if ch.mode.copied and p.written < ch.reported and ch.name not in self.warnings:

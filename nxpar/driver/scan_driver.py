@@ -1,13 +1,14 @@
 """RANK 0 ONLY: one thread per scan. Follows the blissdata scan, plans the file, drives the writers.
 
-The flow, top to bottom in `_write`: wait for PREPARED → plan (scan_info parsed and validated,
-nothing touched yet) → open the file → stream (rows of every stream as they are published) →
-wait for CLOSED → finalise → close. States (`State`): INIT → ON → OFF | FAULT; OFF only once the
-file is closed. The thread never touches HDF5 or MPI itself: every file operation is a step sent
-through the WriterChannel, so all writer ranks apply it together. Redis is reached only through
-`ScanSource` (lengths in one pipelined round trip, never bulk data). The streams are followed by
-the driver's `StreamFollower` (stream_follower.py: kinds, lengths, what is due, the backlog); row
-batching and back-pressure are in row_writes.py, end-of-scan nodes in finalisation.py.
+The flow, top to bottom in `_write`: wait for PREPARED → plan (scan_info parsed and validated, its
+paths inside the allowed roots: path_checks.py; nothing touched yet) → open the file → stream (rows of
+every stream as they are published) → wait for CLOSED → finalise → close. States (`State`): INIT → ON
+→ OFF | FAULT; OFF only once the file is closed. The thread never touches HDF5 or MPI itself: every
+file operation is a step sent through the WriterChannel, so all writer ranks apply it together. Redis
+is reached only through `ScanSource` (lengths in one pipelined round trip, never bulk data). The
+streams are followed by the driver's `StreamFollower` (stream_follower.py: kinds, lengths, what is
+due, the backlog); row batching and back-pressure are in row_writes.py, end-of-scan nodes in
+finalisation.py.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..util.disk import disk_space_message
 from .durability import Durability, forget_when_durable
 from .journal import Journal
 from .liveness import Liveness
+from .path_checks import checked_scan_file
 from .plan_choice import make_plan
 from .plugin_streams import PluginStreams
 from .profiling import PROFILER
@@ -185,7 +187,7 @@ class ScanDriver:
             return
         self._mark("prepared")
         plan = self.plan = self.plan_factory(self.source.info, self.options, self.blissdata_version)
-        self._check_disk(plan.filename)
+        self._check_disk(checked_scan_file(plan, self.options.paths))  # paths outside the allowed roots: FAULT
         self.channel.call(st.OpenFile(self.key, plan.filename, plan.root_attrs(), plan.entry_names,
                                       replace_entries=self.interruption is not None))
         if self.journal is not None:

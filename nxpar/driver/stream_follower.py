@@ -4,8 +4,10 @@ Owns what each stream is (`StreamKind`, or a `PluginMode` for Lima2 / Mosca chan
 published (row streams: lengths of all in one pipelined round trip; Lima references, Lima copies and
 Lima2 / Mosca channels each their own way), what is due (Lima groups once their first frame is
 reported, Lima2 / Mosca links, the due rows of every row stream in one step with the links of a
-dataset after its first rows) and the backlog. Never touches HDF5: steps go through the
-WriterChannel; row batching and back-pressure are in row_writes.py, Lima2 / Mosca in plugin_streams.py.
+dataset after its first rows) and the backlog. Lima files are checked against the allowed roots
+(path_checks.py) before their frames are linked or copied: a stream whose files are outside is refused
+(a warning, the scan goes on). Never touches HDF5: steps go through the WriterChannel; row batching and
+back-pressure are in row_writes.py, Lima2 / Mosca in plugin_streams.py.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from ..nexus.file_plan import FilePlan, StreamKind
 from ..nexus.lima_plan import LimaMode
 from ..protocol import steps as st
+from .path_checks import DetectorFiles, policy_of
 from .plugin_streams import PluginStreams, is_plugin_kind
 from .row_writes import RowWrites, StreamProgress
 from .scan_source import ScanGone, ScanSource, StreamDescription
@@ -41,6 +44,7 @@ class StreamFollower:
         self.plugins = plugins
         self.streams: dict[str, StreamProgress] = {}
         self.lima_infos: dict[str, dict] = {}
+        self.files = DetectorFiles(policy_of(None))  # the plan's allowed roots once classified
         self._lengths_at = time.monotonic()
         self._follow = {StreamKind.LIMA: self._follow_references, StreamKind.SCAN: self._follow_references,
                         StreamKind.LIMA_COPY: self._follow_lima_copy}
@@ -48,6 +52,7 @@ class StreamFollower:
     # -- the streams of the plan -----------------------------------------------------------------------
     def classify(self, plan: FilePlan) -> None:
         """The kind of every stream the plan wants; an unknown or unsupported stream FAULTs the scan."""
+        self.files = self.plugins.files = DetectorFiles(policy_of(plan))
         for d in self.source.streams():
             if not plan.wants(d.name):
                 continue  # an h5map that does not mention the stream
@@ -63,6 +68,7 @@ class StreamFollower:
             self.streams[d.name] = StreamProgress(d.name, kind)
             if d.lima_info is not None:
                 self.lima_infos[d.name] = d.lima_info
+                self._check_lima_template(self.streams[d.name], d.lima_info)
         self._lengths_at = time.monotonic()
 
     def all_done(self) -> bool:
@@ -91,17 +97,55 @@ class StreamFollower:
         self.plugins.refresh(self.streams)
         for p in self.streams.values():
             follow = self._follow.get(p.kind)
-            if follow is not None and not p.sealed:
+            if follow is not None and not p.sealed and not p.given_up:
                 follow(p)
 
     def _follow_references(self, p: StreamProgress) -> None:
-        """Lima (frames reported so far) and scan-sequence streams: nothing to copy, just follow."""
-        p.available, p.sealed = self.source.reference_length(p.name)
+        """Lima (frames reported so far) and scan-sequence streams: nothing to copy, just follow (Lima
+        files checked as their frames are reported: finalisation.py links them at the end)."""
+        available, sealed = self.source.reference_length(p.name)
+        if p.kind == StreamKind.LIMA and available > p.available and not self._lima_files_allowed(p, available):
+            return
+        p.available, p.sealed = available, sealed
         p.written = p.submitted = p.available
 
     def _follow_lima_copy(self, p: StreamProgress) -> None:
-        """Frames are copied once Lima closed their file."""
-        p.reported, p.available, p.sealed = self.source.lima_saved(p.name)
+        """Frames are copied once Lima closed their file (inside the allowed roots)."""
+        reported, available, sealed = self.source.lima_saved(p.name)
+        if available > p.available and not self._lima_files_allowed(p, available):
+            return
+        p.reported, p.available, p.sealed = reported, available, sealed
+
+    # -- Lima files inside the allowed roots -----------------------------------------------------------
+    def _check_lima_template(self, p: StreamProgress, lima_info: dict) -> None:
+        """Where Lima saves (its first file), checked once the stream is known: outside, refused at once."""
+        template = lima_info.get("file_path")
+        if template is None:
+            return  # not saved: nothing to read or link
+        try:
+            first = str(template) % int(lima_info.get("file_offset") or 0)
+        except (TypeError, ValueError):
+            first = str(template)
+        reason = self.files.refusal([first])
+        if reason:
+            self.plugins.refuse(p, f"Lima files: {reason}")
+
+    def _lima_files_allowed(self, p: StreamProgress, available: int) -> bool:
+        """The files of frames [p.available, available): inside the roots, else the stream is refused
+        (the frames before stay)."""
+        if "file_path" not in (self.lima_infos.get(p.name) or {}):
+            return True
+        try:
+            refs = self.source.frame_refs(p.name, p.available, available)
+        except Exception as e:  # linked frames: checked again at the end (finalisation.py); copies: read errors FAULT
+            if p.kind == StreamKind.LIMA_COPY:
+                raise
+            log.debug("scan %s: %s: Lima references not known yet (%s)", self.name, p.name, e)
+            return True
+        reason = self.files.refusal(ref[1] for ref in refs)
+        if reason:
+            self.plugins.refuse(p, f"Lima files: {reason}")
+        return not reason
 
     # -- what is due -------------------------------------------------------------------------------------
     def send_due(self, plan: FilePlan) -> bool:
@@ -147,7 +191,7 @@ class StreamFollower:
     def check_all_copied(self) -> None:
         """Frames Lima reported but never saved cannot be copied: say so rather than truncate silently."""
         for p in self.streams.values():
-            if p.kind == StreamKind.LIMA_COPY and p.written < p.reported:
+            if p.kind == StreamKind.LIMA_COPY and p.written < p.reported and not p.given_up:
                 raise RuntimeError(f"{p.name}: Lima reported {p.reported} frames but saved only "
                                    f"{p.written}: the missing frames cannot be copied")
 

@@ -1,8 +1,11 @@
 """The device's options, in one place: what to save (`SaveOptions`) and how to cut row writes into
-steps (`Tuning`). Both come from the `NexusWriter` device properties (docs/interface.md)."""
+steps (`Tuning`). Both come from the `NexusWriter` device properties (docs/interface.md). Where scan
+metadata may make nxpar write, read and link (`PathPolicy`, util/paths.py) travels with `SaveOptions`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..util.paths import PathPolicy
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class SaveOptions:
     required_disk_space: float = 200.0  # MB: below it the scan FAULTs
     recommended_disk_space: float = 1024.0  # MB: below it a warning
     writer_name: str = "nexus"  # scan_info['data_writer'] of the scans to write
+    paths: PathPolicy = PathPolicy()  # allowed_roots: every path from scan metadata is checked against it
 
 
 # A scan whose state and streams do not change for this long is finalised FAILED: its publisher is gone

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..driver.states import State
 from ..protocol.options import SaveOptions, Tuning
+from ..util.paths import policy_for, split_roots
 from . import logging_setup, stop_signals
 
 if TYPE_CHECKING:  # imported where used: the module loads fast, so main() blocks the stop signals early
@@ -81,6 +82,17 @@ def _add_save_options(p: argparse.ArgumentParser) -> None:
                    help="ignore scan_info['nexuswriter']: device names and types not from BLISS's config (noconfig)")
     _add_property_option(g, "required_disk_space")
     _add_property_option(g, "recommended_disk_space")
+    g.add_argument("--allowed-roots", type=_roots, action="extend", default=[], metavar="DIR[:DIR...]",
+                   help="directories scan files, master files and detector files must be in, symlinks resolved "
+                        "(allowed_roots; repeat or separate by ':' or ','; default: anywhere but the system "
+                        "directories, with a warning)")
+
+
+def _roots(text: str) -> list[str]:
+    roots, bad = split_roots(text)
+    if bad:
+        raise argparse.ArgumentTypeError(f"not an absolute directory: {', '.join(bad)}")
+    return roots
 
 
 def _add_property_option(group, name: str) -> None:
@@ -100,7 +112,8 @@ def save_options(args: argparse.Namespace) -> SaveOptions:
                        allow_external_hdf5=not args.disable_external_hdf5, copy_non_external=args.copy_non_external,
                        mosca_vds=args.mosca_vds, configurable=not args.noconfig,
                        required_disk_space=args.required_disk_space,
-                       recommended_disk_space=args.recommended_disk_space)
+                       recommended_disk_space=args.recommended_disk_space,
+                       paths=policy_for("NexusWriterBatch", args.allowed_roots))
 
 
 def main(argv: list[str] | None = None) -> None:

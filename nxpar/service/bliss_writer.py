@@ -24,6 +24,7 @@ from tango.server import command, device_property
 from ..driver.requested_scans import MAPPING_ROUTE, RequestedScans, UnknownScan
 from ..driver.session import redis_url_for_session
 from ..protocol.options import SaveOptions, Tuning
+from ..util.paths import policy_for
 from .device_common import fail, tango_state, writer_channel
 from .display import with_warnings, writing_text
 from .properties import BLISS_WRITER, configured_base
@@ -54,6 +55,7 @@ class BlissWriter(configured_base(BLISS_WRITER)):
     # -- life cycle --------------------------------------------------------------------------------
     def init_device(self) -> None:
         super().init_device()
+        self._paths = policy_for(self.get_name(), self.allowed_roots)  # said once in the log (WARNING: unset)
         self._accepting = True
         self._fault = ""
         route = ROUTES.get(self.get_name())
@@ -102,7 +104,8 @@ class BlissWriter(configured_base(BLISS_WRITER)):
     def _options(self) -> SaveOptions:
         return SaveOptions(allow_external_hdf5=not self.disable_external_hdf5, copy_non_external=self.copy_non_external,
                            mosca_vds=self.mosca_vds, required_disk_space=self.required_disk_space,
-                           recommended_disk_space=self.recommended_disk_space, writer_name="mapping")
+                           recommended_disk_space=self.recommended_disk_space, writer_name="mapping",
+                           paths=self._paths)
 
     def _tuning(self) -> Tuning:
         tuning = Tuning.from_properties(self.flush_period, self.step_mb_per_writer, self.max_write_delay,

@@ -6,6 +6,7 @@ finds and drives it; docs/interface.md describes it. The devices share the proce
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -19,6 +20,7 @@ from ..driver.session import SessionSubscriber
 from ..driver.states import ScanStatus
 from ..protocol.options import SaveOptions, Tuning
 from ..util.disk import disk_space_message, has_write_permissions
+from ..util.paths import policy_for
 from . import device_common
 from .device_common import fail, tango_state
 from .display import (align_columns, column_lines, duration, end_text, info_lines, progress_lines, session_status,
@@ -66,11 +68,13 @@ class NexusWriter(configured_base(NEXUS_WRITER)):
     def init_device(self) -> None:
         super().init_device()
         self._profiling = ResourceProfiling.OFF
+        self._paths = policy_for(self.get_name(), self.allowed_roots)  # said once in the log (WARNING: unset)
         self._check_beacon_host()
         sub = device_common.SUBSCRIBERS.get(self.get_name())
         if sub is None:
             instance = tango.Util.instance().get_ds_inst_name()
-            sub = SessionSubscriber(self.session, device_common.writer_channel(), self._save_options(),
+            options = dataclasses.replace(self._save_options(), paths=self._paths)
+            sub = SessionSubscriber(self.session, device_common.writer_channel(), options,
                                     self.purge_delay, instance=instance)  # its tuning: start() sets it
             device_common.SUBSCRIBERS[self.get_name()] = sub
         self._sub = sub
@@ -130,7 +134,7 @@ class NexusWriter(configured_base(NEXUS_WRITER)):
     @command
     def start(self) -> None:
         """Start discovering scans (after stop or FAULT); refreshes the save options."""
-        self._sub.options = self._save_options()
+        self._sub.options = dataclasses.replace(self._save_options(), paths=self._paths)
         self._sub.tuning = self._tuning()
         self._sub.purge_delay_s = self.purge_delay
         self._sub.start()
@@ -202,6 +206,9 @@ class NexusWriter(configured_base(NEXUS_WRITER)):
     def makedirs(self, path: str) -> None:
         if not os.path.isabs(path):
             fail("NexusWriter_RelativePath", "Path must be absolute", "makedirs")
+        refused = self._paths.refusal(path, created=True)
+        if refused:
+            fail("NexusWriter_PathNotAllowed", f"makedirs refused: {refused}", "makedirs")
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as e:

@@ -154,6 +154,10 @@ PROPERTIES: tuple[PropertySpec, ...] = (
                  "0: never", unit="seconds", low=0.0),
     PropertySpec("max_write_delay", Kind.NUMBER, 0.5, "seconds rows of a partly filled chunk may wait before "
                  "they are written", unit="seconds", low=0.0, high=3600.0),
+    PropertySpec("allowed_roots", Kind.TEXTS, [], "directories every path from scan metadata must resolve into, "
+                 "symlinks resolved (unset: anywhere but the system directories; docs/allowed_roots.md)",
+                 expects="absolute directories, one per line (',' or ':' also separate; one that is not absolute is "
+                         "left out, never widening what is allowed)"),
     PropertySpec("redis_url", Kind.TEXT, "", "blissdata Redis URL (empty: REDIS_DATA_URL, else asked from "
                  "Beacon)", classes=(BLISS_WRITER,), check=_is_redis_url,
                  expects="a redis://, rediss:// or unix:// URL, or nothing"),
