@@ -24,6 +24,7 @@ from ..nexus.nodes import failed_nodes, failure_nodes, note_nodes
 from ..nexus.scan_info import now_iso
 from ..protocol import steps as st
 from .finalisation import grid_axis_values, reference_nodes
+from .path_checks import nodes_inside
 from .resume import Interruption
 from .writer_channel import StepError
 
@@ -73,8 +74,12 @@ class ScanEnding:
         written = {p.name: p.written for p in streams if p.written and p.kind != StreamKind.SCAN}  # rows
         nodes = reference_nodes(plan, d.source, streams, d.lima_infos)
         nodes += d.plugins.final_nodes(plan, d.streams)  # Lima2 / Mosca: last VDS, copy warnings
-        nodes += plan.final_nodes(d.source.final_info(), failure is not None, written,
-                                  grid_axis_values(plan, d.source, d.streams, d.name))
+        final, refused = nodes_inside(plan.final_nodes(d.source.final_info(), failure is not None, written,
+                                                       grid_axis_values(plan, d.source, d.streams, d.name)),
+                                      plan.filename, d.options.paths)  # an h5map completed at the end: re-checked
+        nodes += final
+        for reason in refused:
+            log.warning("scan %s: %s", d.name, reason)
         if failure is not None:
             nodes += failure_nodes(plan.entry_names, reason_of(failure))
         if interruption is not None:

@@ -12,7 +12,12 @@ from blissdata.redis_engine.store import DataStore
 from ..protocol.steps import StreamSource
 from ..util.retry import call_with_backoff
 from .blissdata_raw import data_entries, fixed_numeric, redis_of
+from .lima2_conductor import bound_lima2_handshakes
 from .resp_reader import DIRECT_MIN_BYTES, DeclarationMismatch, EntryPayload, RespConnection, RowPlacer
+
+# Writer ranks load scans too (their streams): a hung Lima2 conductor must cost them the same bounded wait
+# as rank 0, not a hang (blissdata's plugin builds every stream of a scan it loads).
+bound_lima2_handshakes()
 
 RETRY_FOR_S = 10.0  # connection errors: back off for this long, then give up (scan FAULT)
 
