@@ -60,7 +60,8 @@ class Stack:
                log: str = "") -> subprocess.Popen:
         """Start `cmd` in its own session, marked as this stack's (launch/processes.py); PID in NAME.pid."""
         logfile = open(self.rundir / f"{log or name}.log", "ab")
-        full_env = {**os.environ, **self.env, **(env or {}), RUNDIR_MARK: str(self.rundir), NAME_MARK: name}
+        inherited = {k: v for k, v in os.environ.items() if k != "NXPAR_RESTART_REASON"}  # a run's own, never the shell's
+        full_env = {**inherited, **self.env, **(env or {}), RUNDIR_MARK: str(self.rundir), NAME_MARK: name}
         proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=full_env, cwd=self.rundir,
                                 start_new_session=True, stdin=subprocess.DEVNULL)
         (self.rundir / f"{name}.pid").write_text(str(proc.pid))

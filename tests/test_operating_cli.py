@@ -23,10 +23,11 @@ def run(cmd: list[str], env_drop: tuple[str, ...] = (), timeout: float = 120, **
 
 
 def assert_one_error_line(proc: subprocess.CompletedProcess, words: str) -> str:
-    """stderr is one line, naming the problem; nothing that looks like a crash anywhere."""
+    """One error line on stderr, naming the problem (warnings may come before it); nothing that looks
+    like a crash anywhere."""
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if " WARN " not in line[:40]]
     assert len(lines) == 1 and words in lines[0], out
     assert "Traceback" not in out and "BAD TERMINATION" not in out and "Killed" not in out, out
     return lines[0]

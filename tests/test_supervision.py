@@ -35,7 +35,8 @@ def render(kind: str, *args: str) -> str:
 # -- the run marker ------------------------------------------------------------------------------------
 def test_the_run_marker_tells_the_next_run_how_the_previous_one_ended(tmp_path, monkeypatch):
     monkeypatch.setenv("TANGO_HOST", "tango.example:20000")
-    monkeypatch.delenv(RESTART_REASON_ENV, raising=False)
+    monkeypatch.setenv(RESTART_REASON_ENV, "")  # recorded, so that the end of the test takes it away again
+    monkeypatch.delenv(RESTART_REASON_ENV)  # (RunMarker.start sets it in os.environ itself)
     assert RunMarker("w", tmp_path).start() == ""  # the first run ever
     assert json.loads(marker_path("w", tmp_path).read_text())["clean"] is False
     crashed = RunMarker("w", tmp_path)

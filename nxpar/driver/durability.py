@@ -32,7 +32,10 @@ class Durability:
         self._queue.put((path, then))
 
     def drain(self, timeout: float | None = None) -> None:
-        """Until every file queued so far is synced (service shutdown, tests)."""
+        """Until every file queued so far is synced (service shutdown, tests); at once if none ever was."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                return
         done = threading.Event()
         self._queue.put(("", done.set))
         done.wait(timeout)

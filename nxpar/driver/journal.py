@@ -190,6 +190,9 @@ class InterruptedScan:
     def is_alive(self) -> bool:
         return False
 
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
     def stop(self, timeout: float | None = None) -> None:
         pass
 

@@ -108,11 +108,20 @@ class SessionSubscriber:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
+        self._let_ended_scans_finish()
         if self.running:
             raise RuntimeError("Cannot stop session subscriber when scans are running")
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _let_ended_scans_finish(self, timeout_s: float = 5.0) -> None:
+        """A scan reports OFF or FAULT once its file is closed; its thread then logs the end and
+        releases the scan (journal, claims): a stop right after the end waits for that, not refuses."""
+        deadline = time.monotonic() + timeout_s
+        for w in list(self.writers.values()):
+            if w.is_alive() and w.state in (State.OFF, State.FAULT):
+                w.join(max(deadline - time.monotonic(), 0.0))
 
     def get(self, name: str) -> ScanStatus:
         writer = self.writers.get(name)

@@ -101,7 +101,6 @@ def run_front_end(world, writers, args: argparse.Namespace) -> int:
 
     signals = stop_signals.StopSignals(_stop_scans)
     marker = RunMarker(args.instance)
-    marker.start()
 
     def stop_job(reason: str) -> None:  # the watchdog or a broken channel: the next run will name the reason
         marker.record_stop_reason(reason)
@@ -113,6 +112,7 @@ def run_front_end(world, writers, args: argparse.Namespace) -> int:
         log.error("%s", problem)
         channel.shutdown()
         return 1
+    marker.start()  # a run that could not even start leaves the previous run's marker alone
     log.info("rank 0 of %d: Tango server %s/%s, Tango database %s, Redis %s", world.size, args.server,
              args.instance, os.environ.get("TANGO_HOST", ""),
              os.environ.get("REDIS_DATA_URL") or f"from Beacon {os.environ.get('BEACON_HOST', '(BEACON_HOST not set)')}")
