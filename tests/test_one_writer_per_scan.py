@@ -13,6 +13,7 @@ import threading
 import time
 
 import h5py
+import psutil
 import redis
 import tango
 
@@ -52,28 +53,36 @@ def publish(url: str, proxies, spec: ScanSpec) -> ScanPublisher:
     return pub
 
 
-def publish_while_paused(url: str, proxy, spec: ScanSpec, pid: int, batch_log) -> ScanPublisher:
-    """The scan created while the service's rank 0 is stopped (SIGSTOP) until the batch writes it: the
-    batch owns it, whatever the race; the service, going on, must leave it alone and register it in time."""
+def create_while_paused(url: str, spec: ScanSpec, pid: int, what: str, done) -> ScanPublisher:
+    """The scan created while one writer's rank 0 is stopped (SIGSTOP) until done(pub): the other writer
+    sees it first, whatever the race. Briefly: a stopped owner does not refresh its claims."""
     os.kill(pid, signal.SIGSTOP)
     try:
         pub = ScanPublisher(url, spec)
-        wait_for("the batch writing it", lambda: f"batch: writing scan {spec.name} ({pub.scan.key})" in batch_log.read_text())
+        wait_for(what, lambda: done(pub), 30)
     finally:
         os.kill(pid, signal.SIGCONT)
-    wait_scan_exists(proxy, spec.name)
-    pub.prepare_start()
-    pub.send(NPOINTS, batch=3)
-    pub.stop_close()
     return pub
 
 
-def spec(session: str, folder, nb: int, npoints: int = NPOINTS) -> ScanSpec:
-    return ScanSpec(session, str(folder / f"{session}_{nb}.h5"), nb, npoints, image_shape=(16, 16), mca_channels=None)
+def run(pubs: list[ScanPublisher], proxy) -> None:
+    """The scans published as BLISS does (together): the device must register each within 10 s."""
+    for pub in pubs:
+        wait_scan_exists(proxy, pub.spec.name)
+        pub.prepare_start()
+    for pub in pubs:
+        pub.send(NPOINTS, batch=3)
+    for pub in pubs:
+        pub.stop_close()
 
 
-def left_alone_line(writer: str, pub: ScanPublisher, owner: str) -> str:
-    return f"{writer}: scan {pub.spec.name} ({pub.scan.key}) is written by {owner}"
+def spec(session: str, folder, nb: int, npoints: int = NPOINTS, filename: str = "") -> ScanSpec:
+    return ScanSpec(session, filename or str(folder / f"{session}_{nb}.h5"), nb, npoints, image_shape=(16, 16),
+                    mca_channels=None)
+
+
+def left_alone_line(writer: str, pub: ScanPublisher, why: str) -> str:
+    return f"{writer}: scan {pub.spec.name} ({pub.scan.key}) not written here: {why}"
 
 
 def start_batch(url: str, session: str, folder, *args: str) -> subprocess.Popen:
@@ -82,16 +91,42 @@ def start_batch(url: str, session: str, folder, *args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, env=batch_env(folder / "state"), start_new_session=True)
 
 
+def batch_rank0(proc: subprocess.Popen) -> int:
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        if child.environ().get("PMI_RANK") == "0" and "nxpar.service.batch" in " ".join(child.cmdline()):
+            return child.pid
+    raise AssertionError("no rank 0 in the batch job")
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
+def publish_the_mix(url: str, proxy, names: dict[str, str], folder, pids: dict[str, int]) -> list[ScanPublisher]:
+    """1, 2: either may win, one after the other into one dataset file; 3: the batch takes it (the service
+    paused); 4 and 5 at once into one file (a sequence and its child): the service owns 4 (the batch
+    paused), so 5 is left to it even though the batch sees 5 first (the service paused)."""
+    session, dataset, sequence = "cl_mix", str(folder / "dataset.h5"), str(folder / "sequence.h5")
+    pubs = [publish(url, [proxy], spec(session, folder, nb, filename=dataset)) for nb in (1, 2)]
+    wait_for("1, 2 released", lambda: all(holder(url, p.scan.key) is None for p in pubs))
+    log = folder / "batch.log"
+    third = create_while_paused(url, spec(session, folder, 3, filename=dataset), pids["service"], "the batch's claim",
+                                lambda p: f"batch: writing scan 3_ascan ({p.scan.key})" in log.read_text())
+    run([third], proxy)
+    fourth = create_while_paused(url, spec(session, folder, 4, filename=sequence), pids["batch"], "the service's claim",
+                                 lambda p: getattr(holder(url, p.scan.key), "writer", "") == names["service"])
+    fifth = create_while_paused(url, spec(session, folder, 5, filename=sequence), pids["service"], "the batch leaving it",
+                                lambda p: left_alone_line(names["batch"], p, "left to ") in log.read_text())
+    run([fourth, fifth], proxy)
+    return pubs + [third, fourth, fifth]
+
+
 def test_a_service_and_a_batch_on_one_redis_write_each_scan_once(stack, tmp_path):
     url, session, instance = stack.env["REDIS_DATA_URL"], "cl_mix", "w_cl_mix"
-    service = f"session {session} of {instance}@{stack.env['TANGO_HOST']}"
-    batch = f"batch of batch@{stack.env['TANGO_HOST']}"
+    names = {"service": f"session {session} of {instance}@{stack.env['TANGO_HOST']}",
+             "batch": f"batch of batch@{stack.env['TANGO_HOST']}"}
     dev = stack.register(session, instance)
     stack.start_service(instance, 2)
     proc = None
@@ -99,10 +134,8 @@ def test_a_service_and_a_batch_on_one_redis_write_each_scan_once(stack, tmp_path
         proxy = stack.wait_device(dev)
         proc = start_batch(url, session, tmp_path)
         wait_for("the batch run", lambda: f"writing session '{session}' scans" in (tmp_path / "batch.log").read_text())
-        pubs = [publish(url, [proxy], spec(session, tmp_path, nb)) for nb in range(1, 3)]  # either may win
-        rank0 = service_ranks(instance)[0].pid
-        pubs += [publish_while_paused(url, proxy, spec(session, tmp_path, nb), rank0, tmp_path / "batch.log")
-                 for nb in range(3, 5)]
+        pids = {"service": service_ranks(instance)[0].pid, "batch": batch_rank0(proc)}
+        pubs = publish_the_mix(url, proxy, names, tmp_path, pids)
         for pub in pubs:
             assert wait_scan_done(proxy, pub.spec.name) == "OFF", proxy.scan_state_reason(pub.spec.name)
         reasons = {pub.spec.name: proxy.scan_state_reason(pub.spec.name) for pub in pubs}
@@ -113,22 +146,32 @@ def test_a_service_and_a_batch_on_one_redis_write_each_scan_once(stack, tmp_path
         stack.stop_service(instance)
         if proc is not None:
             stop(proc)
-    batch_log, served = (tmp_path / "batch.log").read_text(), service_log(stack, instance)
+    check_the_mix(pubs, reasons, names, (tmp_path / "batch.log").read_text(), service_log(stack, instance))
+
+
+def check_the_mix(pubs, reasons: dict[str, str], names: dict[str, str], batch_log: str, served: str) -> None:
     assert ", 0 FAULT" in batch_log
-    by_batch = 0
+    by_batch = []
     for pub in pubs:
-        service_left_it = left_alone_line(service, pub, batch) in served
-        batch_left_it = left_alone_line(batch, pub, service) in batch_log
+        service_left_it = left_alone_line(names["service"], pub, f"written by {names['batch']} (pid") in served
+        batch_left_it = left_alone_line(names["batch"], pub, "") in batch_log
         assert service_left_it != batch_left_it, pub.spec.name  # one owner, the other says who at INFO
         assert (f"batch: writing scan {pub.spec.name}" in batch_log) == service_left_it
         reason = reasons[pub.spec.name]
-        assert reason == "Finished succesfully" if batch_left_it else reason.startswith(f"written by {batch} (pid")
+        assert reason == "Finished succesfully" if batch_left_it else reason.startswith(
+            f"not written by this writer: written by {names['batch']} (pid")
         assert_file_matches(pub, NPOINTS)  # every stream as published, status SUCCEEDED
-        with h5py.File(pub.spec.filename, "r", locking=False) as f:
-            assert list(f) == [f"{pub.spec.scan_nb}.1"]
-        by_batch += service_left_it
-    assert by_batch >= 2  # at least the two created while the service was paused
-    print(f"{by_batch} of {len(pubs)} scans written by the batch, the others by the service")
+        if service_left_it:
+            by_batch.append(pub.spec.scan_nb)
+    assert 3 in by_batch and 4 not in by_batch and 5 not in by_batch, by_batch
+    fifth = pubs[4]
+    service = names["service"].rpartition(" of ")[2]
+    assert left_alone_line(names["batch"], fifth, f"left to {service} (pid") in batch_log
+    assert f"which is writing its file {fifth.spec.filename}" in batch_log
+    for filename, entries in ((pubs[0].spec.filename, ["1.1", "2.1", "3.1"]), (fifth.spec.filename, ["4.1", "5.1"])):
+        with h5py.File(filename, "r", locking=False) as f:
+            assert sorted(f) == entries
+    print(f"scans written by the batch: {by_batch}, the others by the service")
 
 
 def test_two_services_of_one_session_on_one_redis_write_each_scan_once(stack, tmp_path):
@@ -154,8 +197,8 @@ def test_two_services_of_one_session_on_one_redis_write_each_scan_once(stack, tm
         owners = [i for i, r in reasons[pub.spec.name].items() if r == "Finished succesfully"]
         assert len(owners) == 1, reasons
         (other,) = set(devs) - set(owners)
-        assert reasons[pub.spec.name][other].startswith(f"written by {writer[owners[0]]} (pid"), reasons
-        assert left_alone_line(writer[other], pub, writer[owners[0]]) in service_log(stack, other)
+        assert reasons[pub.spec.name][other].startswith(f"not written by this writer: written by {writer[owners[0]]}")
+        assert left_alone_line(writer[other], pub, f"written by {writer[owners[0]]}") in service_log(stack, other)
         assert_file_matches(pub, NPOINTS)  # every stream as published, status SUCCEEDED
 
 
@@ -187,7 +230,7 @@ def test_a_killed_owners_scans_are_taken_by_its_restart_at_once_by_another_write
                              text=True, env=batch_env(tmp_path / "state"), timeout=180)
         log = run.stdout + run.stderr
         assert run.returncode == 0, log[-4000:]
-        assert left_alone_line(f"batch of batch@{stack.env['TANGO_HOST']}", first, owner) in log  # another writer waits
+        assert left_alone_line(f"batch of batch@{stack.env['TANGO_HOST']}", first, f"written by {owner}") in log
         after = os.stat(first.spec.filename)
         assert (after.st_mtime_ns, after.st_size) == (written.st_mtime_ns, written.st_size)  # nothing touched
 

@@ -1,45 +1,58 @@
 """RANK 0 ONLY: one writer per scan — an atomic claim per scan in Redis (operators: docs/claims.md).
 
 Any two nxpar writers on one Redis (service and NexusWriterBatch, two services, two devices of one
-service) may be asked for the same scan. Before journaling it or touching a file a writer takes
-`nxpar:claim:<scan key>` (SET NX PX); the others log at INFO who owns it and register the scan as
-`ClaimedElsewhere` (ON while the claim is held, then OFF; never FAULT, so the BLISS scan goes on). A
-scan the route would not save is never claimed. A keeper thread per scan joins its ScanDriver,
-refreshing the claim every REFRESH_PERIOD_S, and deletes it once the driver has ended (file closed).
-The value names the owner (route and service `<instance>@<TANGO_HOST>`, host, pid, TTL): a dead
-owner's claim expires after CLAIM_TTL_S, but the same writer restarted takes it over at once (its
-predecessor's pid is dead, or two refreshes were missed), so resume (resume.py) is not delayed.
+service) may be asked for the same scan. Before journaling it or touching a file a writer takes, in one
+atomic step, `nxpar:claim:<scan key>` and `nxpar:claim:file:<scan file>`: the file claim is shared by
+the scans one process writes into that file (a sequence and its children, consecutive scans of a
+dataset), so two MPI jobs never have one file open at once. A writer refused logs at INFO who owns the
+scan and registers it as `ClaimedElsewhere` (claim_values.py: ON, then OFF; never FAULT, so the BLISS scan
+goes on). A scan the route would not save is never claimed. A keeper thread per scan joins its
+ScanDriver, refreshing both claims every REFRESH_PERIOD_S, and deletes them once the driver has ended
+(file closed). A dead owner's claims expire after CLAIM_TTL_S, but the same writer restarted takes them
+over at once (claim_values.may_take_over), so resume (resume.py) is not delayed.
 """
 from __future__ import annotations
 
-import dataclasses
-import enum
-import json
 import logging
 import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import redis
 
+from ..nexus.scan_info import scan_file
 from ..util.retry import call_with_backoff
-from .states import State
+from .claim_values import CLAIM_TTL_S, REFRESH_PERIOD_S, ClaimedElsewhere, Holder, Refusal, may_take_over
 
 log = logging.getLogger("nxpar.claims")
 
-CLAIM_TTL_S = 10.0  # a dead owner's scans wait this long for another writer (its own restart: none)
-REFRESH_PERIOD_S = 2.0  # 5 tries before the TTL ends; measured: tests/test_claims.py, test_one_writer_per_scan.py
 KEY_PREFIX = "nxpar:claim:"
+FILE_PREFIX = "nxpar:claim:file:"
 HOST = socket.gethostname()
+PROCESS_START = time.time()
 
-_REFRESH = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 2 end
-return redis.call('get', KEYS[1])"""  # 1: kept, 2: taken again (it had expired), else: the new holder
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_SWAP = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 0"
+# KEYS: scan claim, file claim; ARGV: scan value, file value ('' = no file), TTL in ms
+_TAKE = """local s = redis.call('get', KEYS[1])
+if s then return {1, s} end
+if ARGV[2] ~= '' then
+  local f = redis.call('get', KEYS[2])
+  if f and f ~= ARGV[2] then return {2, f} end
+  redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return {0, ''}"""
+_REFRESH = """local kept = 1
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[3])
+elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then kept = 2
+else return redis.call('get', KEYS[1]) end
+if ARGV[2] ~= '' and redis.call('get', KEYS[2]) == ARGV[2] then redis.call('pexpire', KEYS[2], ARGV[3])
+elseif ARGV[2] ~= '' then redis.call('set', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) end
+return kept"""  # 1: kept, 2: taken again (it had expired), else: the scan's new holder
+_DELETE_IF = """local n = 0
+for i, key in ipairs(KEYS) do if redis.call('get', key) == ARGV[i] then n = n + redis.call('del', key) end end
+return n"""
 
 
 def writer_identity(route: str, service: str) -> str:
@@ -47,64 +60,12 @@ def writer_identity(route: str, service: str) -> str:
     return f"{route} of {service}"
 
 
-def pid_alive(pid: int) -> bool:
-    if pid > 0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's
-            pass
-    return pid > 0
-
-
-@dataclass(frozen=True)
-class Holder:
-    """The value of a claim: who holds it, from where, since when, and the TTL it keeps."""
-
-    writer: str
-    host: str = ""
-    pid: int = 0
-    since: float = 0.0
-    ttl_s: float = CLAIM_TTL_S
-    refresh_s: float = REFRESH_PERIOD_S
-
-    def value(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def parse(cls, raw: bytes | str) -> "Holder":
-        try:
-            item = json.loads(raw)
-            return cls(**{f.name: item[f.name] for f in dataclasses.fields(cls) if f.name in item})
-        except (ValueError, TypeError, KeyError):  # not an nxpar value: never taken over
-            return cls(writer=raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
-
-    def describe(self) -> str:
-        when = time.strftime("%H:%M:%S", time.localtime(self.since)) if self.since else "?"
-        return f"{self.writer} (pid {self.pid} on {self.host or '?'}, since {when})"
-
-    def fresh(self, ttl_left_s: float) -> bool:
-        """Refreshed within its last two refresh periods (a live owner always is)."""
-        return ttl_left_s > self.ttl_s - 2 * self.refresh_s
-
-
-def may_take_over(holder: Holder, me: Holder, ttl_left_s: float, alive: Callable[[int], bool] = pid_alive) -> bool:
-    """Only the same writer takes a claim before it expires: its dead predecessor's (restart), never a
-    live sibling's (e.g. two batch runs); another writer waits for the TTL."""
-    if holder.writer != me.writer:
-        return False
-    if holder.host == me.host and holder.pid == me.pid:
-        return True  # not held by this process (see _HELD): a dead predecessor that had our pid
-    if holder.host == me.host and not alive(holder.pid):
-        return True
-    return not holder.fresh(ttl_left_s)
-
-
-class Refresh(enum.Enum):
-    KEPT = "kept"
-    RETAKEN = "taken again after it had expired"
-    LOST = "lost"
+def file_of(info: Any) -> str:
+    """The scan file the claim covers ('' when scan_info names none yet)."""
+    try:
+        return os.path.abspath(scan_file(info))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
 
 
 class Driver(Protocol):
@@ -113,121 +74,124 @@ class Driver(Protocol):
 
 
 _HELD: dict[str, "Claim"] = {}  # scan key -> the claim this process holds (two devices of one service)
+_FILES: dict[str, int] = {}  # file -> scans of this process claiming it (the file claim is shared)
 _HELD_LOCK = threading.Lock()
 
 
 class ClaimBook:
     """The claims of one writer (a session subscriber or a requested-scans route) in one Redis."""
 
-    def __init__(self, redis_url: str, writer: str, ttl_s: float = CLAIM_TTL_S,
+    def __init__(self, redis_url: str, writer: str, service: str, ttl_s: float = CLAIM_TTL_S,
                  refresh_s: float = REFRESH_PERIOD_S) -> None:
         self.redis_url, self.writer, self.ttl_s, self.refresh_s = redis_url, writer, ttl_s, refresh_s
+        self.process = Holder(service, HOST, os.getpid(), PROCESS_START, ttl_s, refresh_s)  # its file claims
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=refresh_s, socket_connect_timeout=refresh_s)
-        self._refresh = self.redis.register_script(_REFRESH)
-        self._release = self.redis.register_script(_RELEASE)
-        self._swap = self.redis.register_script(_SWAP)
+        self.take_script = self.redis.register_script(_TAKE)
+        self.refresh_script = self.redis.register_script(_REFRESH)
+        self.delete_script = self.redis.register_script(_DELETE_IF)
         self.held: set[Claim] = set()  # until released (a driver that just ended: in a moment)
 
     def call(self, func: Callable[[], Any], what: str) -> Any:
         return call_with_backoff(func, what, self.ttl_s)
 
-    def holder(self, scan_key: str) -> Holder | None:
-        raw = self.call(lambda: self.redis.get(KEY_PREFIX + scan_key), "claim holder")
-        return None if raw is None else Holder.parse(raw)
-
-    def claim_for(self, scan_key: str, name: str) -> "Claim | ClaimedElsewhere":
+    def claim_for(self, scan_key: str, name: str, filename: str) -> "Claim | ClaimedElsewhere":
         """The scan's claim, or (logged at INFO) the status of a scan another writer owns."""
-        outcome = self.take(scan_key)
+        outcome = self.take(scan_key, filename)
         if isinstance(outcome, Claim):
             return outcome
-        log.info("%s: scan %s (%s) is written by %s: left alone (claim %s)", self.writer, name, scan_key,
-                 outcome.describe(), KEY_PREFIX + scan_key)
-        return ClaimedElsewhere(scan_key, name, outcome, self)
+        log.info("%s: scan %s (%s) not written here: %s", self.writer, name, scan_key, outcome.describe())
+        keys = [KEY_PREFIX + scan_key] + ([FILE_PREFIX + filename] if filename else [])
+        return ClaimedElsewhere(scan_key, name, outcome, lambda: self.redis.mget(keys))
 
-    def take(self, scan_key: str) -> "Claim | Holder":
-        """Atomically: the claim, or who holds it."""
+    def take(self, scan_key: str, filename: str = "") -> "Claim | Refusal":
+        """Atomically: the scan's and its file's claims, or who holds them."""
         with _HELD_LOCK:
             held = _HELD.get(scan_key)
             if held is not None:
-                return held.holder
-            outcome = self._take_in_redis(scan_key, Holder(self.writer, HOST, os.getpid(), time.time(), self.ttl_s,
-                                                           self.refresh_s))
+                return Refusal(held.holder)
+            me = Holder(self.writer, HOST, os.getpid(), time.time(), self.ttl_s, self.refresh_s)
+            outcome = self._take_in_redis(Claim(self, scan_key, filename, me))
             if isinstance(outcome, Claim):
                 _HELD[scan_key] = outcome
+                _FILES[filename] = _FILES.get(filename, 0) + 1
                 self.held.add(outcome)
             return outcome
 
-    def _take_in_redis(self, scan_key: str, me: Holder) -> "Claim | Holder":
-        name, ttl_ms = KEY_PREFIX + scan_key, int(self.ttl_s * 1000)
-        holder = Holder("unknown")
-        for _ in range(3):  # the holder may release or expire between the calls
-            if self.call(lambda: self.redis.set(name, me.value(), nx=True, px=ttl_ms), "claim"):
-                return Claim(self, scan_key, me)
-            raw, pttl = self.call(lambda: self.redis.pipeline().get(name).pttl(name).execute(), "claim holder")
-            if raw is None:
-                continue
-            holder = Holder.parse(raw)
-            if not may_take_over(holder, me, pttl / 1000):
-                return holder
-            if self.call(lambda: self._swap(keys=[name], args=[raw, me.value(), ttl_ms]), "claim take-over"):
-                log.info("%s: scan %s: claim of %s taken over", self.writer, scan_key, holder.describe())
-                return Claim(self, scan_key, me)
-        return holder
+    def _take_in_redis(self, claim: "Claim") -> "Claim | Refusal":
+        ttl_ms, refusal = int(self.ttl_s * 1000), Refusal(Holder("unknown"))
+        for _ in range(3):  # a holder taken over, released or expired meanwhile: once more
+            code, raw = self.call(lambda: self.take_script(keys=claim.keys, args=[*claim.values, ttl_ms]), "claim")
+            if code == 0:
+                return claim
+            key, holder = claim.keys[code - 1], Holder.parse(raw)
+            refusal = Refusal(holder, claim.filename if code == 2 else "")
+            ttl_left_s = self.call(lambda: self.redis.pttl(key), "claim TTL") / 1000
+            if not may_take_over(holder, claim.holder if code == 1 else self.process, ttl_left_s):
+                return refusal
+            if self.call(lambda: self.delete_script(keys=[key], args=[raw]), "claim take-over"):
+                log.info("%s: claim %s of %s taken over", self.writer, key, holder.describe())
+        return refusal
 
 
 class Claim:
-    """A claim this process holds: refreshed while its driver runs, deleted when it ends."""
+    """The claims this process holds for one scan: refreshed while its driver runs, deleted when it ends."""
 
-    def __init__(self, book: ClaimBook, scan_key: str, holder: Holder) -> None:
-        self.book, self.scan_key, self.holder = book, scan_key, holder
-        self.name = KEY_PREFIX + scan_key
+    def __init__(self, book: ClaimBook, scan_key: str, filename: str, holder: Holder) -> None:
+        self.book, self.scan_key, self.filename, self.holder = book, scan_key, filename, holder
+        self.keys = [KEY_PREFIX + scan_key, FILE_PREFIX + filename]
+        self.values = [holder.value(), book.process.value() if filename else ""]
         self.refreshes, self.longest_gap_s, self.slowest_call_s = 0, 0.0, 0.0  # measured: logged at DEBUG
         self._last_ok = time.monotonic()
 
-    def refresh(self) -> Refresh:
-        """One round trip: the TTL renewed (KEPT), the key made again (RETAKEN), or LOST to another writer."""
+    def refresh(self) -> bool:
+        """One round trip: both TTLs renewed (keys made again if they had expired); False: the scan's claim
+        was lost to another writer."""
         t0 = time.perf_counter()
-        answer = self.book._refresh(keys=[self.name], args=[self.holder.value(), int(self.book.ttl_s * 1000)])
+        answer = self.book.refresh_script(keys=self.keys, args=[*self.values, int(self.book.ttl_s * 1000)])
         now = time.monotonic()
         self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - t0)
         self.longest_gap_s = max(self.longest_gap_s, now - self._last_ok)
         self.refreshes, self._last_ok = self.refreshes + 1, now
         if isinstance(answer, bytes):
             log.error("%s: claim %s lost (it expired and %s took it): that writer may write the scan too",
-                      self.book.writer, self.name, Holder.parse(answer).describe())
-            return Refresh.LOST
-        return Refresh.KEPT if answer == 1 else Refresh.RETAKEN
+                      self.book.writer, self.keys[0], Holder.parse(answer).describe())
+            return False
+        if answer == 2:
+            log.warning("%s: claim %s had expired: taken again", self.book.writer, self.keys[0])
+        return True
 
     def release(self) -> None:
-        try:
-            self.book.call(lambda: self.book._release(keys=[self.name], args=[self.holder.value()]), "claim release")
-        except Exception as e:  # Redis unreachable: the claim expires after its TTL
-            log.warning("%s: claim %s not released (%s): it expires within %.0f s", self.book.writer, self.name, e,
-                        self.book.ttl_s)
         with _HELD_LOCK:
             if _HELD.get(self.scan_key) is self:
                 del _HELD[self.scan_key]
+            last_of_file = _FILES.get(self.filename, 0) <= 1
+            _FILES[self.filename] = _FILES.get(self.filename, 0) - 1
+            if last_of_file:
+                del _FILES[self.filename]
             self.book.held.discard(self)
-        log.debug("claim %s released: %d refreshes, longest gap %.2f s, slowest refresh %.1f ms", self.name,
+            keys = self.keys if last_of_file and self.filename else self.keys[:1]
+            try:
+                self.book.call(lambda: self.book.delete_script(keys=keys, args=self.values[:len(keys)]), "claim release")
+            except Exception as e:  # Redis unreachable: the claims expire after their TTL
+                log.warning("%s: claim %s not released (%s): it expires within %.0f s", self.book.writer,
+                            self.keys[0], e, self.book.ttl_s)
+        log.debug("claim %s released: %d refreshes, longest gap %.2f s, slowest refresh %.1f ms", self.keys[0],
                   self.refreshes, self.longest_gap_s, 1000 * self.slowest_call_s)
 
     def keep_while(self, driver: Driver) -> None:
-        """Refresh the claim while `driver` runs (a thread joining it), release it when it has ended."""
+        """Refresh the claims while `driver` runs (a thread joining it), release them when it has ended."""
         threading.Thread(target=self._keep, args=(driver,), name=f"claim-{self.scan_key}", daemon=True).start()
 
     def _keep(self, driver: Driver) -> None:
-        outcome = Refresh.KEPT
-        while outcome != Refresh.LOST:
+        kept = True
+        while kept:
             driver.join(self.book.refresh_s)
             if not driver.is_alive():
                 break
             try:
-                outcome = self.refresh()
+                kept = self.refresh()
             except Exception as e:  # Redis unreachable: tried again at the next period
-                log.warning("%s: claim %s not refreshed: %s", self.book.writer, self.name, e)
-                continue
-            if outcome == Refresh.RETAKEN:
-                log.warning("%s: claim %s had expired: %s", self.book.writer, self.name, outcome.value)
+                log.warning("%s: claim %s not refreshed: %s", self.book.writer, self.keys[0], e)
         self.release()
 
 
@@ -242,59 +206,3 @@ def run_claimed(claim: Claim | None, start: Callable[[], Driver]) -> Any:
     if claim is not None:
         claim.keep_while(driver)
     return driver
-
-
-class ClaimedElsewhere:
-    """A `ScanStatus` (states.py) of a scan another writer owns: ON while it holds the claim, then OFF;
-    never alive here, nothing journaled, no file touched."""
-
-    interrupted, plan, filename, bytes_written, warning = False, None, None, 0, ""
-    urls: list[str] = []
-
-    def __init__(self, key: str, name: str, holder: Holder, book: ClaimBook) -> None:
-        self.key, self.name, self.holder, self._book = key, name, holder, book
-        self.created = self.start_time = time.time()
-        self._ended: float | None = None
-        self._checked = 0.0
-
-    def _claim_ended(self) -> bool:
-        """The owner released its claim (or it expired); Redis asked at most once a second."""
-        if self._ended is None and time.monotonic() - self._checked >= 1.0:
-            self._checked = time.monotonic()
-            try:  # no retries: the Tango thread asks
-                raw = self._book.redis.get(KEY_PREFIX + self.key)
-            except redis.RedisError:  # Redis unreachable: still ON
-                return False
-            if raw is None or Holder.parse(raw) != self.holder:
-                self._ended = time.time()
-        return self._ended is not None
-
-    @property
-    def state(self) -> State:
-        return State.OFF if self._claim_ended() else State.ON
-
-    @property
-    def reason(self) -> str:
-        ended = "; its claim has ended" if self._claim_ended() else ""
-        return f"written by {self.holder.describe()}, not by this writer{ended}"
-
-    @property
-    def end_time(self) -> float | None:
-        self._claim_ended()
-        return self._ended
-
-    def is_alive(self) -> bool:
-        return False
-
-    def stop(self, timeout: float | None = None, resumable: bool = False) -> None:
-        """Nothing to stop or kill here: the owner writes the scan."""
-
-    kill = stop
-
-    def progress(self) -> dict[str, dict[str, int]]:
-        return {}
-
-    def backlog(self) -> int:
-        return 0
-
-    published = backlog

@@ -26,7 +26,8 @@ from ..nexus.scan_info import saving_enabled
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.disk import disk_space_message
-from .claims import ClaimBook, ClaimedElsewhere, run_claimed, writer_identity
+from .claim_values import ClaimedElsewhere
+from .claims import ClaimBook, file_of, run_claimed, writer_identity
 from .journal import Journal, service_name
 from .resume import Interruption, Resumer
 from .plan_choice import make_plan
@@ -122,7 +123,7 @@ class RequestedScans:
             store = DataStore(self._url)
             store.get_last_scan_timetag()
             self.journal = Journal(self.name.replace("/", "_"), self.service, self._url)
-            self.claims = ClaimBook(self._url, writer_identity(self.name, self.service))
+            self.claims = ClaimBook(self._url, writer_identity(self.name, self.service), self.service)
             self._store = store
             self._resume_previous_run(store)
 
@@ -171,7 +172,7 @@ class RequestedScans:
         options = self._options_for(info)
         claim = None
         if self.claims is not None and saving_enabled(info, options.writer_name):
-            claim = self.claims.claim_for(scan.key, name)
+            claim = self.claims.claim_for(scan.key, name, file_of(info))
             if isinstance(claim, ClaimedElsewhere):
                 if interruption is not None and self.journal is not None:
                     self.journal.remove(scan.key)  # its owner writes it

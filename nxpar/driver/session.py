@@ -25,7 +25,8 @@ from ..nexus.scan_info import saving_enabled
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.retry import call_with_backoff
-from .claims import ClaimBook, ClaimedElsewhere, run_claimed, writer_identity
+from .claim_values import ClaimedElsewhere
+from .claims import ClaimBook, file_of, run_claimed, writer_identity
 from .journal import Journal, service_name
 from .profiling import log_resources
 from .resume import Interruption, Resumer
@@ -172,7 +173,7 @@ class SessionSubscriber:
         last = store.get_last_scan_timetag()
         if self.journal is None or self.journal.redis_url != self.url:
             self.journal = Journal(self.session, self.service, self.url)
-            self.claims = ClaimBook(self.url, writer_identity(f"session {self.session}", self.service))
+            self.claims = ClaimBook(self.url, writer_identity(f"session {self.session}", self.service), self.service)
         if not self._resumed:
             self._resume_previous_run(store)
         if self._since is None:
@@ -233,7 +234,7 @@ class SessionSubscriber:
         its ClaimedElsewhere status (not journaled: a resumed scan leaves the journal; no file touched)."""
         claim = None
         if self.claims is not None and saving_enabled(scan.info, self.options.writer_name):
-            claim = self.claims.claim_for(scan.key, scan.info["name"])
+            claim = self.claims.claim_for(scan.key, scan.info["name"], file_of(scan.info))
             if isinstance(claim, ClaimedElsewhere):
                 if interruption is not None and self.journal is not None:
                     self.journal.remove(scan.key)  # its owner writes it
