@@ -18,7 +18,8 @@ import redis
 import tango
 
 from launch.simulate import ScanPublisher, ScanSpec
-from nxpar.driver.claims import CLAIM_TTL_S, KEY_PREFIX, REFRESH_PERIOD_S, Holder
+from nxpar.driver.claim_values import CLAIM_TTL_S, REFRESH_PERIOD_S, Holder
+from nxpar.driver.claims import FILE_PREFIX, KEY_PREFIX
 from nxpar.service.register import register
 from tests.helpers import assert_file_matches, start_scan, wait_progress, wait_scan_done, wait_scan_exists
 from tests.processes import service_ranks
@@ -27,9 +28,13 @@ from tests.test_batch import batch_cmd, batch_env
 NPOINTS = 12
 
 
-def holder(url: str, key: str) -> Holder | None:
-    raw = redis.Redis.from_url(url).get(KEY_PREFIX + key)
+def holder_of(url: str, redis_key: str) -> Holder | None:
+    raw = redis.Redis.from_url(url).get(redis_key)
     return None if raw is None else Holder.parse(raw)
+
+
+def holder(url: str, scan_key: str) -> Holder | None:
+    return holder_of(url, KEY_PREFIX + scan_key)
 
 
 def service_log(stack, instance: str) -> str:
@@ -202,6 +207,16 @@ def test_two_services_of_one_session_on_one_redis_write_each_scan_once(stack, tm
         assert_file_matches(pub, NPOINTS)  # every stream as published, status SUCCEEDED
 
 
+def close_left_open(pubs: list[ScanPublisher]) -> None:
+    """A failed test closes the scans it left open (their stream threads would keep pytest alive)."""
+    for pub in pubs:
+        if pub.scan.state.name != "CLOSED":
+            try:
+                pub.stop_close("FAILURE")
+            except Exception:
+                pass
+
+
 def kill_job(stack, instance: str) -> int:
     """kill -9 of every rank of the service's job; the pid rank 0 had."""
     ranks = service_ranks(instance)
@@ -216,15 +231,21 @@ def test_a_killed_owners_scans_are_taken_by_its_restart_at_once_by_another_write
     owner = f"session {session} of {instance}@{stack.env['TANGO_HOST']}"
     dev = stack.register(session, instance)
     stack.start_service(instance, 2)
+    pubs: list[ScanPublisher] = []
     try:
         proxy = stack.wait_device(dev)
         first = start_scan(proxy, url, spec(session, tmp_path, 1, 30), 8, batch=2)
+        pubs.append(first)
         wait_progress(proxy, first.spec.name, "8pts-8pts")
         old_pid = kill_job(stack, instance)
         dead = holder(url, first.scan.key)
         assert dead is not None and dead.writer == owner and dead.pid == old_pid, dead
-        # however slow this machine restarts the service: the dead owner's claim is kept as it is meanwhile
-        redis.Redis.from_url(url).pexpire(KEY_PREFIX + first.scan.key, 300_000)
+        # however slow this machine restarts the service: the dead owner's claims are kept as they are meanwhile
+        file_key = FILE_PREFIX + first.spec.filename
+        dead_process = holder_of(url, file_key)
+        assert dead_process.writer == owner.rpartition(" of ")[2] and dead_process.pid == old_pid
+        for key in (KEY_PREFIX + first.scan.key, file_key):
+            redis.Redis.from_url(url).pexpire(key, 300_000)
         written = os.stat(first.spec.filename)
         run = subprocess.run(batch_cmd(url, "--session", session, "--existing", "--once", ranks=2), capture_output=True,
                              text=True, env=batch_env(tmp_path / "state"), timeout=180)
@@ -236,7 +257,8 @@ def test_a_killed_owners_scans_are_taken_by_its_restart_at_once_by_another_write
 
         stack.start_service(instance, 2)  # the restarted owner: at once
         proxy = stack.wait_device(dev)
-        wait_for("the take-over", lambda: f"claim of {dead.describe()} taken over" in service_log(stack, instance))
+        for key, previous in ((KEY_PREFIX + first.scan.key, dead), (file_key, dead_process)):
+            wait_for("the take-over", lambda: f"claim {key} of {previous.describe()} taken over" in service_log(stack, instance))
         first.send(22, batch=2)
         first.stop_close()
         assert wait_scan_done(proxy, first.spec.name) == "OFF", proxy.scan_state_reason(first.spec.name)
@@ -245,6 +267,7 @@ def test_a_killed_owners_scans_are_taken_by_its_restart_at_once_by_another_write
             assert "written again from Redis" in f["1.1/writer/interruption"][()].decode()
 
         second = start_scan(proxy, url, spec(session, tmp_path, 2, 30), 8, batch=2)
+        pubs.append(second)
         wait_progress(proxy, second.spec.name, "8pts-8pts")
         kill_job(stack, instance)
         t_kill = time.monotonic()
@@ -252,10 +275,11 @@ def test_a_killed_owners_scans_are_taken_by_its_restart_at_once_by_another_write
         wait_for("the claim's expiry", lambda: holder(url, second.scan.key) is None, CLAIM_TTL_S + 2)
         expired_after = time.monotonic() - t_kill
         assert expired_after > CLAIM_TTL_S - REFRESH_PERIOD_S - 1, expired_after  # kept for its TTL
+        second.send(22, batch=2)
+        second.stop_close()
     finally:
         stack.stop_service(instance)
-    second.send(22, batch=2)
-    second.stop_close()
+        close_left_open(pubs)
     for pub in (first, second):  # the batch re-writes scans still in Redis into new files
         shutil.move(pub.spec.filename, tmp_path / f"old_{pub.spec.scan_nb}.h5")
     run = subprocess.run(batch_cmd(url, "--session", session, "--existing", "--once", ranks=2), capture_output=True,
