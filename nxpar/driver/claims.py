@@ -63,7 +63,7 @@ def writer_identity(route: str, service: str) -> str:
 def file_of(info: Any) -> str:
     """The scan file the claim covers ('' when scan_info names none yet)."""
     try:
-        return os.path.abspath(scan_file(info))
+        return os.path.realpath(scan_file(info))
     except (KeyError, TypeError, ValueError, AttributeError):
         return ""
 
