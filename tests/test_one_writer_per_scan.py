@@ -1,7 +1,8 @@
 """One writer per scan (issue 22, item 3), end to end on the real stack: a NexusWriterService and a
 NexusWriterBatch under mpirun, or two services, on one Redis and asked for the same scans write each scan
-once; the other one says at INFO who owns it and touches nothing. An owner killed (kill -9 of its job):
-its restart takes its scans again at once, another writer only after the claim's TTL."""
+once, and never open one file at once (a scan is left to the writer of its file); the other one says at
+INFO who owns it and touches nothing. An owner killed (kill -9 of its job): its restart takes its scans
+again at once, another writer only after the claim's TTL. A busy rank 0 keeps its claims."""
 from __future__ import annotations
 
 import os
