@@ -22,10 +22,13 @@ from blissdata.redis_engine.store import DataStore
 
 from ..nexus.file_plan import FilePlan
 from ..nexus.h5map_plan import has_h5map
+from ..nexus.scan_info import saving_enabled
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.disk import disk_space_message
 from .durability import DURABILITY
+from .claim_values import ClaimedElsewhere
+from .claims import ClaimBook, file_of, run_claimed, writer_identity
 from .journal import Journal, service_name
 from .resume import Interruption, Resumer
 from .plan_choice import make_plan
@@ -90,7 +93,7 @@ class RejectedScan:
 @dataclass
 class ScanRecord:
     key: str
-    writer: Any  # ScanDriver | InterruptedScan | RejectedScan
+    writer: Any  # ScanDriver | InterruptedScan | RejectedScan | ClaimedElsewhere
     warnings: list[str] = field(default_factory=list)
     last_disk_check: float = 0.0
 
@@ -110,6 +113,7 @@ class RequestedScans:
         self._lock = threading.Lock()
         self.service = service_name(instance)
         self.journal: Journal | None = None  # made once the Redis URL is known
+        self.claims: ClaimBook | None = None  # one writer per scan (claims.py), with the journal
         self._blissdata_version = blissdata_version()
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -120,12 +124,14 @@ class RequestedScans:
             store = DataStore(self._url)
             store.get_last_scan_timetag()
             self.journal = Journal(self.name.replace("/", "_"), self.service, self._url)
+            self.claims = ClaimBook(self._url, writer_identity(self.name, self.service), self.service)
             self._store = store
             self._resume_previous_run(store)
 
     @property
     def running(self) -> bool:
-        return any(r.writer.is_alive() for r in list(self._records.values()))
+        """A scan is being written (or its claim not yet released)."""
+        return any(r.writer.is_alive() for r in list(self._records.values())) or bool(self.claims and self.claims.held)
 
     def stop_all(self, timeout: float = 10, resumable: bool = True) -> None:
         """Service shutdown: finalise what is being written (FAILED); resumable: the next run writes those
@@ -136,9 +142,10 @@ class RequestedScans:
 
     # -- requests ----------------------------------------------------------------------------------
     def request(self, key: str) -> bool:
-        """Start writing the scan `key` (idempotent). Raises UnknownScan when Redis has no such scan."""
+        """Start writing the scan `key` (idempotent; a scan another writer owned is tried again once its claim
+        has ended). Raises UnknownScan when Redis has no such scan."""
         with self._lock:
-            if key in self._records:
+            if self._requested(key):
                 return True
         assert self._store is not None, "connect() first"
         try:
@@ -146,10 +153,15 @@ class RequestedScans:
         except (ScanNotFoundError, ScanLoadError) as e:
             raise UnknownScan(key) from e
         with self._lock:
-            if key in self._records:  # a concurrent request won
+            if self._requested(key):  # a concurrent request won
                 return True
             self.remember(key, self._new_writer(scan))
         return True
+
+    def _requested(self, key: str) -> bool:
+        record = self._records.get(key)
+        return record is not None and not (isinstance(record.writer, ClaimedElsewhere)
+                                           and record.writer.state == State.OFF)
 
     def _new_writer(self, scan: Any, interruption: Interruption | None = None) -> Any:
         """A started ScanDriver for the scan (journaled), or a RejectedScan saying why not."""
@@ -158,14 +170,26 @@ class RequestedScans:
         if not isinstance(name, str) or not name:
             log.error("%s: scan %s has no scan_info['name']: not written", self.name, scan.key)
             return RejectedScan(scan.key, "scan_info['name'] must be a non-empty string")
+        options = self._options_for(info)
+        claim = None
+        if self.claims is not None and saving_enabled(info, options.writer_name):
+            claim = self.claims.claim_for(scan.key, name, file_of(info))
+            if isinstance(claim, ClaimedElsewhere):
+                if interruption is not None and self.journal is not None:
+                    self.journal.remove(scan.key)  # its owner writes it
+                return claim
         if interruption is None and self.journal is not None:
             self.journal.discovered(scan.key, name)
-        writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self._url, self._options_for(info),
+        writer = run_claimed(claim, lambda: self._start_driver(scan, options, interruption))
+        log.info("%s: writing scan %s (%s)%s", self.name, name, scan.key, " again" if interruption else "")
+        return writer
+
+    def _start_driver(self, scan: Any, options: SaveOptions, interruption: Interruption | None) -> ScanDriver:
+        writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self._url, options,
                             self.channel, self.tuning, self._blissdata_version, self.journal,
                             plan_factory=h5map_plan_only if self.policy.require_h5map else make_plan,
                             interruption=interruption, durability=DURABILITY)
         writer.start()
-        log.info("%s: writing scan %s (%s)%s", self.name, name, scan.key, " again" if interruption else "")
         return writer
 
     def _options_for(self, info: dict[str, Any]) -> SaveOptions:

@@ -21,10 +21,13 @@ from typing import Any, Callable
 from blissdata.exceptions import NoScanAvailable, ScanLoadError, ScanNotFoundError
 from blissdata.redis_engine.store import DataStore
 
+from ..nexus.scan_info import saving_enabled
 from ..protocol.options import SaveOptions, Tuning
 from ..sources.blissdata_raw import blissdata_version
 from ..util.retry import call_with_backoff
 from .durability import DURABILITY
+from .claim_values import ClaimedElsewhere
+from .claims import ClaimBook, file_of, run_claimed, writer_identity
 from .journal import Journal, service_name
 from .profiling import log_resources
 from .resume import Interruption, Resumer
@@ -72,6 +75,7 @@ class SessionSubscriber:
         self.url = ""
         self.writers: dict[str, ScanStatus] = {}
         self.journal: Journal | None = None  # made once the Redis URL is known (one per service and Redis)
+        self.claims: ClaimBook | None = None  # one writer per scan (claims.py), with the journal
         self.notice = os.environ.get("NXPAR_RESTART_REASON", "")
         self.profiling = "OFF"  # applied to scan drivers created from now on
         self._last_resource_log = 0.0
@@ -180,6 +184,7 @@ class SessionSubscriber:
         last = store.get_last_scan_timetag()
         if self.journal is None or self.journal.redis_url != self.url:
             self.journal = Journal(self.session, self.service, self.url)
+            self.claims = ClaimBook(self.url, writer_identity(f"session {self.session}", self.service), self.service)
         if not self._resumed:
             self._resume_previous_run(store)
         if self._since is None:
@@ -231,13 +236,25 @@ class SessionSubscriber:
         if not isinstance(name, str) or not name:
             log.error("scan %s of session %s has no scan_info['name']: not written", key, self.session)
             return
-        if self.journal is not None:
-            self.journal.discovered(key, name)
         status = self._start_driver(scan, None)
         with self._lock:
             self.writers[name] = status
 
-    def _start_driver(self, scan: Any, interruption: Interruption | None) -> ScanDriver:
+    def _start_driver(self, scan: Any, interruption: Interruption | None) -> ScanStatus:
+        """A started ScanDriver holding the scan's claim (journaled), or, when another writer owns the scan,
+        its ClaimedElsewhere status (not journaled: a resumed scan leaves the journal; no file touched)."""
+        claim = None
+        if self.claims is not None and saving_enabled(scan.info, self.options.writer_name):
+            claim = self.claims.claim_for(scan.key, scan.info["name"], file_of(scan.info))
+            if isinstance(claim, ClaimedElsewhere):
+                if interruption is not None and self.journal is not None:
+                    self.journal.remove(scan.key)  # its owner writes it
+                return claim
+        if interruption is None and self.journal is not None:
+            self.journal.discovered(scan.key, scan.info["name"])
+        return run_claimed(claim, lambda: self._new_driver(scan, interruption))
+
+    def _new_driver(self, scan: Any, interruption: Interruption | None) -> ScanDriver:
         writer = ScanDriver(ScanSource(scan, self.tuning.redis_retry_s), self.url, self.options, self.channel,
                             self.tuning, self._blissdata_version, self.journal, interruption=interruption,
                             durability=DURABILITY,
