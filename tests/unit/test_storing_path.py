@@ -14,17 +14,17 @@ from nxpar.protocol import steps as st
 from nxpar.writers.datasets import create_array, resize_for
 from nxpar.writers.storing.bundle import compress_threads, split_share, start_encoding
 from nxpar.writers.storing.plan import BatchPlan, WritePlan, pipeline_for
-from nxpar.writers.storing.shares import (DEFAULT_STORING_SHARE, BatchCost, ShareSplit, batch_scheme, direct_rows,
-                                          fixed_share_from_env)
+from nxpar.writers.storing.shares import (BatchCost, ShareSplit, batch_scheme, direct_rows, fixed_share_from_env,
+                                          storing_rows)
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4, 8])
-@pytest.mark.parametrize("storing", [1.0, 0.75, 0.5, 0.0])
+@pytest.mark.parametrize("fixed", [1.0, 0.75, 0.0, None])
 @pytest.mark.parametrize("start,stop", [(0, 64), (5, 61), (3, 4), (8, 9), (0, 0), (17, 130)])
-@pytest.mark.parametrize("carry", [0.0, 0.49, -0.49])
-def test_shares_are_contiguous_whole_chunks_covering_the_write(ranks, storing, start, stop, carry):
-    split = ShareSplit(ranks, storing, carry=carry)
-    shares = [split.shares([(start, stop, 4)], "gzip", rank)[0][0] for rank in range(ranks)]
+@pytest.mark.parametrize("overhead", [0.0, 3.5, 40.0])
+def test_shares_are_contiguous_whole_chunks_covering_the_write(ranks, fixed, start, stop, overhead):
+    split = ShareSplit(ranks, fixed, {"gzip": overhead * 4 * 100})
+    shares = [split.shares([(start, stop, 4, 100), (0, 3, 4, 1)], "gzip", rank)[0] for rank in range(ranks)]
     rows = [r for lo, hi in shares for r in range(lo, hi)]
     assert rows == list(range(start, stop))  # every row once, in rank order
     owners = {}
@@ -33,32 +33,29 @@ def test_shares_are_contiguous_whole_chunks_covering_the_write(ranks, storing, s
             assert owners.setdefault(r // 4, rank) == rank  # one owner per chunk
 
 
-def test_the_storing_rank_takes_its_weighted_share():
-    assert ShareSplit(4, 1.0).cuts(40, 0.0, 1.0)[0] == [0, 10, 20, 30, 40]
-    assert ShareSplit(4, 0.5).cuts(35, 0.0, 0.5)[0] == [0, 5, 15, 25, 35]
-    assert ShareSplit(3, 0.0).cuts(10, 0.0, 0.0)[0] == [0, 0, 5, 10]
+def test_the_storing_rank_keeps_its_row_unless_storing_costs_more_than_a_row():
+    """One chunk row per rank (1024² frames): a second row on another rank would cost the step a row."""
+    assert storing_rows(4, 4, 0.3) == 1 and storing_rows(4, 4, 0.9) == 1
+    assert storing_rows(4, 4, 1.2) == 0  # storing alone outlasts two rows on one rank: it gives its row up
+    assert storing_rows(40, 4, 0.0) == 10  # an even split
+    assert storing_rows(40, 4, 4.0) == 7  # 7 + 4 = 11 rows' worth, the others 11 each
+    assert storing_rows(1, 4, 0.0) == 1 and storing_rows(0, 4, 2.0) == 0 and storing_rows(9, 1, 3.0) == 9
+    assert ShareSplit(4, 0.5).counts(35, 100, "gzip", True) == [5, 10, 10, 10]
+    assert ShareSplit(3, 0.0).counts(10, 100, "gzip", True) == [0, 5, 5]
+    assert ShareSplit(4, None, {"gzip": 400.0}).counts(40, 100, "gzip", True) == [7, 11, 11, 11]
+    assert ShareSplit(4, None, {"gzip": 400.0}).counts(40, 100, "gzip", False) == [10, 10, 10, 10]
 
 
-def test_rounding_is_carried_so_that_the_storing_rank_gets_its_weight_over_many_writes():
-    """Four ranks, one chunk row each per write: a weight of 0.5 gives the storing rank a row every
-    other write, the same on every rank (the carry is kept by the caller, as BatchReads does)."""
-    split = ShareSplit(4, 0.5)
-    mine = 0
-    for k in range(70):
-        shares, split.carry = split.shares([(8 * k, 8 * k + 32, 8)], "gzip", 0)
-        mine += (shares[0][1] - shares[0][0]) // 8
-        assert abs(split.carry) <= 0.5
-    assert mine == pytest.approx(70 * 4 * 0.5 / 3.5, abs=1)
-
-
-def test_the_storing_rank_balances_its_weight_by_scheme():
+def test_the_storing_rank_measures_what_storing_costs_it_by_scheme():
     split = ShareSplit(4)
-    assert split.weight("lz4") == DEFAULT_STORING_SHARE
-    # the others: 1 s for 10 chunks; the storing rank: 1.3 s for 8 (0.8 s) → 0.5 s of storing: weight 0.5
-    new = split.balanced("lz4", BatchCost(1.3, 8), [BatchCost(1.0, 10), BatchCost(1.0, 10)])
-    assert new == pytest.approx(DEFAULT_STORING_SHARE + 0.5 * (0.5 - DEFAULT_STORING_SHARE))
-    assert split.balanced("lz4", BatchCost(1.3, 8), [BatchCost(0.0, 0)]) is None  # nothing to tell by
-    assert ShareSplit(4, 0.7).balanced("lz4", BatchCost(1.3, 8), [BatchCost(1.0, 10)]) is None  # fixed
+    # the others: 1 s for 1000 bytes; the storing rank: 1.3 s for 800 bytes → 0.5 s of storing = 500 bytes
+    new = split.balanced("lz4", 100, BatchCost(1.3, 800), [BatchCost(1.0, 1000), BatchCost(1.0, 1000)])
+    assert new == pytest.approx(0.5 * 500)
+    split.overheads["lz4"] = new
+    assert split.balanced("lz4", 100, BatchCost(1.3, 800), [BatchCost(1.0, 1000)]) == pytest.approx(375)
+    assert split.balanced("lz4", 10_000, BatchCost(1.3, 800), [BatchCost(1.0, 1000)]) is None  # too small a move
+    assert split.balanced("lz4", 100, BatchCost(1.3, 800), [BatchCost(0.0, 0)]) is None  # nothing to tell by
+    assert ShareSplit(4, 0.7).balanced("lz4", 100, BatchCost(1.3, 8), [BatchCost(1.0, 10)]) is None  # fixed
     assert batch_scheme([("none", 10), ("gzip", 300), ("lz4", 200)]) == "gzip"
 
 
@@ -123,10 +120,10 @@ def test_chunks_encoded_from_the_sent_pipeline_are_the_bytes_hdf5_stores(tmp_pat
         assert plan.writes[0].pipeline is not None
         with ThreadPoolExecutor(2) as pool:
             encoding = start_encoding(pool, plan, [st.WriteRows(spec, None, 1, 14)], [(1, 14)], [rows[1:]])
-            parts = [future.result() for future in encoding.parts] + [encoding.last(0.0)]
+            parts = [future.result() for future in encoding.parts] + [encoding.last(0.0, 0)]
         chunks = [c for p in parts for c in p.chunks]
         raw = [r for p in parts for r in p.raw]
-        assert not any(p.error for p in parts) and parts[-1].last and parts[-1].chunk_count == 4 * 3 * 3
+        assert not any(p.error for p in parts) and parts[-1].last and len(chunks) == 4 * 3 * 3
         # rows 1, 2 share chunk 0 with row 0; the last chunk (rows 12, 13) is encoded padded
         assert [(r.first, len(r.rows)) for r in raw] == [(1, 2)]
         for chunk in chunks:

@@ -72,6 +72,28 @@ _libc.malloc.argtypes = [ctypes.c_size_t]
 _libc.free.restype = None
 _libc.free.argtypes = [ctypes.c_void_p]
 
+# A chunk's buffers (its copy, each filter's output) are malloc'd and freed at every chunk, the filters'
+# from the compressing threads. glibc serves blocks past its mmap threshold (128 KiB, raised only as big
+# blocks are freed) with fresh mappings, and gives a thread arena's free top back at once: every chunk
+# then costs page faults and the zeroing of every page (a third of a writer rank's CPU for LZ4, `perf
+# record`, perf/SCALING.md). Blocks up to MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD
+# of free memory stays at an arena's top, to be used again (NXPAR_MALLOC_TUNING=0: glibc's defaults).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 128 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_buffers() -> bool:
+    """Once per process, before chunks are encoded: glibc keeps freed chunk buffers for reuse (above);
+    True if it was set."""
+    import os
+
+    if os.environ.get("NXPAR_MALLOC_TUNING", "1") == "0" or not hasattr(_libc, "mallopt"):
+        return False
+    return bool(_libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(_libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                        TRIM_THRESHOLD))
+
 # size_t (*H5Z_func_t)(unsigned flags, size_t cd_nelmts, const unsigned cd_values[], size_t nbytes,
 #                      size_t *buf_size, void **buf)
 FilterFunc = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint),

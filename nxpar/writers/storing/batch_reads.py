@@ -37,13 +37,24 @@ class BatchReads:
         self.given_up: dict[str, dict[str, st.ChannelFailure]] = {}
         self.prefetch = os.environ.get("NXPAR_PREFETCH", "1") != "0"
 
-    def shares(self, step: st.WriteBatch) -> tuple[list[tuple[int, int]], float]:
+    def shares(self, step: st.WriteBatch) -> list[tuple[int, int]]:
         """LOCAL (the same split on every rank): this rank's rows of each write ([start, start) for a
-        channel given up), and the split's carry after them (kept by `read` only)."""
+        channel given up)."""
         given_up = self.given_up.get(step.scan_id, {})
-        extents = [(w.start, w.stop, w.spec.rows_per_chunk) if w.source.stream_name not in given_up
-                   else (w.start, w.start, 1) for w in step.writes]
+        extents = [(w.start, w.stop if w.source.stream_name not in given_up else w.start, w.spec.rows_per_chunk,
+                    w.spec.row_nbytes) for w in step.writes]
         return self.split.shares(extents, self.scheme(step), self.writers.rank)
+
+    @staticmethod
+    def share_bytes(step: st.WriteBatch, shares: list[tuple[int, int]]) -> int:
+        """Bytes of the rows of these shares (what the batch's costs are measured against)."""
+        return sum((hi - lo) * w.spec.row_nbytes for w, (lo, hi) in zip(step.writes, shares))
+
+    @staticmethod
+    def row_bytes(step: st.WriteBatch) -> int:
+        """Bytes of a chunk row of the batch's biggest write."""
+        biggest = max(step.writes, key=lambda w: w.spec.row_nbytes * (w.stop - w.start), default=None)
+        return biggest.spec.row_nbytes * biggest.spec.rows_per_chunk if biggest is not None else 0
 
     @staticmethod
     def scheme(step: st.WriteBatch) -> str:
@@ -65,7 +76,7 @@ class BatchReads:
         """COLLECTIVE: (rows of each write or None, shares) of this rank, after the agreement: StepFailed
         on every rank if a rank could not read (or `local_error()` says why it cannot go on)."""
         given_up = self.given_up.setdefault(step.scan_id, {})
-        shares, self.split.carry = self.shares(step)
+        shares = self.shares(step)
         error, rows, failed = "", [None] * len(step.writes), {}
         try:
             rows, failed = read_shares(self.reader, step.writes, shares)
@@ -82,7 +93,7 @@ class BatchReads:
         try:  # best effort: a failure here must not keep this rank from the agreement
             step = self.peek_next() if self.prefetch else None
             if isinstance(step, st.WriteBatch):
-                self.reader.prefetch([r[1:] for r in redis_reads(step.writes, self.shares(step)[0])])
+                self.reader.prefetch([r[1:] for r in redis_reads(step.writes, self.shares(step))])
         except Exception as e:
             log.debug("prefetch skipped: %s", e)
 
@@ -104,9 +115,9 @@ class BatchReads:
         return dims
 
     def take_balance(self, balance: tuple[str, float] | None) -> None:
-        """The storing rank's new weight for a scheme, from its plan (every rank, in plan order)."""
+        """The storing rank's new overhead for a scheme, from its plan (every rank, in plan order)."""
         if balance is not None:
-            self.split.weights[balance[0]] = balance[1]
+            self.split.overheads[balance[0]] = balance[1]
 
     def forget(self, scan_id: str) -> None:
         """The scan ended (CloseFile): its channels' failures and its Redis readers go."""

@@ -46,14 +46,14 @@ class RawRows:
 @dataclass
 class Part:
     """What a rank sends at a time. Its last part of a batch also carries its error, if any, and what
-    the batch cost it (CPU seconds, chunks encoded: the storing rank balances the shares with them)."""
+    the batch cost it (CPU seconds, bytes of its rows: the storing rank balances the shares with them)."""
 
     chunks: list[EncodedChunk] = field(default_factory=list)
     raw: list[RawRows] = field(default_factory=list)
     error: str = ""
     last: bool = False
     cpu_s: float = 0.0
-    chunk_count: int = 0
+    nbytes: int = 0
 
 
 def compress_threads(writers: int) -> int:
@@ -137,15 +137,15 @@ def _cut(run: list[ChunkTask]) -> list[list[ChunkTask]]:
 class Encoding:
     """LOCAL: one rank's share of a batch being encoded: `parts` complete in order; `last` ends it."""
 
-    def __init__(self, parts: list[Future], raw: list[RawRows], chunk_count: int, error: str = "") -> None:
-        self.parts, self.raw, self.chunk_count, self.error = parts, raw, chunk_count, error
+    def __init__(self, parts: list[Future], raw: list[RawRows], error: str = "") -> None:
+        self.parts, self.raw, self.error = parts, raw, error
 
-    def last(self, cpu_since: float, error: str = "") -> Part:
-        """The last part: the raw rows, the error (then no rows), the batch's CPU seconds to this rank
-        since `cpu_since` (time.process_time())."""
+    def last(self, cpu_since: float, nbytes: int, error: str = "") -> Part:
+        """The last part: the raw rows, the error (then no rows), the batch's cost to this rank: CPU
+        seconds since `cpu_since` (time.process_time()), `nbytes` of rows."""
         error = error or self.error
         return Part(raw=[] if error else self.raw, error=error, last=True,
-                    cpu_s=time.process_time() - cpu_since, chunk_count=self.chunk_count)
+                    cpu_s=time.process_time() - cpu_since, nbytes=nbytes)
 
 
 def start_encoding(pool: ThreadPoolExecutor, plan: BatchPlan, writes: list[st.WriteRows],
@@ -163,5 +163,5 @@ def start_encoding(pool: ThreadPoolExecutor, plan: BatchPlan, writes: list[st.Wr
             runs += [cut for run in more_runs for cut in _cut(run)]
             raw += more_raw
     except Exception as e:
-        return Encoding([], [], 0, f"{type(e).__name__}: {e}")
-    return Encoding([pool.submit(_encode_run, run) for run in runs], raw, sum(len(run) for run in runs))
+        return Encoding([], [], f"{type(e).__name__}: {e}")
+    return Encoding([pool.submit(_encode_run, run) for run in runs], raw)

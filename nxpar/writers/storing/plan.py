@@ -43,8 +43,8 @@ class WritePlan:
 class BatchPlan:
     """The storing rank's word on a WriteBatch: an error (the step fails on every rank, nothing is
     sent), or one WritePlan per write (None: the write is skipped, its channel given up). `balance`:
-    (scheme, weight), the storing rank's share of that scheme's writes from the next batch on
-    (shares.py), taken by every rank with the plan, error or not."""
+    (scheme, overhead), what storing costs the storing rank in that scheme's batches (shares.py), the
+    split of every batch after this one, taken by every rank with the plan, error or not."""
 
     error: str = ""
     writes: list[WritePlan | None] = field(default_factory=list)

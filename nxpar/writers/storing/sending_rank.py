@@ -20,6 +20,7 @@ from mpi4py import MPI
 from ...protocol import steps as st
 from ...protocol.mpi_roles import POLL_MAX_S, POLL_MIN_S
 from ..agreement import StepFailed
+from ..direct.chunk_codec import keep_freed_buffers
 from .batch_reads import BatchReads
 from .bundle import Part, compress_threads, start_encoding
 from .plan import BatchPlan
@@ -43,6 +44,7 @@ class SendingRankExecutor:
         self.peek_next: Callable[[], Any] = lambda: None  # set by the rank loop
         self.batch = BatchReads(writers, split, lambda: self.peek_next())
         self.pool = ThreadPoolExecutor(compress_threads(writers.size), thread_name_prefix="nxpar-compress")
+        keep_freed_buffers()
 
     def execute(self, step: Any) -> Any:
         """COLLECTIVE with the storing rank's executor (the same step on every writer rank)."""
@@ -78,7 +80,8 @@ class SendingRankExecutor:
                     requests += send_part(self.writers, part)
         except Exception as e:
             error = error or f"{type(e).__name__}: {e}"
-        last = encoding.last(cpu_since, error) if encoding is not None else Part(error=error, last=True)
+        nbytes = self.batch.share_bytes(step, shares)
+        last = encoding.last(cpu_since, nbytes, error) if encoding is not None else Part(error=error, last=True)
         requests += send_part(self.writers, last)
         wait_all(requests)
 

@@ -1,15 +1,18 @@
 """ALL WRITER RANKS (storing path): which rows of a write each rank reads, compresses and sends.
 
-Shares are whole chunks along the scan axis, contiguous, in rank order, so that each chunk has one
-owner. The storing rank also stores every other rank's chunks, so it takes a weight of an even share
-(1: even, 0: none), one per compression scheme (what storing costs against compressing differs by
-scheme): NXPAR_STORING_SHARE fixes it, else the storing rank balances it (`ShareSplit.balanced`) from
-what each batch cost every rank (CPU seconds, chunks encoded), so that all finish a batch together, and
-sends it in its plan. A write often has only a few chunk rows per rank (a 1024² frame chunk row is 16
-MiB, a step's worth), too few to cut a fraction of one: the storing rank's count is rounded, and what
-rounding gave or took is carried to the next writes (`carry`), so that over a scan it gets its weight.
-The carry and the weights change only with the steps and plans every rank sees, in the same order, so
-every rank computes the same split. Pure logic: no MPI, no HDF5.
+Shares are whole chunks along the scan axis ("chunk rows"), contiguous, in rank order, so that each chunk
+has one owner. The storing rank also stores every other rank's chunks, and the ranks meet at every
+step, so a step lasts as long as its slowest rank: the storing rank takes fewer chunk rows of a batch's
+biggest write when storing costs it more than they would (`storing_rows`). A step often holds a single
+chunk row per rank (a 1024² frame chunk row is 16 MiB, a step's worth): then one rank with two rows
+would cost the step a whole row, so the storing rank keeps its row unless storing costs it more than a
+row. The others share the rest evenly; the batch's other writes are split evenly.
+
+What storing costs the storing rank (`overhead`: in bytes of rows the others compress in that CPU time)
+is measured by the storing rank from each batch (`ShareSplit.balanced`: every rank's CPU seconds and
+bytes compressed), per compression scheme, and sent with its plan, so that every rank takes it at the
+same step and computes the same split. NXPAR_STORING_SHARE fixes the storing rank's share instead (0..1
+of an even share). Pure logic: no MPI, no HDF5.
 """
 from __future__ import annotations
 
@@ -17,13 +20,12 @@ import math
 import os
 from dataclasses import dataclass, field
 
-DEFAULT_STORING_SHARE = 0.8  # where balancing starts (measured: perf/SCALING.md)
-SMOOTHING = 0.5  # how far one batch moves the weight towards the balance it measured
-MIN_CHANGE = 0.02  # smaller moves are not made (a new weight re-cuts the shares of a prefetched step)
+SMOOTHING = 0.5  # how far one batch moves the overhead towards what it measured
+MIN_CHANGE = 0.05  # smaller moves (a fraction of a chunk row of the batch) are not sent
 
 
 def fixed_share_from_env() -> float | None:
-    """NXPAR_STORING_SHARE (0..1) if set: a fixed weight; None: the storing rank adapts it."""
+    """NXPAR_STORING_SHARE (0..1 of an even share) if set; None: the storing rank balances it."""
     text = os.environ.get("NXPAR_STORING_SHARE", "").strip()
     try:
         return min(max(float(text), 0.0), 1.0) if text else None
@@ -31,71 +33,87 @@ def fixed_share_from_env() -> float | None:
         return None
 
 
+def storing_rows(nrows: int, ranks: int, overhead_rows: float) -> int:
+    """The storing rank's chunk rows of a write of `nrows`: the count that ends the step soonest when
+    storing costs it `overhead_rows` chunk rows' worth of work and the others share the rest evenly (the
+    largest such count)."""
+    if ranks == 1 or nrows == 0:
+        return nrows
+
+    def step(mine: int) -> float:
+        return max(mine + overhead_rows, math.ceil((nrows - mine) / (ranks - 1)))
+
+    best = (nrows - overhead_rows * (ranks - 1)) / ranks  # where the two sides meet, continuous
+    candidates = {0, nrows} | {min(max(math.floor(best) + d, 0), nrows) for d in (-1, 0, 1, 2)}
+    return min(candidates, key=lambda mine: (step(mine), -mine))
+
+
 @dataclass
 class BatchCost:
-    """What a batch cost one rank: process CPU seconds (reading, encoding, sending or storing), chunks encoded."""
+    """What a batch cost one rank: process CPU seconds (reading, encoding, sending or storing), and the
+    bytes of rows it encoded."""
 
     cpu_s: float
-    chunks: int
+    nbytes: int
 
 
 @dataclass
 class ShareSplit:
-    """The split of each write's chunks among `ranks` writer ranks, the storing rank (0) weighted."""
+    """The split of each write's chunk rows among `ranks` writer ranks (rank 0: the storing rank)."""
 
     ranks: int
-    fixed: float | None = None  # NXPAR_STORING_SHARE: the weight of every scheme, never balanced
-    weights: dict[str, float] = field(default_factory=dict)  # scheme -> the storing rank's weight
-    carry: float = 0.0  # chunks the storing rank was given less (+) or more (-) than its weight, so far
+    fixed: float | None = None  # NXPAR_STORING_SHARE: the storing rank's share of every write, never balanced
+    overheads: dict[str, float] = field(default_factory=dict)  # scheme -> storing's cost, in bytes of rows
 
-    def weight(self, scheme: str) -> float:
-        return self.fixed if self.fixed is not None else self.weights.get(scheme, DEFAULT_STORING_SHARE)
-
-    def balanced(self, scheme: str, storing: BatchCost, others: list[BatchCost]) -> float | None:
-        """STORING RANK: the weight that would have let it finish the batch with the others (smoothed), or
-        None to keep the current one (fixed, too little work to tell, a move below MIN_CHANGE)."""
-        done = [c for c in others if c.chunks > 0 and c.cpu_s > 0]
+    def balanced(self, scheme: str, row_bytes: int, storing: BatchCost, others: list[BatchCost]) -> float | None:
+        """STORING RANK: the overhead this batch measured (smoothed), or None to keep the current one
+        (fixed, no work to tell by, a move below MIN_CHANGE of `row_bytes`, a chunk row of the batch)."""
+        done = [c for c in others if c.nbytes > 0 and c.cpu_s > 0]
         if self.fixed is not None or not done:
             return None
-        cpu = sum(c.cpu_s for c in done) / len(done)
-        per_chunk = cpu / (sum(c.chunks for c in done) / len(done))
-        overhead = storing.cpu_s - per_chunk * storing.chunks  # storing the others' chunks, the file's HDF5
-        current = self.weight(scheme)
-        target = min(max(1.0 - overhead / cpu, 0.0), 1.0)
-        new = round(current + SMOOTHING * (target - current), 3)
-        return new if abs(new - current) >= MIN_CHANGE else None
+        per_byte = sum(c.cpu_s for c in done) / sum(c.nbytes for c in done)
+        measured = max(storing.cpu_s - per_byte * storing.nbytes, 0.0) / per_byte
+        current = self.overheads.get(scheme, 0.0)
+        new = current + SMOOTHING * (measured - current)
+        return new if abs(new - current) >= MIN_CHANGE * row_bytes else None
 
-    def cuts(self, nchunks: int, carry: float, storing: float) -> tuple[list[int], float]:
-        """(chunk index where each rank's share starts, and the end; the carry after this write)."""
+    def counts(self, nrows: int, row_bytes: int, scheme: str, biggest: bool) -> list[int]:
+        """Chunk rows of each rank for a write of `nrows` chunk rows of `row_bytes` each."""
         if self.ranks == 1:
-            return [0, nchunks], carry
-        ideal = nchunks * storing / (storing + self.ranks - 1) + carry
-        mine = min(max(math.floor(ideal + 0.5), 0), nchunks)
-        rest = nchunks - mine
-        others = [mine + round(rest * k / (self.ranks - 1)) for k in range(self.ranks - 1)]
-        return [0] + others + [nchunks], ideal - mine
+            return [nrows]
+        if self.fixed is not None:
+            mine = min(math.floor(nrows * self.fixed / (self.fixed + self.ranks - 1) + 0.5), nrows)
+        elif biggest:
+            mine = storing_rows(nrows, self.ranks, self.overheads.get(scheme, 0.0) / max(row_bytes, 1))
+        else:
+            mine = storing_rows(nrows, self.ranks, 0.0)
+        rest = nrows - mine
+        return [mine] + [rest // (self.ranks - 1) + (1 if k < rest % (self.ranks - 1) else 0)
+                         for k in range(self.ranks - 1)]
 
-    def shares(self, extents: list[tuple[int, int, int] | None], scheme: str, rank: int
-               ) -> tuple[list[tuple[int, int]], float]:
-        """(rank `rank`'s rows of each write, the carry after them) — nothing is changed: the caller
-        keeps the carry once the shares are taken (`carry = ...`). extents: (start, stop, chunk rows)
-        of each write, None for a write nobody writes (rows [0, 0)); scheme: the batch's (`batch_scheme`)."""
-        carry, out, storing = self.carry, [], self.weight(scheme)
-        for extent in extents:
-            if extent is None or extent[1] <= extent[0]:
-                out.append((extent[0], extent[0]) if extent else (0, 0))
+    def shares(self, extents: list[tuple[int, int, int, int]], scheme: str, rank: int) -> list[tuple[int, int]]:
+        """Rank `rank`'s rows of each write; extents: (start, stop, rows per chunk, bytes per row) of each
+        write ([start, start): nobody writes it); scheme: the batch's (`batch_scheme`): its biggest
+        write is balanced."""
+        sizes = [(stop - start) * nbytes for start, stop, _, nbytes in extents]
+        biggest = sizes.index(max(sizes)) if sizes else -1
+        out = []
+        for i, (start, stop, chunk_rows, row_nbytes) in enumerate(extents):
+            if stop <= start:
+                out.append((start, start))
                 continue
-            start, stop, chunk_rows = extent
             first_chunk = start // chunk_rows
-            cuts, carry = self.cuts((stop - 1) // chunk_rows - first_chunk + 1, carry, storing)
-            lo, hi = first_chunk + cuts[rank], first_chunk + cuts[rank + 1]
+            counts = self.counts((stop - 1) // chunk_rows - first_chunk + 1, chunk_rows * row_nbytes, scheme,
+                                 i == biggest)
+            lo = first_chunk + sum(counts[:rank])
+            hi = lo + counts[rank]
             out.append((max(start, lo * chunk_rows), min(stop, hi * chunk_rows)) if hi > lo else (start, start))
-        return out, carry
+        return out
 
 
-def batch_scheme(specs_and_rows: list[tuple[str, int]]) -> str:
+def batch_scheme(specs_and_bytes: list[tuple[str, int]]) -> str:
     """The scheme a batch is balanced by: its biggest write's ((scheme, bytes) of each write)."""
-    return max(specs_and_rows, key=lambda item: item[1])[0] if specs_and_rows else ""
+    return max(specs_and_bytes, key=lambda item: item[1])[0] if specs_and_bytes else ""
 
 
 def direct_rows(lo: int, hi: int, chunk_rows: int) -> int:

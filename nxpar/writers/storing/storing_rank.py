@@ -8,7 +8,7 @@ abandoned files stay for the MPI-IO path). A WriteBatch is the only step all wri
 
     all      read their share, agree (read errors, channel failures; here also: no open file, no space)
     all      agree on variable rows' dims (only when the batch has some)
-    storing  creates or opens each dataset and resizes it; sends the plan (pipelines, padded dims, weight)
+    storing  creates or opens each dataset and resizes it; sends the plan (pipelines, padded dims, balance)
     all      encode their chunks; the others send them in parts as they are encoded, the last part with
              their raw rows, their error if any and what the batch cost them
     storing  stores every part as it comes (H5Dwrite_chunk; raw rows through HDF5), its own as they are
@@ -31,6 +31,7 @@ from mpi4py import MPI
 from ...protocol import steps as st
 from ...protocol.mpi_roles import POLL_MAX_S, POLL_MIN_S
 from ..agreement import StepFailed
+from ..direct.chunk_codec import keep_freed_buffers
 from ..datasets import resize_for, write_selection
 from ..executor import SPACE_RESERVE_BYTES, StepExecutor
 from ..write_mode import SerialWrites
@@ -50,6 +51,7 @@ class StoringRankExecutor(StepExecutor):
         self.batch = BatchReads(writers, split, lambda: self.peek_next())
         self.reader, self.given_up = self.batch.reader, self.batch.given_up  # forgotten by StepExecutor's close
         self.pool = ThreadPoolExecutor(compress_threads(writers.size), thread_name_prefix="nxpar-compress")
+        keep_freed_buffers()
         self.next_balance: tuple[str, float] | None = None  # measured after a batch, sent with the next plan
 
     def _write_batch(self, step: st.WriteBatch) -> dict[str, st.ChannelFailure]:
@@ -64,7 +66,7 @@ class StoringRankExecutor(StepExecutor):
             raise StepFailed(plan.error)
         encoding = start_encoding(self.pool, plan, step.writes, shares, rows)
         errors, costs = self._collect(step, plan, encoding)
-        self._balance(step, BatchCost(time.process_time() - cpu_since, encoding.chunk_count), costs)
+        self._balance(step, BatchCost(time.process_time() - cpu_since, self.batch.share_bytes(step, shares)), costs)
         if errors:
             raise StepFailed("; ".join(errors))
         return self.batch.failures(step)
@@ -118,7 +120,7 @@ class StoringRankExecutor(StepExecutor):
                 errors += [f"writer rank {source}: {e}" for e in self._store(step, dsets, part)]
                 if part.last:
                     waiting.discard(source)
-                    costs.append(BatchCost(part.cpu_s, part.chunk_count))
+                    costs.append(BatchCost(part.cpu_s, part.nbytes))
             elif own and own[0].done():
                 errors += self._store(step, dsets, own_part(own.pop(0)))
             else:  # nothing yet: sleep, or until this rank's next part is encoded
@@ -129,7 +131,7 @@ class StoringRankExecutor(StepExecutor):
                 sleep_s = min(sleep_s * 2, POLL_MAX_S)
                 continue
             sleep_s = POLL_MIN_S
-        return errors + self._store(step, dsets, encoding.last(0.0)), costs
+        return errors + self._store(step, dsets, encoding.last(0.0, 0)), costs
 
     def _store(self, step: st.WriteBatch, dsets: dict[int, h5py.Dataset], part: Part) -> list[str]:
         """One part stored: chunks with H5Dwrite_chunk, raw rows through HDF5; its errors."""
@@ -147,9 +149,9 @@ class StoringRankExecutor(StepExecutor):
 
     def _balance(self, step: st.WriteBatch, own: BatchCost, others: list[BatchCost]) -> None:
         scheme = self.batch.scheme(step)
-        weight = self.batch.split.balanced(scheme, own, others)
-        if weight is not None:
-            self.next_balance = (scheme, weight)
+        overhead = self.batch.split.balanced(scheme, self.batch.row_bytes(step), own, others)
+        if overhead is not None:
+            self.next_balance = (scheme, overhead)
 
     def close_all(self) -> None:
         try:

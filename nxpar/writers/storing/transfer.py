@@ -30,7 +30,7 @@ class PartHeader:
     error: str = ""
     last: bool = False
     cpu_s: float = 0.0
-    chunk_count: int = 0
+    nbytes_share: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -66,7 +66,7 @@ def send_part(writers: MPI.Intracomm, part: Part) -> list[MPI.Request]:
     sizes = [memoryview(c.data).nbytes for c in part.chunks]
     header = PartHeader([(c.write, c.offset, c.mask, n) for c, n in zip(part.chunks, sizes)],
                         [(r.write, r.first, tuple(r.rows.shape), r.rows.dtype.str) for r in part.raw],
-                        part.error, part.last, part.cpu_s, part.chunk_count)
+                        part.error, part.last, part.cpu_s, part.nbytes)
     requests = [writers.isend(header, dest=STORING_RANK, tag=BUNDLE_TAG)]
     if sizes:
         buffer = np.empty(sum(sizes), dtype=np.uint8)
@@ -97,4 +97,4 @@ def receive_part(writers: MPI.Intracomm, source: int) -> Part:
     for write, offset, mask, n in header.chunks:
         chunks.append(EncodedChunk(write, offset, mask, view[at:at + n]))
         at += n
-    return Part(chunks, raw, header.error, header.last, header.cpu_s, header.chunk_count)
+    return Part(chunks, raw, header.error, header.last, header.cpu_s, header.nbytes_share)
