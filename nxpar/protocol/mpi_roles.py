@@ -1,7 +1,8 @@
 """Who does what in the MPI job.
 
     rank 0            Tango front end; plans files; the only rank that talks Tango
-    ranks 1..N-1      writers: read their share from Redis, write collectively (one file)
+    ranks 1..N-1      writers: read their share from Redis and compress it; the first of them (the
+                      storing rank) stores every rank's chunks in the file (or all write it through MPI-IO)
     N == 1            rank 0 is also the only writer
 
 `writer_comm()` is COLLECTIVE over COMM_WORLD and must be called once by every rank at start-up.
@@ -13,6 +14,11 @@ from mpi4py import MPI
 STEP_TAG = 11
 RESULT_TAG = 12
 PROGRESS_TAG = 13  # ProgressMark: writer ranks → rank 0, never waited for
+# on the writer communicator, the storing path (writers/storing/): the storing rank's plan of a WriteBatch
+# to every other writer rank, and each one's compressed chunks and raw rows back (a header, then buffers)
+PLAN_TAG = 14
+BUNDLE_TAG = 15
+BUNDLE_DATA_TAG = 16
 # Waiting ranks sleep between probes instead of spinning in MPI. Each probe runs MPICH's progress
 # engine, which is not free: the sleep doubles from POLL_MIN_S to POLL_MAX_S while nothing comes, so a
 # long wait costs ~200 probes/s and a short one adds well under a millisecond of latency.

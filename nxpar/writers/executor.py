@@ -31,7 +31,7 @@ from .datasets import RowDatasets, resize_for, share_of_rows
 from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
 from .scan_files import ScanFiles
 from .tree import apply_nodes, set_root_attrs
-from .write_mode import write_mode_for
+from .write_mode import WriteMode, write_mode_for
 
 log = logging.getLogger("nxpar.collective")
 
@@ -45,12 +45,12 @@ METADATA_MARGIN_BYTES = 256 << 10
 class StepExecutor:
     """Holds the open scan files of this rank and applies steps to them."""
 
-    def __init__(self, comm: MPI.Intracomm) -> None:
+    def __init__(self, comm: MPI.Intracomm, write_mode: WriteMode | None = None) -> None:
         self.comm = comm
         self.datasets = RowDatasets()
         # several writer ranks: MPI-IO; one writer process: the serial driver, whole chunks stored
-        # pre-compressed (write_mode.py)
-        self.write_mode = write_mode_for(comm)
+        # pre-compressed (write_mode.py); the storing rank gives its own (writers/storing/)
+        self.write_mode = write_mode or write_mode_for(comm)
         self.files = ScanFiles(comm, self.write_mode)
         # scan id -> {stream: failure}: channels whose rows could not be read or are not as declared (agreed:
         # the same on every rank); their later writes in the scan are skipped too

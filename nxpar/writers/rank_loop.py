@@ -1,5 +1,8 @@
 """RANKS 1..N-1: the writer loop. Receives numbered steps from rank 0, executes them collectively,
-agrees on the outcome, and the first writer rank answers rank 0 with the step's number.
+agrees on the outcome, and the first writer rank answers rank 0 with the step's number. The executor is
+the write path's (`executor_for`): the storing rank's or a sending rank's (writers/storing/), or the
+StepExecutor (one writer, or MPI-IO). On the storing path the storing rank answers alone (the others'
+failures reach it during the step), and the other ranks go on to the next step without that agreement.
 
 Every rank tells rank 0 how far it got with each step (`ProgressMark`, sent and never waited for), so
 that rank 0's watchdog names the rank a stalled step waits for. A step that raised on some ranks only
@@ -20,6 +23,7 @@ from mpi4py import MPI
 from ..protocol import steps as st
 from ..protocol.mpi_roles import PROGRESS_TAG, RESULT_TAG, STEP_TAG, sleepy_allreduce_max, wait_for_message
 from .executor import StepExecutor, StepFailed
+from .write_mode import WritePath, write_path
 
 log = logging.getLogger("nxpar.writers.rank_loop")
 
@@ -32,11 +36,27 @@ def combine(results: list[st.StepResult]) -> st.StepResult:
     return results[0]
 
 
+def executor_for(writers: MPI.Intracomm) -> Any:
+    """COLLECTIVE at start-up: this writer rank's executor for the write path (write_mode.write_path):
+    on the storing path the storing rank's or a sending rank's, else the StepExecutor (direct, MPI-IO).
+    The first writer rank's environment decides for all (as file_access.agreed_settings)."""
+    from .storing.sending_rank import SendingRankExecutor
+    from .storing.shares import ShareSplit, fixed_share_from_env
+    from .storing.storing_rank import StoringRankExecutor
+
+    mine = (write_path(writers.size), fixed_share_from_env()) if writers.rank == 0 else None
+    path, fixed = writers.bcast(mine, root=0)
+    if path is not WritePath.STORING:
+        return StepExecutor(writers)
+    split = ShareSplit(writers.size, fixed)
+    return StoringRankExecutor(writers, split) if writers.rank == 0 else SendingRankExecutor(writers, split)
+
+
 class WriterRankLoop:
     def __init__(self, world: MPI.Intracomm, writers: MPI.Intracomm, executor: Any = None) -> None:
         self.world = world
         self.writers = writers
-        self.executor = executor or StepExecutor(writers)
+        self.executor = executor or executor_for(writers)
         self.executor.peek_next = self.peek_next
         self._arrived: list[st.Envelope] = []  # received early by peek_next (rank 0 keeps 2 in flight)
         self._marks: list[MPI.Request] = []
@@ -49,7 +69,8 @@ class WriterRankLoop:
                 break
             self._mark(envelope.seq, st.MarkKind.GOT)
             result = self._execute(envelope)
-            result = self._agree(result)
+            if not getattr(self.executor, "answers_alone", False):  # the storing path: its first rank's word
+                result = self._agree(result)
             if self.writers.rank == 0:
                 self.world.send(st.Answer(envelope.seq, result), dest=0, tag=RESULT_TAG)
         self._finish_marks()

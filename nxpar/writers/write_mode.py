@@ -1,18 +1,25 @@
 """ALL WRITER RANKS: how this rank's scan files are written, chosen once per executor.
 
-Two modes, one interface (`WriteMode`), so that the executor's steps read the same for both:
+The path (`WritePath`, `write_path`): one writer process writes alone (DIRECT); several writer ranks
+go through one storing rank (STORING, writers/storing/: the default) or write the file together through
+MPI-IO (MPIO: NXPAR_WRITE_MODE=mpio, or NXPAR_SERIAL_DRIVER=0, which also puts one writer process on
+the MPI-IO driver, e.g. to compare). perf/SCALING.md gives the numbers behind the default.
 
-* `MpioWrites`: several writer ranks (or one, with NXPAR_SERIAL_DRIVER=0, e.g. to compare): files
-  opened with the MPI-IO driver, every raw-data write a collective or independent MPI-IO transfer
-  that every writer rank enters, an empty selection when it has no rows.
+Three modes, one interface (`WriteMode`), so that the executor's steps read the same for all:
+
+* `MpioWrites`: files opened with the MPI-IO driver, every raw-data write a collective or independent
+  MPI-IO transfer that every writer rank enters, an empty selection when it has no rows.
 * `DirectWrites`: one writer process (a communicator of size 1): files opened with the serial
   driver; the whole chunks of a write are compressed outside HDF5 and stored one step behind
   (`direct/chunk_writer.py`), the rest goes through HDF5. Every step first stores the previous
   step's chunks (a row write excepted: its reads overlap them), and chunks lost in the background
   fail their scan's next step.
+* `SerialWrites`: the storing rank's files (serial driver, flushed to disk as DirectWrites'); its
+  row writes are the storing executor's own (writers/storing/storing_rank.py).
 """
 from __future__ import annotations
 
+import enum
 import os
 from typing import Any, Callable, Protocol
 
@@ -54,10 +61,26 @@ class WriteMode(Protocol):
         """Shutdown, after the files closed."""
 
 
+class WritePath(enum.Enum):
+    DIRECT = "direct"  # one writer process: serial driver, whole chunks pre-compressed (DirectWrites)
+    STORING = "storing"  # several: one storing rank holds the files, every rank compresses its chunks
+    MPIO = "mpio"  # several (or one, to compare): every rank writes through MPI-IO (MpioWrites)
+
+
+def write_path(writers: int, environ: Any = None) -> WritePath:
+    """The path for `writers` writer ranks: NXPAR_WRITE_MODE=mpio or NXPAR_SERIAL_DRIVER=0 ask for MPI-IO
+    (NXPAR_WRITE_MODE=storing, or unset: the default); otherwise DIRECT for one, STORING for several."""
+    env = os.environ if environ is None else environ
+    asked = env.get("NXPAR_WRITE_MODE", "").strip().lower()
+    if asked == WritePath.MPIO.value or env.get("NXPAR_SERIAL_DRIVER", "1") == "0":
+        return WritePath.MPIO
+    return WritePath.DIRECT if writers == 1 else WritePath.STORING
+
+
 def write_mode_for(comm: MPI.Intracomm) -> WriteMode:
-    """One writer process (comm of size 1): the serial driver and whole chunks stored pre-compressed,
-    unless NXPAR_SERIAL_DRIVER=0 (the MPI-IO driver even then); several: MPI-IO."""
-    if comm.size == 1 and os.environ.get("NXPAR_SERIAL_DRIVER", "1") != "0":
+    """The write mode of a StepExecutor on `comm`: DirectWrites for one writer process, else MPI-IO
+    (several writer ranks on the storing path use writers/storing/'s executors instead)."""
+    if comm.size == 1 and write_path(1) is WritePath.DIRECT:
         return DirectWrites()
     return MpioWrites()
 
@@ -91,10 +114,37 @@ class MpioWrites:
         pass
 
 
-class DirectWrites:
-    """One writer process, serial driver: whole chunks pre-compressed on a thread pool, one step behind."""
+class SerialWrites:
+    """Files of one process (serial driver), rows through HDF5; a flush is on disk when it returns."""
 
     serial = True
+
+    def run_step(self, call: Callable[[], Any], step: Any) -> Any:
+        return call()
+
+    def before_change(self, dset: h5py.Dataset) -> None:
+        pass
+
+    def write_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int,
+                   rows: np.ndarray | None) -> None:
+        write_selection(dset, spec.scan_ndim, lo, rows, transfer=None)
+
+    def forget(self, scan_id: str) -> None:
+        pass
+
+    def flush(self, f: h5py.File) -> None:
+        f.flush()
+        os.fsync(f.id.get_vfd_handle())  # as MPI_File_sync does behind the mpio driver's flush: flushed data is on disk
+
+    def store_all(self, scan_ids: list[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class DirectWrites(SerialWrites):
+    """One writer process, serial driver: whole chunks pre-compressed on a thread pool, one step behind."""
 
     def __init__(self) -> None:
         self.store = DirectChunkStore()
@@ -117,10 +167,6 @@ class DirectWrites:
 
     def forget(self, scan_id: str) -> None:
         self.store.forget(scan_id)
-
-    def flush(self, f: h5py.File) -> None:
-        f.flush()
-        os.fsync(f.id.get_vfd_handle())  # as MPI_File_sync does behind the mpio driver's flush: flushed data is on disk
 
     def store_all(self, scan_ids: list[str]) -> None:
         self.store.store_all(scan_ids)  # every chunk stored before any file closes

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from ...protocol import steps as st
-from .chunk_codec import Encoder, encoder_for
+from .chunk_codec import Encoder, encoder_for, keep_freed_buffers
 
 log = logging.getLogger("nxpar.collective")
 
@@ -66,6 +66,7 @@ class DirectChunkStore:
     """
 
     def __init__(self, threads: int | None = None) -> None:
+        keep_freed_buffers()
         self.threads = threads or compress_threads()
         self._pool: ThreadPoolExecutor | None = None
         self._store: ThreadPoolExecutor | None = None

@@ -1,0 +1,124 @@
+"""ALL WRITER RANKS (storing path): which rows of a write each rank reads, compresses and sends.
+
+Shares are whole chunks along the scan axis ("chunk rows"), contiguous, in rank order, so that each chunk
+has one owner. The storing rank also stores every other rank's chunks, and the ranks meet at every
+step, so a step lasts as long as its slowest rank: the storing rank takes fewer chunk rows of a batch's
+biggest write when storing costs it more than they would (`storing_rows`). A step often holds a single
+chunk row per rank (a 1024² frame chunk row is 16 MiB, a step's worth): then one rank with two rows
+would cost the step a whole row, so the storing rank keeps its row unless storing costs it more than a
+row. The others share the rest evenly; the batch's other writes are split evenly.
+
+What storing costs the storing rank (`overhead`: in bytes of rows the others compress in that CPU time)
+is measured by the storing rank from each batch (`ShareSplit.balanced`: every rank's CPU seconds and
+bytes compressed), per compression scheme, and sent with its plan, so that every rank takes it at the
+same step and computes the same split. NXPAR_STORING_SHARE fixes the storing rank's share instead (0..1
+of an even share). Pure logic: no MPI, no HDF5.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+SMOOTHING = 0.5  # how far one batch moves the overhead towards what it measured
+MIN_CHANGE = 0.05  # smaller moves (a fraction of a chunk row of the batch) are not sent
+
+
+def fixed_share_from_env() -> float | None:
+    """NXPAR_STORING_SHARE (0..1 of an even share) if set; None: the storing rank balances it."""
+    text = os.environ.get("NXPAR_STORING_SHARE", "").strip()
+    try:
+        return min(max(float(text), 0.0), 1.0) if text else None
+    except ValueError:
+        return None
+
+
+def storing_rows(nrows: int, ranks: int, overhead_rows: float) -> int:
+    """The storing rank's chunk rows of a write of `nrows`: the count that ends the step soonest when
+    storing costs it `overhead_rows` chunk rows' worth of work and the others share the rest evenly (the
+    largest such count)."""
+    if ranks == 1 or nrows == 0:
+        return nrows
+
+    def step(mine: int) -> float:
+        return max(mine + overhead_rows, math.ceil((nrows - mine) / (ranks - 1)))
+
+    best = (nrows - overhead_rows * (ranks - 1)) / ranks  # where the two sides meet, continuous
+    candidates = {0, nrows} | {min(max(math.floor(best) + d, 0), nrows) for d in (-1, 0, 1, 2)}
+    return min(candidates, key=lambda mine: (step(mine), -mine))
+
+
+@dataclass
+class BatchCost:
+    """What a batch cost one rank: process CPU seconds (reading, encoding, sending or storing), and the
+    bytes of rows it encoded."""
+
+    cpu_s: float
+    nbytes: int
+
+
+@dataclass
+class ShareSplit:
+    """The split of each write's chunk rows among `ranks` writer ranks (rank 0: the storing rank)."""
+
+    ranks: int
+    fixed: float | None = None  # NXPAR_STORING_SHARE: the storing rank's share of every write, never balanced
+    overheads: dict[str, float] = field(default_factory=dict)  # scheme -> storing's cost, in bytes of rows
+
+    def balanced(self, scheme: str, row_bytes: int, storing: BatchCost, others: list[BatchCost]) -> float | None:
+        """STORING RANK: the overhead this batch measured (smoothed), or None to keep the current one
+        (fixed, no work to tell by, a move below MIN_CHANGE of `row_bytes`, a chunk row of the batch)."""
+        done = [c for c in others if c.nbytes > 0 and c.cpu_s > 0]
+        if self.fixed is not None or not done:
+            return None
+        per_byte = sum(c.cpu_s for c in done) / sum(c.nbytes for c in done)
+        measured = max(storing.cpu_s - per_byte * storing.nbytes, 0.0) / per_byte
+        current = self.overheads.get(scheme, 0.0)
+        new = current + SMOOTHING * (measured - current)
+        return new if abs(new - current) >= MIN_CHANGE * row_bytes else None
+
+    def counts(self, nrows: int, row_bytes: int, scheme: str, biggest: bool) -> list[int]:
+        """Chunk rows of each rank for a write of `nrows` chunk rows of `row_bytes` each."""
+        if self.ranks == 1:
+            return [nrows]
+        if self.fixed is not None:
+            mine = min(math.floor(nrows * self.fixed / (self.fixed + self.ranks - 1) + 0.5), nrows)
+        elif biggest:
+            mine = storing_rows(nrows, self.ranks, self.overheads.get(scheme, 0.0) / max(row_bytes, 1))
+        else:
+            mine = storing_rows(nrows, self.ranks, 0.0)
+        rest = nrows - mine
+        return [mine] + [rest // (self.ranks - 1) + (1 if k < rest % (self.ranks - 1) else 0)
+                         for k in range(self.ranks - 1)]
+
+    def shares(self, extents: list[tuple[int, int, int, int]], scheme: str, rank: int) -> list[tuple[int, int]]:
+        """Rank `rank`'s rows of each write; extents: (start, stop, rows per chunk, bytes per row) of each
+        write ([start, start): nobody writes it); scheme: the batch's (`batch_scheme`): its biggest
+        write is balanced."""
+        sizes = [(stop - start) * nbytes for start, stop, _, nbytes in extents]
+        biggest = sizes.index(max(sizes)) if sizes else -1
+        out = []
+        for i, (start, stop, chunk_rows, row_nbytes) in enumerate(extents):
+            if stop <= start:
+                out.append((start, start))
+                continue
+            first_chunk = start // chunk_rows
+            counts = self.counts((stop - 1) // chunk_rows - first_chunk + 1, chunk_rows * row_nbytes, scheme,
+                                 i == biggest)
+            lo = first_chunk + sum(counts[:rank])
+            hi = lo + counts[rank]
+            out.append((max(start, lo * chunk_rows), min(stop, hi * chunk_rows)) if hi > lo else (start, start))
+        return out
+
+
+def batch_scheme(specs_and_bytes: list[tuple[str, int]]) -> str:
+    """The scheme a batch is balanced by: its biggest write's ((scheme, bytes) of each write)."""
+    return max(specs_and_bytes, key=lambda item: item[1])[0] if specs_and_bytes else ""
+
+
+def direct_rows(lo: int, hi: int, chunk_rows: int) -> int:
+    """First row of [lo, hi) from which every chunk along the scan axis starts inside the share (== hi:
+    none). Rows before it share a chunk with rows written before: they go through HDF5 on the storing
+    rank, which merges them. A last chunk the share fills only in part is encoded padded with the fill
+    value, as HDF5 stores it, and the rows that come later into it are merged by HDF5 like any head rows."""
+    return min(-(-lo // chunk_rows) * chunk_rows, hi)
