@@ -68,6 +68,13 @@ SUITES: dict[str, list[Entry]] = {
            f"ab --ranks 2 --frames 150 --repeat 1 --slices {LIVE_SLICES}"),
         _e("gzip-slices", f"frames --frames 240 --shape 512 512 --ranks 2 5 --repeat 2 --modes live drain "
                           f"--compression gzip-byteshuffle --slices {GZIP_SLICES}"),
+        _e("write-path-slices", f"ab --ranks 5 --frames 240 --shape 512 512 --repeat 2 --compression gzip-byteshuffle "
+                                f"--variant NXPAR_WRITE_MODE=mpio --slices {GZIP_SLICES}",
+           f"ab --ranks 5 --frames 120 --shape 512 512 --repeat 1 --compression gzip-byteshuffle "
+           f"--variant NXPAR_WRITE_MODE=mpio --slices {GZIP_SLICES}"),
+        _e("write-path-lz4-slices", f"ab --ranks 5 --frames 200 --repeat 2 --variant NXPAR_WRITE_MODE=mpio "
+                                    f"--slices {GZIP_SLICES}",
+           f"ab --ranks 5 --frames 100 --repeat 1 --variant NXPAR_WRITE_MODE=mpio --slices {GZIP_SLICES}"),
         _e("stages", "stages --frames 300", "stages --frames 60"),
     ],
     "trials": [
@@ -79,7 +86,7 @@ SUITES: dict[str, list[Entry]] = {
     "device": [
         _e("device-scaling", "scaling --real --seconds 2 --max-mb 512 --compression lz4-bitshuffle gzip-byteshuffle "
                              "blosc-zstd"),
-        _e("device-live", "ab --ranks 5 --frames 300 --repeat 2 --variant NXPAR_SERIAL_DRIVER=0"),
+        _e("device-live", "ab --ranks 5 --frames 300 --repeat 2 --variant NXPAR_WRITE_MODE=mpio"),
         _e("device-points", "points --scenario mixed --ranks 1 3 9 --repeat 1"),
     ],
 }

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from nxpar.driver.claim_values import (CLAIM_TTL_S, REFRESH_PERIOD_S, ClaimedElsewhere, Holder, Refusal,
-                                       may_take_over)
+                                       may_take_over, pid_alive)
 from nxpar.driver.claims import FILE_PREFIX, HOST, KEY_PREFIX, Claim, ClaimBook, run_claimed
 from nxpar.driver.states import State
 from tests.helpers import ROOT
@@ -70,6 +70,22 @@ class FakeDriver:
 
     def is_alive(self):
         return self.thread.is_alive()
+
+
+def test_a_zombie_predecessor_is_dead_for_the_take_over():
+    """A rank of a torn-down MPI job may linger as a zombie until its proxy reaps it: its claims are taken."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        os.kill(child.pid, 0)  # the pid still exists...
+        assert not pid_alive(child.pid)  # ...but nothing runs there
+        assert may_take_over(Holder(ME.writer, HOST, child.pid), ME, CLAIM_TTL_S)
+    finally:
+        child.wait()
+    assert pid_alive(os.getpid()) and not pid_alive(0)
 
 
 def test_the_first_writer_owns_the_scan_the_other_is_told_who(url):

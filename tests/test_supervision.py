@@ -173,11 +173,12 @@ def test_a_job_stopped_by_its_own_watchdog_says_why_once_restarted(stack, data_d
     try:
         proxy = stack.wait_device(dev)
         ranks = service_ranks(instance)
-        ranks[2].send_signal(signal.SIGSTOP)  # the next step is never answered: rank 0 stops the job
+        ranks[2].send_signal(signal.SIGSTOP)  # its share of the first rows never comes: rank 0 stops the job
         pub = ScanPublisher(stack.env["REDIS_DATA_URL"], ScanSpec(session, str(data_dir / "self.h5"), 1, 5,
                                                                   image_shape=(16, 16)))
         wait_scan_exists(proxy, pub.spec.name)
         pub.prepare_start()
+        pub.send(5)
         wait_gone([p.pid for p in ranks.values()], 60)
         status = stack.wait_device(dev, timeout=90).Status()
         assert f"pid {ranks[0].pid}" in status and "it stopped itself: writer ranks stalled" in status, status

@@ -18,14 +18,25 @@ REFRESH_PERIOD_S = 2.0  # 5 tries before the TTL ends; measured: tests/test_clai
 
 
 def pid_alive(pid: int) -> bool:
-    if pid > 0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's
-            pass
-    return pid > 0
+    """A process of that pid runs on this host; a zombie (dead, not yet reaped by its parent, e.g. a rank
+    of an MPI job torn down while its proxy lingers) does not."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass(frozen=True)
