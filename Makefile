@@ -73,5 +73,5 @@ bench-report:
 	$(PY) -m perf plot
 
 clean:
-	-for d in run/*/; do $(PY) -m launch.stack down --rundir $$d; done
+	-shopt -s nullglob; for d in run/*/; do $(PY) -m launch.stack down --rundir $$d; done
 	rm -rf run

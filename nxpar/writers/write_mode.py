@@ -61,6 +61,22 @@ class WriteMode(Protocol):
         """Shutdown, after the files closed."""
 
 
+class FsyncPolicy(enum.Enum):
+    """When a serial-driver file (one writer process, the storing rank) is forced to disk, NXPAR_FSYNC:
+    FLUSH (the default): at every periodic flush, as the MPI-IO driver's flush does (MPI_File_sync);
+    CLOSE: only once closed, by rank 0's durability thread (driver/durability.py) before the journal
+    forgets the scan — between flushes the page cache holds the rows, as with blisswriter, and a host
+    crash is covered by resume from Redis. perf/SCALING.md ("live-slices") measures both."""
+
+    FLUSH = "flush"
+    CLOSE = "close"
+
+
+def fsync_at_every_flush(environ: Any = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("NXPAR_FSYNC", FsyncPolicy.FLUSH.value).strip().lower() != FsyncPolicy.CLOSE.value
+
+
 class WritePath(enum.Enum):
     DIRECT = "direct"  # one writer process: serial driver, whole chunks pre-compressed (DirectWrites)
     STORING = "storing"  # several: one storing rank holds the files, every rank compresses its chunks
@@ -134,7 +150,8 @@ class SerialWrites:
 
     def flush(self, f: h5py.File) -> None:
         f.flush()
-        os.fsync(f.id.get_vfd_handle())  # as MPI_File_sync does behind the mpio driver's flush: flushed data is on disk
+        if fsync_at_every_flush():
+            os.fsync(f.id.get_vfd_handle())  # as MPI_File_sync does behind the mpio driver's flush
 
     def store_all(self, scan_ids: list[str]) -> None:
         pass
