@@ -52,16 +52,9 @@ class Known:
         return self.shows == Shows.ALWAYS or bool(verdict.ragged)
 
 
-SPLIT_BY_LENGTH = ("an abort in the middle of a point leaves one channel a point short (diode_mean): the reference "
-                   "splits plotselect by signal length (plotselect_samplingcounter, plotselect_unknown0D, plotselect a "
-                   "link to the first); nxpar keeps one plotselect whose signals and axes have different lengths")
-KNOWN = (
-    Known("amesh_plotinit", r" plotselect", "issue 22: plotinit(2D, 1D, sampling counter) before a mesh: the reference "
-          "writes one plotselect NXdata (the sampling counter on the grid); nxpar adds plotselect_unknown1D/_unknown2D/"
-          "_samplingcounter and makes plotselect a link (nxpar/nexus/plots.py)"),
-    Known("aborted", r" plotselect", SPLIT_BY_LENGTH, Shows.RAGGED),
-    Known("timescan_aborted", r" plotselect", SPLIT_BY_LENGTH, Shows.RAGGED),
-)
+# (mended: the mesh plotselect of plotinit before an amesh, and plotselect split by signal length after
+# an abort mid-point — nxpar/nexus/plots.py now groups as blisswriter 2.0.0 does)
+KNOWN: tuple[Known, ...] = ()
 
 
 @pytest.fixture(scope="module")
