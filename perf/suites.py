@@ -76,6 +76,8 @@ SUITES: dict[str, list[Entry]] = {
                                     f"--slices {GZIP_SLICES}",
            f"ab --ranks 5 --frames 100 --repeat 1 --variant NXPAR_WRITE_MODE=mpio --slices {GZIP_SLICES}"),
         _e("stages", "stages --frames 300", "stages --frames 60"),
+        _e("file-copy", f"file_copy --writers 1 2 4 --frames 256 96 --repeat 2 --slices {GZIP_SLICES}",
+           f"file_copy --writers 1 4 --frames 192 64 --repeat 1 --slices {GZIP_SLICES}"),
     ],
     "trials": [
         _e("trials-writer-settings", "ab --repeat 5 --variant nice=-5 --variant nice=5 --variant @step_mb_per_writer=48 "
