@@ -76,6 +76,8 @@ SUITES: dict[str, list[Entry]] = {
                                     f"--slices {GZIP_SLICES}",
            f"ab --ranks 5 --frames 100 --repeat 1 --variant NXPAR_WRITE_MODE=mpio --slices {GZIP_SLICES}"),
         _e("stages", "stages --frames 300", "stages --frames 60"),
+        _e("redis-threads", "redis_threads --slices redis=0.2,baseline=0.2",  # Redis 1 core per io-thread, readers 1
+           "redis_threads --quick --slices redis=0.2,baseline=0.2"),
     ],
     "trials": [
         _e("trials-writer-settings", "ab --repeat 5 --variant nice=-5 --variant nice=5 --variant @step_mb_per_writer=48 "

@@ -67,8 +67,10 @@ RENDERERS: dict[str, Callable[[Document], list[str]]] = {"frames": frames}
 def render(doc: Document) -> list[str]:
     """The tables of a document (its scenario's renderer)."""
     from . import more_tables, scaling_tables
+    from . import redis_tables
 
     renderers = RENDERERS | more_tables.RENDERERS | scaling_tables.RENDERERS
+    renderers |= redis_tables.RENDERERS
     if doc.scenario not in renderers:
         return header(doc) + [f"({len(doc.runs)} runs; no table for {doc.scenario})"]
     return renderers[doc.scenario](doc)
