@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from launch.processes import NAME_MARK, RUNDIR_MARK, _wait, alive, free_port, kill_marked, marked, stop_pidfile
 
@@ -86,7 +87,10 @@ class Stack:
         return sorted({p for p in from_pidfiles if alive(p)} | set(marked(self.rundir)))
 
     # -- Redis -----------------------------------------------------------------------------------
-    def start_redis(self, init_db: bool = True, name: str = "redis", port: int | None = None) -> str:
+    def start_redis(self, init_db: bool = True, name: str = "redis", port: int | None = None,
+                    extra_args: Sequence[str] = ()) -> str:
+        """Start a Redis with the modules blissdata needs; `extra_args` are appended to its command line
+        (e.g. `--io-threads 4`: perf/scenarios/redis_threads.py)."""
         import redis
 
         port = port or free_port(self.host)
@@ -95,7 +99,8 @@ class Stack:
                "--save", "", "--appendonly", "no",
                # protected mode refuses every non-loopback client: off only on a namespace's own address
                "--protected-mode", "yes" if self.host == "127.0.0.1" else "no", "--dir", str(self.rundir),
-               "--loadmodule", str(rs / "lib" / "rejson.so"), "--loadmodule", str(rs / "lib" / "redisearch.so")]
+               "--loadmodule", str(rs / "lib" / "rejson.so"), "--loadmodule", str(rs / "lib" / "redisearch.so"),
+               *extra_args]
         # libssl1.1 is given to the redis process only
         proc = self._spawn(name, cmd, env={"LD_LIBRARY_PATH": str(SSL_DIR)})
         url = f"redis://{self.host}:{port}"

@@ -6,7 +6,7 @@
                 accounting, peak RSS, throttling), CPU slices and the emulated many-core box (slices.py,
                 box.py), the JSON document every command writes (results.py)
     scenarios/  one small module per benchmark (frames, ab, points, mosca, timeline, profile, stages,
-                scaling, emulation, replay, write_paths)
+                scaling, emulation, replay, write_paths, file_copy, redis_threads)
     report/     tables, the documents' generated blocks and plots, all drawn from the JSON
     suites.py   the commands behind perf/RESULTS.md and perf/SCALING.md, as data (`make bench`,
                 `make bench-scaling`, the device script perf/device.sh)

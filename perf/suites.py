@@ -78,6 +78,8 @@ SUITES: dict[str, list[Entry]] = {
         _e("stages", "stages --frames 300", "stages --frames 60"),
         _e("file-copy", f"file_copy --writers 1 2 4 --frames 256 96 --repeat 2 --slices {GZIP_SLICES}",
            f"file_copy --writers 1 4 --frames 192 64 --repeat 1 --slices {GZIP_SLICES}"),
+        _e("redis-threads", "redis_threads --readers 8 --slices redis=0.2,baseline=0.1",  # Redis 1 slice per io-thread
+           "redis_threads --quick --readers 8 --slices redis=0.2,baseline=0.1"),
     ],
     "trials": [
         _e("trials-writer-settings", "ab --repeat 5 --variant nice=-5 --variant nice=5 --variant @step_mb_per_writer=48 "

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -104,17 +104,21 @@ class BenchStack:
 
 
 @contextlib.contextmanager
-def bench_stack(name: str, slices: SliceSet | None = None, keep: bool = False) -> Iterator[BenchStack]:
+def bench_stack(name: str, slices: SliceSet | None = None, keep: bool = False, redis_args: Sequence[str] = (),
+                tango_db: bool = True) -> Iterator[BenchStack]:
     """One Redis and one Tango DB for the whole command (a client keeps the first TANGO_HOST it saw);
-    stopped by PID and the run directory removed at the end (kept with keep=True)."""
+    stopped by PID and the run directory removed at the end (kept with keep=True). `redis_args` are
+    added to Redis's command line (e.g. `--io-threads 4`); tango_db=False: Redis alone (no service
+    can then be started)."""
     from launch.stack import Stack
 
     parent = ROOT / "run" if (ROOT / "run").exists() else None
     base = Path(tempfile.mkdtemp(prefix=f"nxpar-{name}-", dir=parent))
     stack = Stack(base / "stack")
     try:
-        stack.start_redis()
-        stack.start_tango_db()
+        stack.start_redis(extra_args=redis_args)
+        if tango_db:
+            stack.start_tango_db()
         os.environ.update(stack.env)
         yield BenchStack(stack, base, slices)
     finally:

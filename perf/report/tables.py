@@ -66,9 +66,10 @@ RENDERERS: dict[str, Callable[[Document], list[str]]] = {"frames": frames}
 
 def render(doc: Document) -> list[str]:
     """The tables of a document (its scenario's renderer)."""
-    from . import copy_tables, more_tables, scaling_tables
+    from . import copy_tables, more_tables, redis_tables, scaling_tables
 
-    renderers = RENDERERS | more_tables.RENDERERS | scaling_tables.RENDERERS | copy_tables.RENDERERS
+    renderers = RENDERERS | more_tables.RENDERERS | scaling_tables.RENDERERS
+    renderers |= copy_tables.RENDERERS | redis_tables.RENDERERS
     if doc.scenario not in renderers:
         return header(doc) + [f"({len(doc.runs)} runs; no table for {doc.scenario})"]
     return renderers[doc.scenario](doc)

@@ -11,7 +11,7 @@ import importlib
 from types import ModuleType
 
 NAMES = ("frames", "ab", "points", "mosca", "timeline", "profile", "stages", "scaling", "emulation",
-         "replay", "write_paths", "file_copy")
+         "replay", "write_paths", "file_copy", "redis_threads")
 
 
 def load(name: str) -> ModuleType:
