@@ -68,7 +68,8 @@ class Writers:
     def _start(self, kind: WriterKind) -> None:
         if kind == WriterKind.NXPAR:
             state = self.stack.rundir / f"state_restart{next(self._restarts)}"
-            self.stack.start_service(self.instance, self.ranks, "INFO", extra_env={"NXPAR_STATE_DIR": str(state)})
+            level = os.environ.get("NXPAR_TIER_LOG", "INFO")  # DEBUG: each scan's phases (scan_log.py)
+            self.stack.start_service(self.instance, self.ranks, level, extra_env={"NXPAR_STATE_DIR": str(state)})
             return
         service = ensure_reference()
         # nothing of this checkout on its path: blisswriter is the real one, not launch/bliss_env's stand-in
