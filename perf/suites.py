@@ -64,8 +64,8 @@ SUITES: dict[str, list[Entry]] = {
     "scaling": [
         _e("emulation", "emulation", "emulation --seconds 1"),
         _e("scaling", "scaling", "scaling --quick"),
-        _e("live-slices", f"ab --ranks 2 --frames 300 --repeat 3 --variant NXPAR_FSYNC=close --slices {LIVE_SLICES}",
-           f"ab --ranks 2 --frames 150 --repeat 1 --variant NXPAR_FSYNC=close --slices {LIVE_SLICES}"),
+        _e("live-slices", f"ab --ranks 2 --frames 300 --repeat 3 --variant NXPAR_FSYNC=flush --slices {LIVE_SLICES}",
+           f"ab --ranks 2 --frames 150 --repeat 1 --variant NXPAR_FSYNC=flush --slices {LIVE_SLICES}"),
         _e("gzip-slices", f"frames --frames 240 --shape 512 512 --ranks 2 5 --repeat 2 --modes live drain "
                           f"--compression gzip-byteshuffle --slices {GZIP_SLICES}"),
         _e("write-path-slices", f"ab --ranks 5 --frames 240 --shape 512 512 --repeat 2 --compression gzip-byteshuffle "

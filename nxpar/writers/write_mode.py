@@ -63,10 +63,13 @@ class WriteMode(Protocol):
 
 class FsyncPolicy(enum.Enum):
     """When a serial-driver file (one writer process, the storing rank) is forced to disk, NXPAR_FSYNC:
-    FLUSH (the default): at every periodic flush, as the MPI-IO driver's flush does (MPI_File_sync);
-    CLOSE: only once closed, by rank 0's durability thread (driver/durability.py) before the journal
-    forgets the scan — between flushes the page cache holds the rows, as with blisswriter, and a host
-    crash is covered by resume from Redis. perf/SCALING.md ("live-slices") measures both."""
+    CLOSE (the default): only once closed, by rank 0's durability thread (driver/durability.py) before
+    the journal forgets the scan — between flushes the page cache holds the rows (readers see them), as
+    with blisswriter, which never fsyncs, and a host crash before that fsync is covered by resume from
+    Redis; FLUSH: also at every periodic flush, as the MPI-IO driver's flush does (MPI_File_sync). An
+    fsync at a flush does not make a host crash between flushes safe either (the kernel writes dirty
+    pages back in any order), so it buys no integrity resume does not give; measured in perf/SCALING.md
+    ("live-slices"): the file closed sooner after the scan's end and a faster live scan without it."""
 
     FLUSH = "flush"
     CLOSE = "close"
@@ -74,7 +77,7 @@ class FsyncPolicy(enum.Enum):
 
 def fsync_at_every_flush(environ: Any = None) -> bool:
     env = os.environ if environ is None else environ
-    return env.get("NXPAR_FSYNC", FsyncPolicy.FLUSH.value).strip().lower() != FsyncPolicy.CLOSE.value
+    return env.get("NXPAR_FSYNC", FsyncPolicy.CLOSE.value).strip().lower() == FsyncPolicy.FLUSH.value
 
 
 class WritePath(enum.Enum):

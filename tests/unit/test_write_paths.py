@@ -21,7 +21,7 @@ def test_the_write_path_follows_the_writer_count_unless_mpi_io_is_asked(env, wri
     assert write_path(writers, env) is expected
 
 
-@pytest.mark.parametrize("policy, fsyncs", [(None, 1), ("flush", 1), ("close", 0), (" CLOSE", 0)])
+@pytest.mark.parametrize("policy, fsyncs", [(None, 0), ("flush", 1), (" FLUSH", 1), ("close", 0)])
 def test_a_flush_fsyncs_the_file_unless_the_policy_leaves_it_to_the_close(tmp_path, monkeypatch, policy, fsyncs):
     if policy is None:
         monkeypatch.delenv("NXPAR_FSYNC", raising=False)
