@@ -14,7 +14,7 @@ Three modes, one interface (`WriteMode`), so that the executor's steps read the 
   (`direct/chunk_writer.py`), the rest goes through HDF5. Every step first stores the previous
   step's chunks (a row write excepted: its reads overlap them), and chunks lost in the background
   fail their scan's next step.
-* `SerialWrites`: the storing rank's files (serial driver, flushed to disk as DirectWrites'); its
+* `SerialWrites`: the storing rank's files (serial driver, flushed as DirectWrites' are: `FsyncPolicy`); its
   row writes are the storing executor's own (writers/storing/storing_rank.py).
 """
 from __future__ import annotations
@@ -104,63 +104,53 @@ def write_mode_for(comm: MPI.Intracomm) -> WriteMode:
     return MpioWrites()
 
 
-class MpioWrites:
-    """Files opened with the MPI-IO driver: every writer rank enters every raw-data write."""
-
-    serial = False
+class WritesThroughHdf5:
+    """Rows written through HDF5 as each step comes, nothing deferred: the steps' hooks do nothing."""
 
     def run_step(self, call: Callable[[], Any], step: Any) -> Any:
         return call()
 
     def before_change(self, dset: h5py.Dataset) -> None:
         pass
+
+    def forget(self, scan_id: str) -> None:
+        pass
+
+    def store_all(self, scan_ids: list[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MpioWrites(WritesThroughHdf5):
+    """Files opened with the MPI-IO driver: every writer rank enters every raw-data write."""
+
+    serial = False
 
     def write_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int,
                    rows: np.ndarray | None) -> None:
         transfer = h5py.h5fd.MPIO_COLLECTIVE if needs_collective(spec, dset) else h5py.h5fd.MPIO_INDEPENDENT
         write_selection(dset, spec.scan_ndim, lo, rows, transfer)
 
-    def forget(self, scan_id: str) -> None:
-        pass
-
     def flush(self, f: h5py.File) -> None:
         f.flush()  # the mpio driver's flush ends in MPI_File_sync
 
-    def store_all(self, scan_ids: list[str]) -> None:
-        pass
 
-    def close(self) -> None:
-        pass
-
-
-class SerialWrites:
-    """Files of one process (serial driver), rows through HDF5; a flush is on disk when it returns."""
+class SerialWrites(WritesThroughHdf5):
+    """Files of one process (serial driver), rows through HDF5; a flush reaches the page cache (readers
+    see it), and the disk too with NXPAR_FSYNC=flush (`FsyncPolicy`)."""
 
     serial = True
-
-    def run_step(self, call: Callable[[], Any], step: Any) -> Any:
-        return call()
-
-    def before_change(self, dset: h5py.Dataset) -> None:
-        pass
 
     def write_rows(self, scan_id: str, spec: st.ArraySpec, dset: h5py.Dataset, lo: int,
                    rows: np.ndarray | None) -> None:
         write_selection(dset, spec.scan_ndim, lo, rows, transfer=None)
 
-    def forget(self, scan_id: str) -> None:
-        pass
-
     def flush(self, f: h5py.File) -> None:
         f.flush()
         if fsync_at_every_flush():
             os.fsync(f.id.get_vfd_handle())  # as MPI_File_sync does behind the mpio driver's flush
-
-    def store_all(self, scan_ids: list[str]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class DirectWrites(SerialWrites):
