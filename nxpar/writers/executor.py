@@ -28,7 +28,7 @@ from ..util.disk import free_bytes
 from . import layout
 from .agreement import Diverged, StepFailed, agree, collectively
 from .datasets import RowDatasets, resize_for, share_of_rows
-from .share_reads import agreed_failures, failure_flags, read_shares, redis_reads
+from .share_reads import read_and_agree, redis_reads
 from .scan_files import ScanFiles
 from .tree import apply_nodes, set_root_attrs
 from .write_mode import WriteMode, write_mode_for
@@ -132,16 +132,9 @@ class StepExecutor:
         given_up = self.given_up.setdefault(step.scan_id, {})
         shares = [share_of_rows(w.start, w.stop, w.spec.rows_per_chunk, self.comm.rank, self.comm.size)
                   if w.source.stream_name not in given_up else (w.start, w.start) for w in step.writes]
-        error, rows, failed = "", [None] * len(step.writes), {}
-        try:
-            rows, failed = read_shares(self.reader, step.writes, shares)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-        self._prefetch_next()
-        flags = self._agree(error or self._space_error(step.scan_id, step.nbytes, SPACE_RESERVE_BYTES),
-                            failure_flags(failed, len(step.writes)))
-        for i, failure in agreed_failures(self.comm, failed, flags).items():
-            given_up.setdefault(step.writes[i].source.stream_name, failure)
+        rows = read_and_agree(self.comm, self.reader, step.writes, shares, given_up,
+                              lambda: self._space_error(step.scan_id, step.nbytes, SPACE_RESERVE_BYTES),
+                              self._prefetch_next)
         for write, (lo, _), raw in zip(step.writes, shares, rows):
             if write.source.stream_name not in given_up:
                 self._write_rows(step.scan_id, f, write, lo, raw)

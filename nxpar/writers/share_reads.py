@@ -16,7 +16,7 @@ Two kinds of sources, two ways to fail:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -29,6 +29,7 @@ from ..sources.mosca_server import read_spectra
 from ..sources.redis_reader import StreamReader
 from ..sources.resp_reader import DeclarationMismatch
 from . import layout
+from .agreement import agree
 
 # sources whose read errors cost one write, not the scan (a warning on rank 0)
 PLUGIN_SOURCES = (st.FileRunsSource, st.FileStridedSource, st.MoscaServerSource)
@@ -123,3 +124,23 @@ def agreed_failures(comm: MPI.Intracomm, failed: dict[int, st.ChannelFailure], f
     unknown = st.ChannelFailure(st.FailureKind.UNREADABLE, "unreadable on a writer rank")
     return {i: next((g[i] for g in gathered if i in g), unknown)
             for i in np.flatnonzero(np.asarray(flags)).tolist()}
+
+
+def read_and_agree(comm: MPI.Intracomm, reader: StreamReader, writes: list[st.WriteRows],
+                   shares: list[tuple[int, int]], given_up: dict[str, st.ChannelFailure],
+                   local_error: Callable[[], str], prefetch_next: Callable[[], None]) -> list:
+    """COLLECTIVE: this rank's rows of each write (`read_shares`), then the one agreement of the batch:
+    StepFailed on every rank if a rank could not read (or `local_error()` — asked only when the reads
+    went well — says why it cannot go on); the writes some rank could not read join `given_up`
+    ({stream: failure}, the same on every rank). `prefetch_next()` runs between the reads and the
+    agreement (LOCAL, best effort)."""
+    error, rows, failed = "", [None] * len(writes), {}
+    try:
+        rows, failed = read_shares(reader, writes, shares)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    prefetch_next()
+    flags = agree(comm, error or local_error(), failure_flags(failed, len(writes)))
+    for i, failure in agreed_failures(comm, failed, flags).items():
+        given_up.setdefault(writes[i].source.stream_name, failure)
+    return rows

@@ -20,8 +20,7 @@ from ...protocol import steps as st
 from ...protocol.mpi_roles import sleepy_allreduce_max_all
 from ...sources.redis_reader import StreamReader
 from .. import layout
-from ..agreement import agree
-from ..share_reads import agreed_failures, failure_flags, read_shares, redis_reads
+from ..share_reads import read_and_agree, redis_reads
 from .shares import ShareSplit, batch_scheme
 
 log = logging.getLogger("nxpar.collective")
@@ -75,17 +74,9 @@ class BatchReads:
     def read(self, step: st.WriteBatch, local_error: Callable[[], str]) -> tuple[list, list[tuple[int, int]]]:
         """COLLECTIVE: (rows of each write or None, shares) of this rank, after the agreement: StepFailed
         on every rank if a rank could not read (or `local_error()` says why it cannot go on)."""
-        given_up = self.given_up.setdefault(step.scan_id, {})
         shares = self.shares(step)
-        error, rows, failed = "", [None] * len(step.writes), {}
-        try:
-            rows, failed = read_shares(self.reader, step.writes, shares)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-        self._prefetch_next()
-        flags = agree(self.writers, error or local_error(), failure_flags(failed, len(step.writes)))
-        for i, failure in agreed_failures(self.writers, failed, flags).items():
-            given_up.setdefault(step.writes[i].source.stream_name, failure)
+        rows = read_and_agree(self.writers, self.reader, step.writes, shares,
+                              self.given_up.setdefault(step.scan_id, {}), local_error, self._prefetch_next)
         return rows, shares
 
     def _prefetch_next(self) -> None:
