@@ -18,6 +18,7 @@ from nxpar.sources import lima2_conductor
 from nxpar.sources.lima2_conductor import BoundedLima2Plugin, ConductorUnreachable
 from nxpar.sources.lima2_receivers import Lima2Receivers, read_pieces
 from tests.helpers import assert_done_without_warning, wait_scan_done, wait_scan_exists
+from tests.live_reads import read_live, row_count
 
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
@@ -174,12 +175,10 @@ def copy_service(services):
 
 
 def _rows(filename: str, path: str) -> int:
-    """Rows of a dataset of a file being written (-1 while it cannot be read)."""
-    try:
-        with h5py.File(filename, "r", locking=False) as f:
-            return int(f[path].shape[0])
-    except (OSError, KeyError, RuntimeError, ValueError):
-        return -1
+    """Rows of a dataset of a file being written (-1 while it cannot be read; read in a child
+    process, see tests/live_reads.py)."""
+    rows = read_live(row_count, filename, path)
+    return -1 if rows is None else rows
 
 
 def _copy_scan(stack, data_dir, number: int, npoints: int, receivers: int, per_file: int):

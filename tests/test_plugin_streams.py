@@ -18,6 +18,7 @@ from nxpar.sources.lima2_conductor import BoundedLima2Plugin
 from nxpar.sources.lima2_receivers import Lima2Receivers, read_pieces
 from nxpar.writers.tree import apply_nodes
 from tests.helpers import assert_done_without_warning, wait_progress, wait_scan_done, wait_scan_exists
+from tests.live_reads import first_rows, read_live, shape_and_virtual
 
 pytest.importorskip("blissdata_lima2")
 pytest.importorskip("blissdata_mosca")
@@ -54,15 +55,8 @@ def wait_for(what: str, check, timeout: float = 20.0):
 
 def frames_during_scan(filename: str, path: str, n: int):
     """The first n rows of a dataset of a file being written (None until it has them: the writer
-    may be changing the file while we read)."""
-    try:
-        with h5py.File(filename, "r", locking=False) as f:
-            d = f.get(path)
-            return None if d is None or d.shape[0] < n else (d[:n], d.is_virtual,
-                                                            {v.file_name for v in d.virtual_sources()} if d.is_virtual
-                                                            else set())
-    except (OSError, KeyError, RuntimeError, ValueError):
-        return None
+    may be changing the file while we read; read in a child process, see tests/live_reads.py)."""
+    return read_live(first_rows, filename, path, n)
 
 
 def wait_frames(filename: str, path: str, expected: np.ndarray, timeout: float = 20.0):
@@ -74,13 +68,8 @@ def wait_frames(filename: str, path: str, expected: np.ndarray, timeout: float =
 
 
 def read_during_scan(filename: str, path: str):
-    """The dataset's shape, or None, from a file being written (no locking)."""
-    try:
-        with h5py.File(filename, "r", locking=False) as f:
-            d = f.get(path)
-            return None if d is None else (d.shape, d.is_virtual)
-    except OSError:
-        return None
+    """The dataset's (shape, is virtual), or None, from a file being written (in a child process)."""
+    return read_live(shape_and_virtual, filename, path)
 
 
 # -- pure logic --------------------------------------------------------------------------------------
