@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 RUFF  := $(firstword $(wildcard .tools/bin/ruff) $(VENV)/bin/ruff)
 export PYTHONUNBUFFERED := 1
 # the MPI executor tests: every rank a writer, no Tango, no Redis (tests/mpi/)
-MPI_TESTS := mpirun -n 3 $(PY) -m pytest -q -p no:cacheprovider --timeout=120 -m mpi tests/mpi
+MPI_TESTS := timeout 600 mpirun -n 3 $(PY) -m pytest -q -p no:cacheprovider --timeout=120 -o faulthandler_timeout=120 -m mpi tests/mpi  # a hang: stacks, then a failure
 
 .PHONY: setup setup-bliss setup-reference demo lint test test-fast test-mpi test-bliss compare-reference bench \
         bench-scaling bench-scaling-quick bench-device bench-report clean

@@ -135,7 +135,7 @@ def test_a_scan_says_when_it_starts_how_it_progresses_and_how_it_ended(service, 
     wait_log(service, r"INFO .* scan 7_ascan: \d+ rows written, \d+ published, [\d.]+ MB, [\d.]+ MB/s over the last")
     end = wait_log(service, rf"INFO .* scan 7_ascan: OFF in ([\d.]+) s: 60 rows, ([\d.]+) MB at ([\d.]+) MB/s \({file}\)$")
     assert float(end.group(1)) > 2 and float(end.group(2)) > 0 and float(end.group(3)) > 0
-    wait_log(service, r"DEBUG .* scan 7_ascan: phases from PREPARED: data written \+[\d.]+s, CLOSED")
+    wait_log(service, r"DEBUG .* scan 7_ascan: phases from PREPARED: (STOPPED \+[\d.]+s, )?data written \+[\d.]+s, CLOSED")
     wait_log(service, r"DEBUG .* scan 7_ascan streams: .*cam:image \d+/\d+")
     assert "no scan being written" in proxy.Status()
 

@@ -14,7 +14,7 @@ import collections
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ..nexus.file_plan import StreamKind
 from ..nexus.plugin_plan import COPIED_KINDS
@@ -83,6 +83,7 @@ class RowWrites:
         self.on_failed = on_failed
         self.bytes_written = 0
         self._inflight: collections.deque[tuple[list[StreamProgress], st.WriteBatch, Future]] = collections.deque()
+        self._following: collections.deque[Future] = collections.deque()  # steps after rows (their links)
 
     @property
     def step_bytes(self) -> int:
@@ -108,7 +109,8 @@ class RowWrites:
 
         Called only when the scan has room in the pipeline, so rows that arrived while the writers
         were busy go together: the step count follows the writers' pace, not the point rate.
-        Streams written longest ago come first, so none starves behind big frames.
+        Streams written longest ago come first, so none starves behind big frames. A stream's first
+        rows go at once: its dataset and links are made during the scan, not all at its end.
         """
         budget = self.step_bytes
         now = time.monotonic()
@@ -119,7 +121,7 @@ class RowWrites:
             if p.spec is None:
                 p.spec = spec_of(p)
             stop = rows_due(p.submitted, p.available, p.spec.rows_per_chunk, p.spec.row_nbytes, budget,
-                            flush_all=p.sealed or now - p.last_write >= self.tuning.max_delay_s,
+                            flush_all=p.sealed or p.submitted == 0 or now - p.last_write >= self.tuning.max_delay_s,
                             min_bytes=self.tuning.min_step_bytes * self.nwriters)
             if stop > p.submitted:
                 write = st.WriteRows(p.spec, source_of(p, stop), p.submitted, stop)
@@ -133,6 +135,11 @@ class RowWrites:
             p.submitted, p.last_write = write.stop, now
         return [p for p, _ in writes]
 
+    def submit_following(self, step: Any) -> None:
+        """A step that follows the rows just submitted (their datasets' links), not waited for: the
+        writers run it after them; its answer is checked with the row writes' (StepError if failed)."""
+        self._following.append(self.submit(step))
+
     def wait_for_room(self) -> None:
         """At most MAX_INFLIGHT batches of this scan pending: the scan thread never runs far ahead."""
         self._complete()
@@ -141,6 +148,7 @@ class RowWrites:
 
     def _complete(self, wait_oldest: bool = False) -> None:
         """Account for the batches that finished, oldest first; a failed one raises StepError."""
+        self._check_following(wait=False)
         while self._inflight and (wait_oldest or self._inflight[0][2].done()):
             progress, batch, future = self._inflight.popleft()
             result: st.StepResult = future.result()
@@ -171,6 +179,17 @@ class RowWrites:
             except StepError:
                 if not ignore_errors:
                     raise
+        try:
+            self._check_following(wait=True)
+        except StepError:
+            if not ignore_errors:
+                raise
+
+    def _check_following(self, wait: bool) -> None:
+        while self._following and (wait or self._following[0].done()):
+            result: st.StepResult = self._following.popleft().result()
+            if not result.ok:
+                raise StepError(result.error)
 
 
 def _as_failure(value: object) -> st.ChannelFailure:

@@ -233,7 +233,7 @@ class ScanDriver:
         self.channel.call(st.Tree(self.key, plan.running()))
 
     def _mark(self, event: str) -> None:
-        self.timeline[event] = time.monotonic()
+        self.timeline[event] = time.time()  # wall clock: compared with scan_info's end_time (scan_log)
 
     def _check_stop(self) -> None:
         """Every loop of the driver and of its waits: a stop asked for, or the scan gone stale, ends it."""
@@ -280,7 +280,9 @@ class ScanDriver:
                 follower.check_all_copied()
                 return
             if not wrote:
-                time.sleep(self.tuning.poll_period_s)
+                self.source.sleep_until_change(self.tuning.poll_period_s)
+                if self.source.state >= ScanState.STOPPED and "STOPPED" not in self.timeline:
+                    self._mark("STOPPED")
 
     def _channel_failed(self, stream: str, start: int, stop: int, failure: st.ChannelFailure) -> None:
         """The writers skipped a channel's rows: a warning (Lima2 / Mosca unreadable), or rows that are not

@@ -10,6 +10,7 @@ lines of every scan being written. Only reads what the driver reports (as the de
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import threading
@@ -77,7 +78,9 @@ def ended(driver: Any) -> None:
                     State(driver.state).value, elapsed, written, published, number(mb), where, driver.reason)
     phases = timeline_text(driver.timeline)
     if phases:
-        log.debug("scan %s: phases from PREPARED: %s", driver.name, phases)
+        after_end = after_end_text(driver.timeline, _end_time(driver))
+        log.debug("scan %s: phases from PREPARED: %s%s", driver.name, phases,
+                  f"; from the scan's end_time: {after_end}" if after_end else "")
 
 
 def number(value: float) -> str:
@@ -97,6 +100,22 @@ def timeline_text(timeline: dict[str, float]) -> str:
     if t0 is None:
         return ""
     return ", ".join(f"{event} +{t - t0:.2f}s" for event, t in timeline.items() if event != "prepared")
+
+
+def after_end_text(timeline: dict[str, float], end_time: float | None) -> str:
+    """When each phase ended, from the scan's end_time (scan_info, the publisher's
+    clock: BLISS writes it as the scan ends): the writer's tail as BLISS sees it."""
+    if end_time is None:
+        return ""
+    return ", ".join(f"{event} {t - end_time:+.3f}s" for event, t in timeline.items() if event != "prepared")
+
+
+def _end_time(driver: Any) -> float | None:
+    try:
+        iso = driver.source.final_info().get("end_time")
+        return datetime.datetime.fromisoformat(iso).timestamp() if iso else None
+    except Exception:  # a log line: never a reason to fail
+        return None
 
 
 def progress(report: _Report, now: float) -> None:

@@ -8,6 +8,7 @@ sequence, and a few small streams read back at the end. Redis errors are retried
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -85,6 +86,18 @@ class ScanSource:
             self.scan.update(block=False)
         except Exception:
             pass
+
+    def sleep_until_change(self, timeout: float) -> None:
+        """Sleep up to `timeout`, woken at once by a change of the scan's state: STOPPED (BLISS sealed
+        its streams) or CLOSED end the scan without a poll period's wait. Errors: just the sleep (the
+        driver's own reads meet them and retry)."""
+        if self.scan.state >= ScanState.CLOSED:
+            time.sleep(timeout)
+            return
+        try:
+            self.scan.update(timeout=max(timeout, 0.001))  # 0 would block for good
+        except Exception:
+            time.sleep(timeout)
 
     def final_info(self) -> dict[str, Any]:
         """scan_info as published at CLOSED ({} if the scan never closed)."""

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
 def bliss_stack(tmp_path_factory):
     st = BlissStack(tmp_path_factory.mktemp("bliss"))
     try:
-        st.start_all(ranks=RANKS)
+        st.start_all(ranks=RANKS, log_level=os.environ.get("NXPAR_TIER_LOG", "INFO"))  # DEBUG: scan phases
         yield st
     finally:
         st.down()

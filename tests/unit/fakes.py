@@ -89,6 +89,9 @@ class FakeSource:
             else:
                 time.sleep(0.005)
 
+    def sleep_until_change(self, timeout: float) -> None:
+        time.sleep(timeout)
+
     def refresh(self) -> None:
         pass
 
