@@ -21,9 +21,10 @@ BUNDLE_TAG = 15
 BUNDLE_DATA_TAG = 16
 # Waiting ranks sleep between probes instead of spinning in MPI. Each probe runs MPICH's progress
 # engine, which is not free: the sleep grows by POLL_GROWTH per probe from POLL_MIN_S to POLL_MAX_S
-# while nothing comes. The slow growth keeps sleeps under 0.5 ms for the first ~8 ms of a wait (the
-# steps at a scan's end follow each other within a few ms: a 2 ms sleep after each cost real-BLISS
-# scans ~20 ms each), and a long wait still costs ~500 probes/s (2 ms sleeps after ~40 ms).
+# while nothing comes. The slow growth keeps sleeps under 0.5 ms for the first ~20 ms of a wait (the
+# steps at a scan's end follow each other within a few ms: doubling to 2 ms at once cost real-BLISS
+# scans ~20 ms each), and a long wait still costs ~500 probes/s (2 ms sleeps after ~100 ms); idle,
+# ~3 % of a core per rank (0.5 ms sleeps throughout would cost ~6 %).
 POLL_MIN_S = 0.0001
 POLL_MAX_S = 0.002
 POLL_GROWTH = 1.02
