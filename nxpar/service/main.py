@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Rank 0 is threads that mostly wait (scan drivers, the writer channel, Tango): a thread woken by an
+# answer or a step waits for the GIL up to the switch interval (5 ms by default) while another runs
+# Python; the steps at a scan's end pass through three threads each (perf/SCALING.md "the tail").
+RANK0_SWITCH_INTERVAL_S = 0.0005
+
 TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v2", "CRITICAL": "-v1"}
 
 
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
         run_writer_rank(world, writers)
         return
+    sys.setswitchinterval(RANK0_SWITCH_INTERVAL_S)
     sys.exit(run_front_end(world, writers, args))
 
 
