@@ -6,6 +6,12 @@ from .markdown import cpu_per_gb, median, num, spread, table, throttled
 from .tables import header
 
 
+def writer_peak_rss(run: dict) -> float:
+    """The largest writer rank's peak RSS; with one rank, rank 0's (it writes)."""
+    peaks = [u["peak_rss_mb"] for n, u in run["use"].items() if n.startswith("writer")]
+    return max(peaks) if peaks else run["use"]["rank0"]["peak_rss_mb"]
+
+
 def ab(doc: Document) -> list[str]:
     p = doc.params
     alone = {r["round"]: r["mb_per_s"] for r in doc.of("alone")}
@@ -21,8 +27,7 @@ def ab(doc: Document) -> list[str]:
                      spread((r["close_after_end_s"] for r in runs), 2),
                      *(num(cpu_per_gb(runs, who), 2) for who in ("publisher", "redis", "rank0", "writers")),
                      num(sum(cpu_per_gb(runs, who) for who in ("publisher", "redis", "rank0", "writers")), 2),
-                     num(median(max(u["peak_rss_mb"] for n, u in r["use"].items() if n.startswith("writer"))
-                                for r in runs)),
+                     num(median(writer_peak_rss(r) for r in runs)),
                      throttled(runs, "writers")])
     return out + table(["variant", "nxpar MB/s", "× publisher alone (paired)", "file closed after end s",
                         "CPU s/GB publisher", "Redis", "rank 0", "writer ranks", "total", "peak RSS writer rank MB",
