@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Rank 0 is threads that mostly wait (scan drivers, the writer channel, Tango): a thread woken by an
 # answer or a step waits for the GIL up to the switch interval (5 ms by default) while another runs
-# Python; the steps at a scan's end pass through three threads each (perf/SCALING.md "the tail").
+# Python; the steps at a scan's end pass through three threads each (docs/reference_comparison.md,
+# "Where the time goes").
 RANK0_SWITCH_INTERVAL_S = 0.0005
 
 TANGO_VERBOSITY = {"DEBUG": "-v5", "INFO": "-v4", "WARNING": "-v3", "ERROR": "-v2", "CRITICAL": "-v1"}

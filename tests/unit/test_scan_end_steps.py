@@ -1,7 +1,7 @@
-"""What decides how soon a scan's file is done after the scan ends (perf/SCALING.md "the tail"): a
-stream's first rows go at once (its dataset and links made during the scan), the links of the
-streams first written travel in one step not waited for, the end of the scan is timed from BLISS's
-end_time, and waiting ranks poll fast at first, slowly when idle."""
+"""What decides how soon a scan's file is done after the scan ends (docs/reference_comparison.md,
+"Where the time goes"): a stream's first rows go at once (its dataset and links made during the
+scan), the links of the streams first written travel in one step not waited for, the end of the
+scan is timed from BLISS's end_time, and waiting ranks poll fast at first, slowly when idle."""
 from __future__ import annotations
 
 from concurrent.futures import Future
