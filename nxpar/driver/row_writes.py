@@ -172,18 +172,17 @@ class RowWrites:
             self.on_failed(p.name, write.start, write.stop, failure)
 
     def wait_all(self, ignore_errors: bool = False) -> None:
-        """Until every pending row write completed (after a failure: ignoring theirs, keeping the rest)."""
-        while self._inflight:
+        """Until every pending row write and following step completed (after a failure: ignoring
+        theirs, keeping the rest)."""
+        while self._inflight or self._following:
             try:
-                self._complete(wait_oldest=True)
+                if self._inflight:
+                    self._complete(wait_oldest=True)
+                else:
+                    self._check_following(wait=True)
             except StepError:
                 if not ignore_errors:
                     raise
-        try:
-            self._check_following(wait=True)
-        except StepError:
-            if not ignore_errors:
-                raise
 
     def _check_following(self, wait: bool) -> None:
         while self._following and (wait or self._following[0].done()):

@@ -97,17 +97,17 @@ def rows_of(driver: Any) -> tuple[int, int]:
 def timeline_text(timeline: dict[str, float]) -> str:
     """When each phase ended, from PREPARED: where the time between scan end and file closed goes."""
     t0 = timeline.get("prepared")
-    if t0 is None:
-        return ""
-    return ", ".join(f"{event} +{t - t0:.2f}s" for event, t in timeline.items() if event != "prepared")
+    return "" if t0 is None else phases_since(timeline, t0, digits=2)
 
 
 def after_end_text(timeline: dict[str, float], end_time: float | None) -> str:
     """When each phase ended, from the scan's end_time (scan_info, the publisher's
     clock: BLISS writes it as the scan ends): the writer's tail as BLISS sees it."""
-    if end_time is None:
-        return ""
-    return ", ".join(f"{event} {t - end_time:+.3f}s" for event, t in timeline.items() if event != "prepared")
+    return "" if end_time is None else phases_since(timeline, end_time, digits=3)
+
+
+def phases_since(timeline: dict[str, float], t0: float, digits: int) -> str:
+    return ", ".join(f"{event} {t - t0:+.{digits}f}s" for event, t in timeline.items() if event != "prepared")
 
 
 def _end_time(driver: Any) -> float | None:
