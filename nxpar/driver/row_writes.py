@@ -23,6 +23,8 @@ from ..protocol.options import Tuning
 from .writer_channel import StepError
 
 MAX_INFLIGHT = 2  # row-writing steps of one scan submitted and not yet completed
+BIG_CHUNK_ROW_BYTES = 1 << 20  # a partial chunk row over this is costly to rewrite (RowWrites._flush_all)
+BIG_CHUNK_DELAY_FACTOR = 10  # partial chunks of big chunk rows wait this many max delays (RowWrites._flush_all)
 # streams whose rows the writer ranks write (Lima2 / Mosca copies: their PluginMode, plugin_plan.py)
 ROW_KINDS = (StreamKind.ARRAY, StreamKind.LIMA_COPY, *COPIED_KINDS)
 
@@ -47,7 +49,7 @@ class StreamProgress:
 
 
 def rows_due(submitted: int, available: int, rows_per_chunk: int, row_nbytes: int, budget_bytes: int,
-             flush_all: bool, min_bytes: int = 0) -> int:
+             flush_all: bool, min_bytes: int = 0, unit_chunks: int = 1, whole_units: bool = False) -> int:
     """End (exclusive) of the rows of a stream to write now, from `submitted` on.
 
     Nothing while less than `min_bytes` is pending (a step has a fixed cost: kHz rows of a few
@@ -55,18 +57,29 @@ def rows_due(submitted: int, available: int, rows_per_chunk: int, row_nbytes: in
     cut at a chunk boundary when the budget cuts; a partly filled last chunk only when
     `flush_all` (sealed stream or max delay reached): with filters every write of a partial chunk
     recompresses it, so small rows wait for their chunk, for a bounded time.
+
+    `unit_chunks` (the writer ranks): a step lasts as long as its busiest rank, so a cut by the budget
+    takes a multiple of that many chunk rows (the nearest to the budget, when it holds one at all):
+    each rank reads and encodes whole chunk rows. Fewer chunk rows are shared by their tiles (several
+    ranks then read the same rows: more for Redis to send).
+    With `whole_units` the rows pending are cut to whole units too, unless `flush_all` (RowWrites: until
+    the max delay since the stream's last write: a step of one chunk row would keep the other writer
+    ranks waiting for the one that has it).
     """
     if available <= submitted or (not flush_all and (available - submitted) * row_nbytes < min_bytes):
         return submitted
-    max_rows = max(budget_bytes // max(row_nbytes, 1), 1)
-    max_rows = max(max_rows // rows_per_chunk * rows_per_chunk, rows_per_chunk)
-    limit = submitted + max_rows
-    if limit < available:
-        aligned = limit // rows_per_chunk * rows_per_chunk
-        return aligned if aligned > submitted else limit
+    chunk_bytes = max(row_nbytes * rows_per_chunk, 1)
+    units = round(budget_bytes / (chunk_bytes * unit_chunks))
+    chunks = units * unit_chunks if units >= 1 else budget_bytes // chunk_bytes
+    end = (submitted // rows_per_chunk + max(chunks, 1)) * rows_per_chunk
+    if end < available and not (flush_all and (available - end) * 2 < max(chunks, 1) * rows_per_chunk):
+        return end  # (a last piece under half of this step goes with it: one step less at the end)
     if flush_all:
         return available
-    return max(available // rows_per_chunk * rows_per_chunk, submitted)
+    first, whole = submitted // rows_per_chunk, available // rows_per_chunk
+    if whole_units and unit_chunks > 1:
+        whole = first + (whole - first) // unit_chunks * unit_chunks
+    return max(whole * rows_per_chunk, submitted)
 
 
 class RowWrites:
@@ -110,7 +123,8 @@ class RowWrites:
         Called only when the scan has room in the pipeline, so rows that arrived while the writers
         were busy go together: the step count follows the writers' pace, not the point rate.
         Streams written longest ago come first, so none starves behind big frames. A stream's first
-        rows go at once: its dataset and links are made during the scan, not all at its end.
+        rows go at once when its chunk row is small (its dataset and links are made during the scan,
+        not all at its end); `_flush_all` says when partial chunks go.
         """
         budget = self.step_bytes
         now = time.monotonic()
@@ -121,8 +135,9 @@ class RowWrites:
             if p.spec is None:
                 p.spec = spec_of(p)
             stop = rows_due(p.submitted, p.available, p.spec.rows_per_chunk, p.spec.row_nbytes, budget,
-                            flush_all=p.sealed or p.submitted == 0 or now - p.last_write >= self.tuning.max_delay_s,
-                            min_bytes=self.tuning.min_step_bytes * self.nwriters)
+                            flush_all=self._flush_all(p, now), min_bytes=self.tuning.min_step_bytes * self.nwriters,
+                            unit_chunks=self.nwriters,
+                            whole_units=self._big(p) and now - p.last_write < self.tuning.max_delay_s)
             if stop > p.submitted:
                 write = st.WriteRows(p.spec, source_of(p, stop), p.submitted, stop)
                 writes.append((p, write))
@@ -134,6 +149,25 @@ class RowWrites:
         for p, write in writes:
             p.submitted, p.last_write = write.stop, now
         return [p for p, _ in writes]
+
+    def _big(self, p: StreamProgress) -> bool:
+        """A stream whose chunk row is over BIG_CHUNK_ROW_BYTES (frames): its steps go by whole chunk
+        rows, shared among the writer ranks (`rows_due`'s units)."""
+        return p.spec.rows_per_chunk * p.spec.row_nbytes > BIG_CHUNK_ROW_BYTES
+
+    def _flush_all(self, p: StreamProgress, now: float) -> bool:
+        """Whether a stream's rows go up to the last one, a partly filled chunk included: sealed; its
+        first rows, or the max delay passed since its last write. A stream with big chunk rows (`_big`)
+        has its partial chunks rewritten whole by every later write into them (decoded, merged, encoded
+        again by the storing rank while the others wait: ~2 s for a 16 MiB gzip chunk row in a fifth of
+        a core): its first rows wait for a chunk row, and its partial chunks for BIG_CHUNK_DELAY_FACTOR ×
+        the max delay, while the writers have nothing of the scan's to do."""
+        big = self._big(p)
+        if p.sealed or p.submitted == 0 and not big:
+            return True
+        if big:
+            return now - p.last_write >= BIG_CHUNK_DELAY_FACTOR * self.tuning.max_delay_s and not self._inflight
+        return now - p.last_write >= self.tuning.max_delay_s
 
     def submit_following(self, step: Any) -> None:
         """A step that follows the rows just submitted (their datasets' links), not waited for: the

@@ -95,6 +95,14 @@ class ArraySpec:
         return int(self.chunks[self.scan_ndim - 1])
 
     @property
+    def chunk_tiles(self) -> int:
+        """Chunks side by side in one chunk row (the detector dims tiled by the chunk); 1 for variable
+        rows and grids, whose chunk rows are shared whole."""
+        if self.variable or self.scan_ndim != 1:
+            return 1
+        return int(np.prod([-(-n // c) for n, c in zip(self.detector_shape, self.chunks[1:])], dtype=np.int64))
+
+    @property
     def row_nbytes(self) -> int:
         """Uncompressed bytes of one row (one scan point); a variable dimension counts as 1."""
         return int(np.dtype(self.dtype).itemsize * np.prod([max(n, 1) for n in self.detector_shape], dtype=np.int64))

@@ -183,7 +183,7 @@ def test_variable_rows_are_padded_to_the_longest_of_any_rank(comm, executor, sha
 
 def last_rank_rows(comm, executor, n: int, chunk_rows: int, scheme: str) -> set[int]:
     """The rows the last rank will read in the next batch of rows [0, n) (`scheme`: the batch's)."""
-    (lo, hi), = executor.batch.split.shares([(0, n, chunk_rows, 2 * 20 * 40)], scheme, comm.size - 1)
+    (lo, hi), = executor.batch.split.shares([(0, n, chunk_rows, 2 * 20 * 40, 1)], scheme, comm.size - 1)
     return set(range(lo, hi))
 
 

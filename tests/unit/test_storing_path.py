@@ -14,8 +14,13 @@ from nxpar.protocol import steps as st
 from nxpar.writers.datasets import create_array, resize_for
 from nxpar.writers.storing.bundle import compress_threads, split_share, start_encoding
 from nxpar.writers.storing.plan import BatchPlan, WritePlan, pipeline_for
-from nxpar.writers.storing.shares import (BatchCost, ShareSplit, batch_scheme, direct_rows, fixed_share_from_env,
-                                          storing_rows)
+from nxpar.writers.storing.shares import (BatchCost, Share, ShareSplit, batch_scheme, direct_rows,
+                                          fixed_share_from_env, storing_chunks)
+
+
+def whole_write(spec: st.ArraySpec, start: int, stop: int) -> Share:
+    """One rank's part of a write when it is the only writer rank: every row, every chunk."""
+    return ShareSplit(1).assignments([(start, stop, spec.rows_per_chunk, spec.row_nbytes, spec.chunk_tiles)], "", 0)[0]
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4, 8])
@@ -24,7 +29,7 @@ from nxpar.writers.storing.shares import (BatchCost, ShareSplit, batch_scheme, d
 @pytest.mark.parametrize("overhead", [0.0, 3.5, 40.0])
 def test_shares_are_contiguous_whole_chunks_covering_the_write(ranks, fixed, start, stop, overhead):
     split = ShareSplit(ranks, fixed, {"gzip": overhead * 4 * 100})
-    shares = [split.shares([(start, stop, 4, 100), (0, 3, 4, 1)], "gzip", rank)[0] for rank in range(ranks)]
+    shares = [split.shares([(start, stop, 4, 100, 1), (0, 3, 4, 1, 1)], "gzip", rank)[0] for rank in range(ranks)]
     rows = [r for lo, hi in shares for r in range(lo, hi)]
     assert rows == list(range(start, stop))  # every row once, in rank order
     owners = {}
@@ -33,13 +38,37 @@ def test_shares_are_contiguous_whole_chunks_covering_the_write(ranks, fixed, sta
             assert owners.setdefault(r // 4, rank) == rank  # one owner per chunk
 
 
+@pytest.mark.parametrize("ranks", [1, 2, 4, 5, 8])
+@pytest.mark.parametrize("start,stop", [(0, 64), (5, 61), (3, 4), (8, 9), (17, 130), (0, 4)])
+@pytest.mark.parametrize("tiles", [1, 3, 4])
+@pytest.mark.parametrize("overhead", [0.0, 2.5])
+def test_the_chunks_of_a_chunk_row_are_shared_each_encoded_once(ranks, start, stop, tiles, overhead):
+    """Tiled chunk rows: every chunk of every whole-or-tail chunk row has one rank, each rank reads the
+    rows of the chunk rows it has chunks in, the head rows (before the first boundary) are the storing
+    rank's alone, and rows sent raw (no pipeline) are sent once."""
+    split = ShareSplit(ranks, None, {"gzip": overhead * 4 * 100})
+    parts = [split.assignments([(start, stop, 4, 100 * tiles, tiles)], "gzip", rank)[0] for rank in range(ranks)]
+    head_end = min(-(-start // 4) * 4, stop)
+    owners: dict[tuple[int, int], int] = {}
+    for rank, part in enumerate(parts):
+        for r in range(head_end // 4, -(-stop // 4)):
+            for tile in range(tiles):
+                if part.encodes(r, tile):
+                    assert part.lo <= max(r * 4, start) and min(r * 4 + 4, stop) <= part.hi  # its rows are read
+                    assert owners.setdefault((r, tile), rank) == rank
+    assert len(owners) == (-(-stop // 4) - head_end // 4) * tiles  # every chunk of the write, once
+    assert all(p.lo >= head_end or rank == 0 for rank, p in enumerate(parts) if p.hi > p.lo)
+    sent = [r for p in parts for r in range(*p.raw_rows())]
+    assert sorted(sent) == list(range(start, stop))  # raw: every row once
+
+
 def test_the_storing_rank_keeps_its_row_unless_storing_costs_more_than_a_row():
     """One chunk row per rank (1024² frames): a second row on another rank would cost the step a row."""
-    assert storing_rows(4, 4, 0.3) == 1 and storing_rows(4, 4, 0.9) == 1
-    assert storing_rows(4, 4, 1.2) == 0  # storing alone outlasts two rows on one rank: it gives its row up
-    assert storing_rows(40, 4, 0.0) == 10  # an even split
-    assert storing_rows(40, 4, 4.0) == 7  # 7 + 4 = 11 rows' worth, the others 11 each
-    assert storing_rows(1, 4, 0.0) == 1 and storing_rows(0, 4, 2.0) == 0 and storing_rows(9, 1, 3.0) == 9
+    assert storing_chunks(4, 4, 0.3) == 1 and storing_chunks(4, 4, 0.9) == 1
+    assert storing_chunks(4, 4, 1.2) == 0  # storing alone outlasts two rows on one rank: it gives its row up
+    assert storing_chunks(40, 4, 0.0) == 10  # an even split
+    assert storing_chunks(40, 4, 4.0) == 7  # 7 + 4 = 11 rows' worth, the others 11 each
+    assert storing_chunks(1, 4, 0.0) == 1 and storing_chunks(0, 4, 2.0) == 0 and storing_chunks(9, 1, 3.0) == 9
     assert ShareSplit(4, 0.5).counts(35, 100, "gzip", True) == [5, 10, 10, 10]
     assert ShareSplit(3, 0.0).counts(10, 100, "gzip", True) == [0, 5, 5]
     assert ShareSplit(4, None, {"gzip": 400.0}).counts(40, 100, "gzip", True) == [7, 11, 11, 11]
@@ -119,7 +148,7 @@ def test_chunks_encoded_from_the_sent_pipeline_are_the_bytes_hdf5_stores(tmp_pat
         plan = BatchPlan("", [WritePlan(pickle.loads(pickle.dumps(pipeline_for(spec, by_us))))])
         assert plan.writes[0].pipeline is not None
         with ThreadPoolExecutor(2) as pool:
-            encoding = start_encoding(pool, plan, [st.WriteRows(spec, None, 1, 14)], [(1, 14)], [rows[1:]])
+            encoding = start_encoding(pool, plan, [st.WriteRows(spec, None, 1, 14)], [whole_write(spec, 1, 14)], [rows[1:]])
             parts = [future.result() for future in encoding.parts] + [encoding.last(0.0, 0)]
         chunks = [c for p in parts for c in p.chunks]
         raw = [r for p in parts for r in p.raw]
@@ -146,7 +175,7 @@ def test_datasets_other_ranks_cannot_encode_go_raw(tmp_path):
         variable = st.ArraySpec(path="/v", dtype="int32", detector_shape=(-1,), chunks=(4, 8), compression="gzip",
                                 fillvalue=-1)
         assert pipeline_for(variable, create_array(f, variable)) is None
-    runs, raw = split_share(WritePlan(None), 0, 5, np.zeros((3,) + FRAME, "uint16"))
+    runs, raw = split_share(WritePlan(None), 0, Share(5, 8), np.zeros((3,) + FRAME, "uint16"))
     assert runs == [] and [(r.first, len(r.rows)) for r in raw] == [(5, 3)]
 
 
@@ -164,7 +193,7 @@ def test_a_padded_last_chunk_row_a_filter_skipped_goes_raw(tmp_path, monkeypatch
     with h5py.File(tmp_path / "f.h5", "w") as f:
         plan = BatchPlan("", [WritePlan(pipeline_for(spec, create_array(f, spec)))])
     with ThreadPoolExecutor(2) as pool:
-        encoding = start_encoding(pool, plan, [st.WriteRows(spec, None, 0, 8)], [(0, 8)], [rows])
+        encoding = start_encoding(pool, plan, [st.WriteRows(spec, None, 0, 8)], [whole_write(spec, 0, 8)], [rows])
         parts = [future.result() for future in encoding.parts]
     chunks = [c for p in parts for c in p.chunks]
     assert {c.offset[0] for c in chunks} == {0, 3} and {c.mask for c in chunks} == {1}

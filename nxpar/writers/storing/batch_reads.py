@@ -21,7 +21,7 @@ from ...protocol.mpi_roles import sleepy_allreduce_max_all
 from ...sources.redis_reader import StreamReader
 from .. import layout
 from ..share_reads import read_and_agree, redis_reads
-from .shares import ShareSplit, batch_scheme
+from .shares import Share, ShareSplit, batch_scheme
 
 log = logging.getLogger("nxpar.collective")
 
@@ -36,18 +36,28 @@ class BatchReads:
         self.given_up: dict[str, dict[str, st.ChannelFailure]] = {}
         self.prefetch = os.environ.get("NXPAR_PREFETCH", "1") != "0"
 
-    def shares(self, step: st.WriteBatch) -> list[tuple[int, int]]:
-        """LOCAL (the same split on every rank): this rank's rows of each write ([start, start) for a
+    def assignments(self, step: st.WriteBatch) -> list[Share]:
+        """LOCAL (the same split on every rank): this rank's part of each write ([start, start) for a
         channel given up)."""
         given_up = self.given_up.get(step.scan_id, {})
         extents = [(w.start, w.stop if w.source.stream_name not in given_up else w.start, w.spec.rows_per_chunk,
-                    w.spec.row_nbytes) for w in step.writes]
-        return self.split.shares(extents, self.scheme(step), self.writers.rank)
+                    w.spec.row_nbytes, w.spec.chunk_tiles) for w in step.writes]
+        return self.split.assignments(extents, self.scheme(step), self.writers.rank)
+
+    def shares(self, step: st.WriteBatch) -> list[tuple[int, int]]:
+        """LOCAL: this rank's rows of each write, [lo, hi)."""
+        return [(a.lo, a.hi) for a in self.assignments(step)]
 
     @staticmethod
-    def share_bytes(step: st.WriteBatch, shares: list[tuple[int, int]]) -> int:
-        """Bytes of the rows of these shares (what the batch's costs are measured against)."""
-        return sum((hi - lo) * w.spec.row_nbytes for w, (lo, hi) in zip(step.writes, shares))
+    def share_bytes(step: st.WriteBatch, parts: list[Share]) -> int:
+        """Bytes of the chunks of these parts, head rows included (what the batch's costs are measured
+        against)."""
+        total = 0
+        for w, a in zip(step.writes, parts):
+            rows = w.spec.rows_per_chunk
+            head = max(min(a.hi, -(-a.lo // rows) * rows) - a.lo, 0)  # only a share that starts inside a chunk
+            total += (a.stop - a.first) * rows * w.spec.row_nbytes // a.tiles + head * w.spec.row_nbytes
+        return total
 
     @staticmethod
     def row_bytes(step: st.WriteBatch) -> int:
@@ -71,13 +81,13 @@ class BatchReads:
         return {w.source.stream_name: given_up[w.source.stream_name] for w in step.writes
                 if w.source.stream_name in given_up}
 
-    def read(self, step: st.WriteBatch, local_error: Callable[[], str]) -> tuple[list, list[tuple[int, int]]]:
-        """COLLECTIVE: (rows of each write or None, shares) of this rank, after the agreement: StepFailed
-        on every rank if a rank could not read (or `local_error()` says why it cannot go on)."""
-        shares = self.shares(step)
-        rows = read_and_agree(self.writers, self.reader, step.writes, shares,
+    def read(self, step: st.WriteBatch, local_error: Callable[[], str]) -> tuple[list, list[Share]]:
+        """COLLECTIVE: (rows of each write or None, this rank's part of each) after the agreement:
+        StepFailed on every rank if a rank could not read (or `local_error()` says why it cannot go on)."""
+        parts = self.assignments(step)
+        rows = read_and_agree(self.writers, self.reader, step.writes, [(a.lo, a.hi) for a in parts],
                               self.given_up.setdefault(step.scan_id, {}), local_error, self._prefetch_next)
-        return rows, shares
+        return rows, parts
 
     def _prefetch_next(self) -> None:
         """LOCAL: this rank's Redis reads of the next step sent now, if it is here and writes rows."""

@@ -23,7 +23,7 @@ import numpy as np
 from ...protocol import steps as st
 from .. import layout
 from .plan import BatchPlan, WritePlan, encoder_of
-from .shares import direct_rows
+from .shares import Share, direct_rows
 
 RUN_BYTES = 4 << 20  # raw bytes of chunks per encoding task (one part sent to the storing rank)
 
@@ -102,19 +102,22 @@ def _encode_run(run: list[ChunkTask]) -> Part:
     return part
 
 
-def split_share(plan: WritePlan, write: int, lo: int, rows: Any) -> tuple[list[list[ChunkTask]], list[RawRows]]:
-    """LOCAL: rows [lo, lo + len(rows)) of a write: runs of chunks to encode (a padded last chunk row in
-    a run of its own), the rows that go raw."""
+def split_share(plan: WritePlan, write: int, share: Share, rows: Any) -> tuple[list[list[ChunkTask]], list[RawRows]]:
+    """LOCAL: this rank's part of a write, its rows [share.lo, share.hi) read: runs of the chunks it
+    encodes (a padded last chunk row in a run of its own), the rows that go raw."""
+    lo, hi = share.lo, share.lo + len(rows)
     if plan.pipeline is None:
-        return [], [RawRows(write, lo, rows)] if len(rows) else []
-    chunks, hi = plan.pipeline.chunks, lo + len(rows)
+        raw_lo, raw_hi = share.raw_rows()
+        return [], [RawRows(write, raw_lo, rows[raw_lo - lo:raw_hi - lo])] if raw_hi > raw_lo else []
+    chunks = plan.pipeline.chunks
     first = direct_rows(lo, hi, chunks[0])
     whole, runs = first + (hi - first) // chunks[0] * chunks[0], []
     for a, b in ((first, whole), (whole, hi)):
         tail = rows[a - lo:] if b == hi and hi > whole else None
         run = [ChunkTask(write, (r,) + tile, rows[(slice(r - lo, r - lo + chunks[0]),) +
                                                   tuple(slice(t, t + c) for t, c in zip(tile, chunks[1:]))], plan, tail)
-               for r in range(a, b, chunks[0]) for tile in _tiles(rows.shape[1:], chunks[1:])]
+               for r in range(a, b, chunks[0]) for i, tile in enumerate(_tiles(rows.shape[1:], chunks[1:]))
+               if share.encodes(r // chunks[0], i if share.tiles > 1 else 0)]
         runs += [run] if run else []
     return runs, [RawRows(write, lo, rows[:first - lo])] if first > lo else []
 
@@ -149,17 +152,17 @@ class Encoding:
 
 
 def start_encoding(pool: ThreadPoolExecutor, plan: BatchPlan, writes: list[st.WriteRows],
-                   shares: list[tuple[int, int]], rows: list) -> Encoding:
-    """LOCAL: this rank's share of a batch, its chunks encoding on `pool`, a task per run of chunks."""
+                   shares: list[Share], rows: list) -> Encoding:
+    """LOCAL: this rank's part of a batch, its chunks encoding on `pool`, a task per run of chunks."""
     runs: list[list[ChunkTask]] = []
     raw: list[RawRows] = []
     try:
-        for i, (write_plan, (lo, hi), share) in enumerate(zip(plan.writes, shares, rows)):
-            if write_plan is None or hi <= lo or share is None:
+        for i, (write_plan, share, share_rows) in enumerate(zip(plan.writes, shares, rows)):
+            if write_plan is None or share.hi <= share.lo or share_rows is None:
                 continue
             if write_plan.detector_dims is not None:  # variable rows padded to the agreed dims
-                share = layout.as_rows(share, writes[i].spec, write_plan.detector_dims)
-            more_runs, more_raw = split_share(write_plan, i, lo, share)
+                share_rows = layout.as_rows(share_rows, writes[i].spec, write_plan.detector_dims)
+            more_runs, more_raw = split_share(write_plan, i, share, share_rows)
             runs += [cut for run in more_runs for cut in _cut(run)]
             raw += more_raw
     except Exception as e:

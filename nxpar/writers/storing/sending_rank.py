@@ -18,7 +18,7 @@ from typing import Any, Callable
 from mpi4py import MPI
 
 from ...protocol import steps as st
-from ...protocol.mpi_roles import POLL_MIN_S, next_sleep
+from ...protocol.mpi_roles import POLL_MIN_S, WORKING_POLL_MAX_S, next_sleep
 from ..agreement import StepFailed
 from ..direct.chunk_codec import keep_freed_buffers
 from .batch_reads import BatchReads
@@ -96,7 +96,7 @@ def encoded_part(future: Future, requests: list[MPI.Request]) -> Part:
     sleep_s = POLL_MIN_S
     while not wait([future], timeout=sleep_s).done:
         MPI.Request.Testall(requests)
-        sleep_s = next_sleep(sleep_s)
+        sleep_s = next_sleep(sleep_s, WORKING_POLL_MAX_S)
     try:
         return future.result()
     except Exception as e:

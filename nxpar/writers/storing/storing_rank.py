@@ -29,7 +29,7 @@ import h5py
 from mpi4py import MPI
 
 from ...protocol import steps as st
-from ...protocol.mpi_roles import POLL_MIN_S, next_sleep
+from ...protocol.mpi_roles import POLL_MIN_S, WORKING_POLL_MAX_S, next_sleep
 from ..agreement import StepFailed
 from ..direct.chunk_codec import keep_freed_buffers
 from ..datasets import resize_for, write_selection
@@ -128,7 +128,7 @@ class StoringRankExecutor(StepExecutor):
                     wait(own[:1], timeout=sleep_s)
                 else:
                     time.sleep(sleep_s)
-                sleep_s = next_sleep(sleep_s)
+                sleep_s = next_sleep(sleep_s, WORKING_POLL_MAX_S)
                 continue
             sleep_s = POLL_MIN_S
         return errors + self._store(step, dsets, encoding.last(0.0, 0)), costs
