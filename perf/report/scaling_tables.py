@@ -129,11 +129,23 @@ def emulation_unscaled(doc: Document) -> list[str]:
     return table(["what", "quota (cores)", "MB/s", "MB per CPU-second"], rows)
 
 
+def emulation_neighbours(doc: Document) -> list[str]:
+    alone = [r["mb_per_cpu_s"] for r in doc.of("neighbours", processes=1)]
+    rows = [[r["processes"], num(r["quota"], 2), num(r["cores_used"], 2), num(r["mb_per_cpu_s"], 1),
+             ratio(r["mb_per_cpu_s"], alone[0]) if alone else "-"] for r in doc.of("neighbours")]
+    return table(["processes at once", "quota each (cores)", "cores used together", "MB per CPU-second each",
+                  "× one alone"], rows)
+
+
 def emulation(doc: Document) -> list[str]:
-    return (header(doc) + ["A CPU-bound process (sha256 of 1 MiB blocks) at quota q against q × its work per "
-                           "CPU-second unlimited:", ""] + emulation_quota(doc) +
-            ["", "An MPI rank waiting (rank 1 sleeps, then joins): CPU it burns and how late it wakes:", ""] +
-            emulation_waits(doc) + ["", "What the slices do not scale:", ""] + emulation_unscaled(doc) + [""])
+    out = (header(doc) + ["A CPU-bound process (sha256 of 1 MiB blocks) at quota q against q × its work per "
+                          "CPU-second unlimited:", ""] + emulation_quota(doc) +
+           ["", "An MPI rank waiting (rank 1 sleeps, then joins): CPU it burns and how late it wakes:", ""] +
+           emulation_waits(doc) + ["", "What the slices do not scale:", ""] + emulation_unscaled(doc) + [""])
+    if doc.of("neighbours"):
+        out += ["Neighbours: processes compressing byte-shuffled 512² frames (zlib level 4) at once, each in "
+                "its own slice:", ""] + emulation_neighbours(doc) + [""]
+    return out
 
 
 # -- stages ----------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@
    while waiting and how late it wakes after the other rank arrives.
 3. What the slices do not scale: fdatasync'd writes to disk, writes to the page cache, memory copies,
    unlimited and in a slice (MB/s and MB per CPU-second).
+4. Neighbours: 1, 2, 4 and 7 processes compressing frames as nxpar's writer ranks do (byte-shuffled
+   512² uint16 frames, zlib level 4) at once, each in its own slice of 0.2 core: the work each does per
+   CPU-second against one alone. Cores shared by busy neighbours (caches, memory bandwidth, the host's
+   other tenants) make a CPU-second do less: what "N writers ≥ 0.8 × N × one writer" can reach here.
 """
 from __future__ import annotations
 
@@ -68,6 +72,27 @@ def _unscaled(channel: Channel, what: str, path: str, mb: int) -> dict[str, floa
     return {"mb_per_s": mb / wall, "mb_per_cpu_s": mb / max(cpu, 1e-6)}
 
 
+def _frame_block() -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    frame = (np.add.outer(np.arange(512), np.arange(512)) // 8 + rng.poisson(30, (512, 512))).astype("<u2")
+    return frame.view(np.uint8).reshape(-1, 2).T.copy().tobytes()  # byte-shuffled, as the filter does
+
+
+def _compress_bound(channel: Channel, seconds: float) -> dict[str, float]:
+    import zlib
+
+    block = _frame_block()
+    time.sleep(0.5)  # placed in its slice, and the neighbours started, meanwhile
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        zlib.compress(block, 4)
+        n += 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"wall_s": wall, "cpu_s": cpu, "mb_per_cpu_s": n * len(block) / 1e6 / cpu}
+
+
 def in_slice(target, *args, slice_: CpuSlice | None):
     child = Child(target, *args, name=target.__name__.strip("_"))
     if slice_ is not None:
@@ -115,6 +140,21 @@ def unscaled_checks(slices: SliceSet, args, doc: Document) -> None:
     Path(path).unlink(missing_ok=True)
 
 
+def neighbour_checks(slices: SliceSet, args, doc: Document, quota: float = 0.2) -> None:
+    for k in (1, 2, 4, 7):
+        children = [Child(_compress_bound, args.seconds * 2, name="compress") for _ in range(k)]
+        try:
+            for i, child in enumerate(children):
+                slices.slice(f"nb{k}-{i}", int(quota * args.period_ms * 1000)).add(child.pid)
+            results = [child.result(600) for child in children]
+        finally:
+            for child in children:
+                child.stop()
+        doc.add("neighbours", processes=k, quota=quota,
+                mb_per_cpu_s=sum(r["mb_per_cpu_s"] for r in results) / k,
+                cores_used=sum(r["cpu_s"] / r["wall_s"] for r in results))
+
+
 def run(args, doc: Document, _slices: SliceSet | None) -> None:
     from ..core.box import SliceSpec
 
@@ -122,3 +162,4 @@ def run(args, doc: Document, _slices: SliceSet | None) -> None:
         quota_checks(slices, args, doc)
         wait_checks(slices, args, doc)
         unscaled_checks(slices, args, doc)
+        neighbour_checks(slices, args, doc)
