@@ -111,8 +111,10 @@ class ShareSplit:
         new = current + SMOOTHING * (measured - current)
         return new if abs(new - current) >= MIN_CHANGE * row_bytes else None
 
-    def counts(self, nrows: int, row_bytes: int, scheme: str, biggest: bool) -> list[int]:
-        """Chunks of each rank for a write of `nrows` chunks of `row_bytes` each."""
+    def counts(self, nrows: int, row_bytes: int, scheme: str, biggest: bool, turn: int = 0) -> list[int]:
+        """Chunks of each rank for a write of `nrows` chunks of `row_bytes` each; the chunks left over
+        from an even split go one each to the other ranks from the `turn`-th on (a turn that moves
+        from step to step: no rank always gets them)."""
         if self.ranks == 1:
             return [nrows]
         if self.fixed is not None:
@@ -122,8 +124,8 @@ class ShareSplit:
         else:
             mine = storing_chunks(nrows, self.ranks, 0.0)
         rest = nrows - mine
-        return [mine] + [rest // (self.ranks - 1) + (1 if k < rest % (self.ranks - 1) else 0)
-                         for k in range(self.ranks - 1)]
+        others = self.ranks - 1
+        return [mine] + [rest // others + (1 if (k - turn) % others < rest % others else 0) for k in range(others)]
 
     def assignments(self, extents: list[tuple[int, int, int, int, int]], scheme: str, rank: int) -> list[Share]:
         """Rank `rank`'s part of each write; extents: (start, stop, rows per chunk, bytes per row, chunks
@@ -142,7 +144,7 @@ class ShareSplit:
             first_row = head_end // chunk_rows
             stop_row = -(-stop // chunk_rows) if stop > head_end else first_row
             counts = self.counts((stop_row - first_row) * tiles, chunk_rows * row_nbytes // tiles, scheme,
-                                 i == biggest)
+                                 i == biggest, turn=first_row)
             first = first_row * tiles + sum(counts[:rank])
             end = first + counts[rank]
             lo, hi = start, head_end if rank == 0 else start  # the head rows: the storing rank's
