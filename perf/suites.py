@@ -68,14 +68,6 @@ SUITES: dict[str, list[Entry]] = {
            f"ab --ranks 2 --frames 150 --repeat 1 --variant NXPAR_FSYNC=flush --slices {LIVE_SLICES}"),
         _e("gzip-slices", f"frames --frames 400 --shape 512 512 --ranks 2 5 --repeat 2 --modes live drain "
                           f"--compression gzip-byteshuffle --slices {GZIP_SLICES}"),
-        _e("gc-slices", f"ab --ranks 5 --frames 400 --shape 512 512 --repeat 2 --preload --compression gzip-byteshuffle "
-                        f"--variant NXPAR_GC_FREEZE=0 --slices {GZIP_SLICES}",
-           f"ab --ranks 5 --frames 160 --shape 512 512 --repeat 1 --preload --compression gzip-byteshuffle "
-           f"--variant NXPAR_GC_FREEZE=0 --slices {GZIP_SLICES}"),
-        _e("pipeline-slices", f"ab --ranks 5 --frames 400 --shape 512 512 --repeat 3 --preload --compression "
-                              f"gzip-byteshuffle --variant NXPAR_PIPELINE=0 --slices {GZIP_SLICES}",
-           f"ab --ranks 5 --frames 160 --shape 512 512 --repeat 1 --preload --compression gzip-byteshuffle "
-           f"--variant NXPAR_PIPELINE=0 --slices {GZIP_SLICES}"),
         _e("write-path-slices", f"ab --ranks 5 --frames 240 --shape 512 512 --repeat 2 --compression gzip-byteshuffle "
                                 f"--variant NXPAR_WRITE_MODE=mpio --slices {GZIP_SLICES}",
            f"ab --ranks 5 --frames 120 --shape 512 512 --repeat 1 --compression gzip-byteshuffle "

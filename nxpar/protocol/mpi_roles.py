@@ -9,8 +9,6 @@
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from mpi4py import MPI
 
 STEP_TAG = 11
@@ -30,36 +28,22 @@ BUNDLE_DATA_TAG = 16
 POLL_MIN_S = 0.0001
 POLL_MAX_S = 0.002
 POLL_GROWTH = 1.02
-# A rank whose own compression thread is busy (a batch's parts being encoded) waits for its next part
-# (a condition: it wakes at once when the part is encoded) and meanwhile probes for the others' parts
-# and its sends' progress every WORKING_POLL_S: a part takes a few hundred ms to encode, and each
-# wake-up (~40 µs of CPU) is taken from the rank's own encoding (a few % of a fifth of a core at the
-# 0.1 ms sleeps of a fresh poll).
-WORKING_POLL_S = 0.005
+# A rank whose own compression thread is busy (a batch's parts being encoded) polls for the others'
+# parts and its sends' progress: there a probe takes CPU from its own encoding (in a slice of a core,
+# ~0.1 ms per wake-up is several % of the quota at 2 ms), and a part arrives every few hundred ms, so
+# the sleep grows on to WORKING_POLL_MAX_S.
+WORKING_POLL_MAX_S = 0.01
 
 
-def next_sleep(sleep_s: float) -> float:
-    """The sleep after `sleep_s` (grown, capped)."""
-    return min(sleep_s * POLL_GROWTH, POLL_MAX_S)
-
-
-# What a waiting writer rank does between probes (the storing path's pipeline: a storing rank stores
-# the parts that came, a sending rank sends the parts it encoded; writers/storing/). Set once per
-# process by the writer rank's loop; it must never wait itself.
-_idle_work: list[Callable[[], bool]] = []
-
-
-def set_idle_work(work: Callable[[], bool] | None) -> None:
-    _idle_work[:] = [work] if work is not None else []
+def next_sleep(sleep_s: float, cap_s: float = POLL_MAX_S) -> float:
+    """The sleep after `sleep_s` (grown, capped at `cap_s`)."""
+    return min(sleep_s * POLL_GROWTH, cap_s)
 
 
 def backoff(sleep_s: float) -> float:
-    """The idle work (if any: when it did something, no sleep and the next probe comes fast), else
-    sleep; the next sleep."""
+    """Sleep, then return the next sleep."""
     import time
 
-    if _idle_work and _idle_work[0]():
-        return POLL_MIN_S
     time.sleep(sleep_s)
     return next_sleep(sleep_s)
 

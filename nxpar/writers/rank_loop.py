@@ -12,8 +12,6 @@ watchdog warns, then stops the job for its supervisor to restart.
 """
 from __future__ import annotations
 
-import collections
-import gc
 import logging
 import os
 import pickle
@@ -23,10 +21,8 @@ from typing import Any
 from mpi4py import MPI
 
 from ..protocol import steps as st
-from ..protocol.mpi_roles import (PROGRESS_TAG, RESULT_TAG, STEP_TAG, set_idle_work, sleepy_allreduce_max,
-                                  wait_for_message)
+from ..protocol.mpi_roles import PROGRESS_TAG, RESULT_TAG, STEP_TAG, sleepy_allreduce_max, wait_for_message
 from .executor import StepExecutor, StepFailed
-from .storing.pending import PENDING
 from .write_mode import WritePath, write_path
 
 log = logging.getLogger("nxpar.writers.rank_loop")
@@ -64,11 +60,6 @@ class WriterRankLoop:
         self.executor.peek_next = self.peek_next
         self._arrived: list[st.Envelope] = []  # received early by peek_next (rank 0 keeps 2 in flight)
         self._marks: list[MPI.Request] = []
-        # (step number, its answer; None while PENDING): sent to rank 0 in step order
-        self._answers: collections.deque[tuple[int, st.StepResult | None]] = collections.deque()
-        if hasattr(self.executor, "pump"):  # the storing path's pipeline (writers/storing/pending.py)
-            self.executor.pipelined = os.environ.get("NXPAR_PIPELINE", "1") != "0"  # 0: for A/B runs
-            set_idle_work(self._idle_work)
 
     def run(self) -> None:
         while True:
@@ -81,27 +72,8 @@ class WriterRankLoop:
             if not getattr(self.executor, "answers_alone", False):  # the storing path: its first rank's word
                 result = self._agree(result)
             if self.writers.rank == 0:
-                self._answers.append((envelope.seq, None if result.ok and result.value is PENDING else result))
-                self._send_answers()
-        self._send_answers()
+                self.world.send(st.Answer(envelope.seq, result), dest=0, tag=RESULT_TAG)
         self._finish_marks()
-
-    # -- answering ------------------------------------------------------------------------------------
-    def _idle_work(self) -> bool:
-        """While this rank waits: the executor's pipeline pumped, the answers it completed sent."""
-        done = self.executor.pump()
-        self._send_answers()
-        return done
-
-    def _send_answers(self) -> None:
-        """The answers known, oldest first (rank 0 takes them in step order)."""
-        completed = getattr(self.executor, "completed", None)
-        for i, (seq, result) in enumerate(self._answers):
-            if result is None and completed:
-                self._answers[i] = (seq, completed.popleft())
-        while self._answers and self._answers[0][1] is not None:
-            seq, result = self._answers.popleft()
-            self.world.send(st.Answer(seq, result), dest=0, tag=RESULT_TAG)
 
     # -- receiving ------------------------------------------------------------------------------------
     def _receive(self) -> st.Envelope:
@@ -162,28 +134,10 @@ def leave_without_closing(files: Any) -> None:
         os._exit(0)
 
 
-# Python's cyclic garbage collector ran ~10-15 % of a writer rank's CPU while it compressed gzip (py-spy;
-# perf/SCALING.md, gc-slices): every collection of the oldest generation walks every object the modules (h5py,
-# mpi4py, blissdata, redis) made at start-up. Those are frozen out of its view once loaded, and young
-# collections run less often; a writer rank's data lives in numpy buffers, which the collector does not
-# need to free (reference counting does).
-GC_THRESHOLDS = (20_000, 20, 20)
-
-
-def quieter_garbage_collector() -> None:
-    """NXPAR_GC_FREEZE=0 keeps Python's defaults (for A/B runs: perf/SCALING.md)."""
-    if os.environ.get("NXPAR_GC_FREEZE", "1") == "0":
-        return
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def run_writer_rank(world: MPI.Intracomm, writers: MPI.Intracomm) -> None:
     # mpirun forwards SIGTERM and SIGINT (Ctrl-C) to every rank: rank 0 closes the files and dismisses us.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop = WriterRankLoop(world, writers)
-    quieter_garbage_collector()
     loop.run()
     leave_without_closing(loop.executor.files)

@@ -282,29 +282,3 @@ def test_the_rank_loop_takes_the_storing_path_by_default_and_mpio_on_request(com
     ex = executor_for(comm)
     assert isinstance(ex, StepExecutor) and isinstance(ex.write_mode, MpioWrites)
     ex.close_all()
-
-
-def test_pipelined_batches_are_stored_in_order_and_answered_later(comm, shared_dir, lima_file):
-    """As under the rank loop: the storing rank's WriteBatch ends PENDING, the next batch is read and
-    agreed on while the parts of the one before are still coming (a batch's first rows merge into the
-    chunk the batch before filled in part), and the answers come in step order once stored."""
-    from nxpar.writers.storing.pending import PENDING
-
-    ex = make_executor(comm, None)
-    ex.pipelined = True
-    try:
-        path = str(shared_dir / "pipelined.h5")
-        open_scan(ex, path)
-        spec = spec_of("gzip-byteshuffle")
-        values = [ex.execute(st.WriteBatch("scan1", [frames_write(spec, lima_file, lo, hi)]))
-                  for lo, hi in [(0, 5), (5, 13), (13, 14), (14, 24)]]
-        if comm.rank == 0:
-            assert values == [PENDING] * 4
-        ex.execute(st.CloseFile("scan1"))
-        if comm.rank == 0:
-            assert [r.ok for r in ex.completed] == [True] * 4 and all(r.value == {} for r in ex.completed)
-    finally:
-        ex.close_all()
-    comm.Barrier()
-    with h5py.File(path, "r", locking=False) as f, h5py.File(lima_file, "r") as lima:
-        np.testing.assert_array_equal(f["1.1/instrument/cam/data"][()], lima["entry/data"][()])

@@ -6,17 +6,13 @@ filter ids, flags, client data after set_local) and sends them to the storing ra
 with H5Dwrite_chunk. Rows that share a chunk with rows written earlier, grid (keepshape) and variable
 rows, and filters chunk_codec does not encode go to the storing rank as raw rows, written through HDF5
 there. No collective HDF5 call is left: the writer ranks meet only in the step's agreement and the
-transfer, and the storing rank answers rank 0 for all. Under the rank loop a batch is a pipeline: every
-rank reads and agrees on batch k+1 while batch k's chunks are still encoded, sent and stored (the
-parts go out and are stored whenever a rank waits: mpi_roles.set_idle_work); any other step waits for
-the batches before it.
+transfer, and the storing rank answers rank 0 for all.
 
     shares.py        each rank's share of a write (whole chunks; the storing rank's balanced)
     plan.py          what the storing rank sends before the transfer: each write's pipeline, padded dims
     batch_reads.py   reading a share, the agreement (read errors, channel failures), variable dims
     bundle.py        a rank's chunks compressed on a thread pool, in parts; its raw rows
     transfer.py      the plan and the parts over MPI point-to-point, sleep-polled
-    pending.py       the storing rank's batches still coming, stored while it waits (the pipeline)
     storing_rank.py  the storing rank's executor (StepExecutor on its own files)
     sending_rank.py  the other writer ranks' executor
 

@@ -23,30 +23,27 @@ file: its view cannot split), as with the one-writer path.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import h5py
 from mpi4py import MPI
 
 from ...protocol import steps as st
-from ...protocol.mpi_roles import set_idle_work
+from ...protocol.mpi_roles import POLL_MIN_S, WORKING_POLL_MAX_S, next_sleep
 from ..agreement import StepFailed
 from ..direct.chunk_codec import keep_freed_buffers
 from ..datasets import resize_for, write_selection
 from ..executor import SPACE_RESERVE_BYTES, StepExecutor
 from ..write_mode import SerialWrites
 from .batch_reads import BatchReads
-from .bundle import Part, compress_threads, start_encoding
-from .pending import PENDING, PendingBatch, PendingBatches
+from .bundle import Encoding, Part, compress_threads, start_encoding
 from .plan import BatchPlan, WritePlan, pipeline_for
 from .shares import BatchCost, ShareSplit
-from .transfer import send_plan
+from .transfer import part_waiting, receive_part, send_plan
 
 
 class StoringRankExecutor(StepExecutor):
     answers_alone = True
-    pipelined = False  # True (WriterRankLoop): a WriteBatch's answer comes later, in `completed`
 
     def __init__(self, writers: MPI.Intracomm, split: ShareSplit) -> None:
         super().__init__(MPI.COMM_SELF, SerialWrites())  # its files: one process, serial driver
@@ -56,54 +53,23 @@ class StoringRankExecutor(StepExecutor):
         self.pool = ThreadPoolExecutor(compress_threads(writers.size), thread_name_prefix="nxpar-compress")
         keep_freed_buffers()
         self.next_balance: tuple[str, float] | None = None  # measured after a batch, sent with the next plan
-        self.pending = PendingBatches(writers, self._store, self._finish)
-        self.completed = self.pending.completed  # answers of PENDING steps, in step order (WriterRankLoop)
-        set_idle_work(self.pump)  # parts stored while this rank waits for anything (the rank loop's own wraps it)
 
-    def execute(self, step: Any) -> Any:
-        """A WriteBatch: PENDING once its parts are coming (its answer in `completed` later); any other
-        step after every batch before it is stored."""
-        if not isinstance(step, st.WriteBatch):
-            self.pending.drain()
-        return super().execute(step)
-
-    def pump(self) -> bool:
-        """LOCAL: the parts that came stored, complete batches answered (pending.py)."""
-        return self.pending.pump()
-
-    def _write_batch(self, step: st.WriteBatch) -> Any:
-        """COLLECTIVE over the writer ranks (module docstring); its parts are stored later (pending.py)."""
+    def _write_batch(self, step: st.WriteBatch) -> dict[str, st.ChannelFailure]:
+        """COLLECTIVE over the writer ranks (module docstring)."""
         cpu_since = time.process_time()
         rows, shares = self.batch.read(step, lambda: self._batch_error(step))
         plan = self._prepare(step, self.batch.variable_dims(step, rows))
         plan.balance, self.next_balance = self.next_balance, None
-        batch = None
-        if not plan.error:
-            dsets = {i: self.datasets.open[(step.scan_id, w.spec.path)] for i, (w, p) in
-                     enumerate(zip(step.writes, plan.writes)) if p is not None}
-            batch = PendingBatch(step, dsets, shares, cpu_since, set(range(1, self.writers.size)))
-            self.pending.add(batch)  # before the plan: the others' parts may come at once
         send_plan(self.writers, plan)
         self.batch.take_balance(plan.balance)
         if plan.error:
             raise StepFailed(plan.error)
-        batch.start(start_encoding(self.pool, plan, step.writes, shares, rows))
-        if self.pipelined:
-            return PENDING
-        self.pending.drain()  # called alone (tests): the step's own answer
-        result = self.completed.pop()
-        if not result.ok:
-            raise StepFailed(result.error)
-        return result.value
-
-    def _finish(self, batch: PendingBatch) -> st.StepResult:
-        """A batch whose every part is stored: the shares balanced from its costs; its answer."""
-        step = batch.step
-        own = BatchCost(time.process_time() - batch.cpu_since, self.batch.share_bytes(step, batch.shares))
-        self._balance(step, own, batch.costs)
-        if batch.errors:
-            return st.StepResult(False, error="; ".join(batch.errors))
-        return st.StepResult(True, value=self.batch.failures(step))
+        encoding = start_encoding(self.pool, plan, step.writes, shares, rows)
+        errors, costs = self._collect(step, plan, encoding)
+        self._balance(step, BatchCost(time.process_time() - cpu_since, self.batch.share_bytes(step, shares)), costs)
+        if errors:
+            raise StepFailed("; ".join(errors))
+        return self.batch.failures(step)
 
     def _batch_error(self, step: st.WriteBatch) -> str:
         """LOCAL: why this rank cannot take the batch ('' if it can): no open file, no space."""
@@ -138,6 +104,35 @@ class StoringRankExecutor(StepExecutor):
                 return BatchPlan(f"{write.source.stream_name}: {what}: {e}")
         return BatchPlan("", plans)
 
+    def _collect(self, step: st.WriteBatch, plan: BatchPlan, encoding: Encoding) -> tuple[list[str], list[BatchCost]]:
+        """Every other rank's parts stored as they come and this rank's own as they are encoded, until
+        every rank's last part; (the errors, with their rank; the other ranks' costs)."""
+        dsets = {i: self.datasets.open[(step.scan_id, w.spec.path)] for i, (w, p) in
+                 enumerate(zip(step.writes, plan.writes)) if p is not None}
+        waiting, own = set(range(1, self.writers.size)), list(encoding.parts)
+        errors: list[str] = []
+        costs: list[BatchCost] = []
+        sleep_s = POLL_MIN_S
+        while waiting or own:
+            source = part_waiting(self.writers) if waiting else None
+            if source is not None:
+                part = receive_part(self.writers, source)
+                errors += [f"writer rank {source}: {e}" for e in self._store(step, dsets, part)]
+                if part.last:
+                    waiting.discard(source)
+                    costs.append(BatchCost(part.cpu_s, part.nbytes))
+            elif own and own[0].done():
+                errors += self._store(step, dsets, own_part(own.pop(0)))
+            else:  # nothing yet: sleep, or until this rank's next part is encoded
+                if own:
+                    wait(own[:1], timeout=sleep_s)
+                else:
+                    time.sleep(sleep_s)
+                sleep_s = next_sleep(sleep_s, WORKING_POLL_MAX_S)
+                continue
+            sleep_s = POLL_MIN_S
+        return errors + self._store(step, dsets, encoding.last(0.0, 0)), costs
+
     def _store(self, step: st.WriteBatch, dsets: dict[int, h5py.Dataset], part: Part) -> list[str]:
         """One part stored: chunks with H5Dwrite_chunk, raw rows through HDF5; its errors."""
         if part.error:
@@ -160,7 +155,14 @@ class StoringRankExecutor(StepExecutor):
 
     def close_all(self) -> None:
         try:
-            self.pending.drain()
             super().close_all()
         finally:
             self.pool.shutdown(wait=True)
+
+
+def own_part(future: Future) -> Part:
+    """The part a task of this rank encoded, or its error."""
+    try:
+        return future.result()
+    except Exception as e:
+        return Part(error=f"compressing chunks: {type(e).__name__}: {e}")
