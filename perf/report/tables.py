@@ -36,17 +36,19 @@ def frames_scans(doc: Document, scheme: str) -> list[str]:
     for (mode, ranks), runs in groups.items():
         speed = median(r["mb_per_s"] for r in runs)
         one = median(r["mb_per_s"] for r in groups.get((mode, 1), [])) if (mode, 1) in groups else None
+        single = [r["mb_per_s"] for (m, _), rs in groups.items() if m == mode for r in rs if r["writers"] == 1]
+        per_writer = median(single) * runs[0]["writers"] if single else None  # N × one writer rank
         paired = [r["mb_per_s"] / r["publisher_alone_mb_per_s"] for r in runs if r.get("publisher_alone_mb_per_s")]
         rows.append([mode, f"{ranks} ({runs[0]['writers']})", spread(r["mb_per_s"] for r in runs),
                      ratio(speed, base.get(f"{mode} single-process writer")), spread(paired, 2) if paired else "-",
-                     ratio(speed, one), num(median(r["compression_ratio"] for r in runs), 2),
+                     ratio(speed, one), ratio(speed, per_writer), num(median(r["compression_ratio"] for r in runs), 2),
                      num(max(max(u["peak_rss_mb"] for n, u in r["use"].items() if n.startswith(("rank", "writer")))
                              for r in runs)),
                      spread((r["close_after_end_s"] for r in runs), 2),
                      *(num(cpu_per_gb(runs, who), 2) for who in ("publisher", "redis", "rank0", "writers")),
                      throttled(runs, "writers")])
     return table(["mode", "ranks (writers)", "nxpar MB/s", "× single-process writer", "× same publisher alone (paired)",
-                  "× 1 rank", "compression ratio", "peak RSS/rank MB", "file closed after scan end s",
+                  "× 1 rank", "× (writers × 1 writer)", "compression ratio", "peak RSS/rank MB", "file closed after scan end s",
                   "CPU s/GB publisher", "CPU s/GB Redis", "CPU s/GB rank 0", "CPU s/GB writer ranks",
                   "writer slice throttled"], rows)
 
