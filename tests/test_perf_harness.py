@@ -65,7 +65,8 @@ def test_a_block_becomes_the_tables_of_its_json(tmp_path):
     out = regenerate(text, tmp_path)
     assert "old figures" not in out and out.startswith("intro\n") and out.endswith("prose\n")
     assert "`python -m perf frames --ranks 1 2`" in out
-    row = re.search(r"^\| live \| 2 \(1\) \| 60 \| 1\.20 \| 0\.75 \| 1\.50 \| 3\.00 \| 160 \|.*\| 50% \|$", out, re.M)
+    row = re.search(r"^\| live \| 2 \(1\) \| 60 \| 1\.20 \| 0\.75 \| 1\.50 \| 1\.00 \| 3\.00 \| 160 \|.*\| 50% \|$", out,
+                    re.M)  # × (writers × 1 writer): against the run of one writer rank beside rank 0
     assert row, out
     assert regenerate(out, tmp_path) == out
     assert "_Not measured yet" in regenerate("<!-- perf:frames-lz4 -->\n<!-- /perf:frames-lz4 -->\n", tmp_path)

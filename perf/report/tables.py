@@ -26,6 +26,13 @@ def frames_baselines(doc: Document, scheme: str) -> list[str]:
     return table(["baseline (single process, same run)", "MB/s"], rows)
 
 
+def one_writer(groups: dict[tuple[str, int], list[dict]], mode: str) -> float | None:
+    """MB/s of the run with one writer rank beside rank 0 (or rank 0 alone if none): what N writer ranks
+    are compared with (× (writers × 1 writer))."""
+    ranks = [r for (m, r), runs in groups.items() if m == mode and runs[0]["writers"] == 1]
+    return median(x["mb_per_s"] for x in groups[(mode, max(ranks))]) if ranks else None
+
+
 def frames_scans(doc: Document, scheme: str) -> list[str]:
     base = {b["name"]: b["mb_per_s"] for b in doc.of("baseline", scheme=scheme)}
     scans = doc.of("scan", scheme=scheme)
@@ -36,8 +43,7 @@ def frames_scans(doc: Document, scheme: str) -> list[str]:
     for (mode, ranks), runs in groups.items():
         speed = median(r["mb_per_s"] for r in runs)
         one = median(r["mb_per_s"] for r in groups.get((mode, 1), [])) if (mode, 1) in groups else None
-        single = [r["mb_per_s"] for (m, _), rs in groups.items() if m == mode for r in rs if r["writers"] == 1]
-        per_writer = median(single) * runs[0]["writers"] if single else None  # N × one writer rank
+        per_writer = one_writer(groups, mode) * runs[0]["writers"] if one_writer(groups, mode) else None
         paired = [r["mb_per_s"] / r["publisher_alone_mb_per_s"] for r in runs if r.get("publisher_alone_mb_per_s")]
         rows.append([mode, f"{ranks} ({runs[0]['writers']})", spread(r["mb_per_s"] for r in runs),
                      ratio(speed, base.get(f"{mode} single-process writer")), spread(paired, 2) if paired else "-",

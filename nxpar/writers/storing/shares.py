@@ -2,7 +2,7 @@
 
 Shares are whole chunks, in chunk id order (chunk rows along the scan axis, and the tiles of each chunk
 row in C order), contiguous, in rank order, so that each chunk has one owner: a chunk row of big frames
-(a 512² frame chunk row of 32 frames is 16 MiB in 4 tiles) is shared by several ranks, each reading the
+(a 512² frame chunked (32, 128, 128): a chunk row of 32 frames is 16 MiB in 16 tiles) is shared by several ranks, each reading the
 rows of the chunk rows it has tiles in. The rows before a write's first chunk boundary (they share a
 chunk with rows written earlier: HDF5 merges them) are the storing rank's. The storing rank also
 stores every other rank's chunks, and the ranks meet at every step, so a step lasts as long as its
