@@ -70,9 +70,9 @@ def rows_due(submitted: int, available: int, rows_per_chunk: int, row_nbytes: in
         return submitted
     chunk_bytes = max(row_nbytes * rows_per_chunk, 1)
     units = round(budget_bytes / (chunk_bytes * unit_chunks))
-    chunks = units * unit_chunks if units >= 1 else budget_bytes // chunk_bytes
-    end = (submitted // rows_per_chunk + max(chunks, 1)) * rows_per_chunk
-    if end < available and not (flush_all and (available - end) * 2 < max(chunks, 1) * rows_per_chunk):
+    chunks = max(units * unit_chunks if units >= 1 else budget_bytes // chunk_bytes, 1)
+    end = (submitted // rows_per_chunk + chunks) * rows_per_chunk
+    if end < available and not (flush_all and (available - end) * 2 < chunks * rows_per_chunk):
         return end  # (a last piece under half of this step goes with it: one step less at the end)
     if flush_all:
         return available
@@ -134,10 +134,10 @@ class RowWrites:
                 continue
             if p.spec is None:
                 p.spec = spec_of(p)
+            big = self._big(p)
             stop = rows_due(p.submitted, p.available, p.spec.rows_per_chunk, p.spec.row_nbytes, budget,
-                            flush_all=self._flush_all(p, now), min_bytes=self.tuning.min_step_bytes * self.nwriters,
-                            unit_chunks=self.nwriters,
-                            whole_units=self._big(p) and now - p.last_write < self.tuning.max_delay_s)
+                            flush_all=self._flush_all(p, big, now), min_bytes=self.tuning.min_step_bytes * self.nwriters,
+                            unit_chunks=self.nwriters, whole_units=big and now - p.last_write < self.tuning.max_delay_s)
             if stop > p.submitted:
                 write = st.WriteRows(p.spec, source_of(p, stop), p.submitted, stop)
                 writes.append((p, write))
@@ -155,14 +155,13 @@ class RowWrites:
         rows, shared among the writer ranks (`rows_due`'s units)."""
         return p.spec.rows_per_chunk * p.spec.row_nbytes > BIG_CHUNK_ROW_BYTES
 
-    def _flush_all(self, p: StreamProgress, now: float) -> bool:
+    def _flush_all(self, p: StreamProgress, big: bool, now: float) -> bool:
         """Whether a stream's rows go up to the last one, a partly filled chunk included: sealed; its
         first rows, or the max delay passed since its last write. A stream with big chunk rows (`_big`)
         has its partial chunks rewritten whole by every later write into them (decoded, merged, encoded
         again by the storing rank while the others wait: ~2 s for a 16 MiB gzip chunk row in a fifth of
         a core): its first rows wait for a chunk row, and its partial chunks for BIG_CHUNK_DELAY_FACTOR ×
         the max delay, while the writers have nothing of the scan's to do."""
-        big = self._big(p)
         if p.sealed or p.submitted == 0 and not big:
             return True
         if big:
